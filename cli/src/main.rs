@@ -1,0 +1,50 @@
+//! `tiancha`: one command for every part of the system. Each subcommand
+//! lives in its own module with a clap `Args` struct and a `run` function;
+//! this file only wires them.
+
+use clap::{Parser, Subcommand};
+
+mod detect;
+mod plan;
+mod sim;
+
+#[derive(Parser)]
+#[command(
+    name = "tiancha",
+    version,
+    about = "天查 tiancha — police patrol drones that find hazards and gatherings early and hand them to the people who resolve them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan a patrol: area + no-fly zones + points of interest → mission, fences, picture.
+    Plan(plan::Args),
+    /// Run the detector on a video, stream or images and write events.
+    Detect(detect::Args),
+    /// Run the simulated autopilot (and camera) on an address.
+    Sim(sim::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan(a) => plan::run(a),
+        Command::Detect(a) => detect::run(a),
+        Command::Sim(a) => sim::run(a),
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,7 @@
+//! The onboard daemon: wires the firmware bridge, the planner and the eye
+//! together and talks to the ground over MQTT.
+//!
+//! Owns the drone side of the channel: the sans-IO alert spool that keeps
+//! every alert on disk until the ground has it, and the rumqttc driver
+//! around it.
+pub mod spool;

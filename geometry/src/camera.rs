@@ -1,0 +1,1 @@
+//! Camera model: filled in by the inference work (issue 5).
