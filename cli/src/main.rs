@@ -4,7 +4,10 @@
 
 use clap::{Parser, Subcommand};
 
+mod broker;
 mod detect;
+mod ground_station;
+mod loadgen;
 mod plan;
 mod sim;
 
@@ -27,6 +30,12 @@ enum Command {
     Detect(detect::Args),
     /// Run the simulated autopilot (and camera) on an address.
     Sim(sim::Args),
+    /// Run the ground station: ingest, store, HTTP API, embedded broker.
+    GroundStation(ground_station::Args),
+    /// Run the MQTT broker (rumqttd) on its own.
+    Broker(broker::Args),
+    /// Publish synthetic alerts through a real spool and MQTT channel (tests, benchmarks).
+    Loadgen(loadgen::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +45,9 @@ fn main() -> anyhow::Result<()> {
         Command::Plan(a) => plan::run(a),
         Command::Detect(a) => detect::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::GroundStation(a) => ground_station::run(a),
+        Command::Broker(a) => broker::run(a),
+        Command::Loadgen(a) => loadgen::run(a),
     }
 }
 

@@ -4,4 +4,5 @@
 //! Owns the drone side of the channel: the sans-IO alert spool that keeps
 //! every alert on disk until the ground has it, and the rumqttc driver
 //! around it.
+pub mod channel;
 pub mod spool;

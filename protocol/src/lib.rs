@@ -18,6 +18,8 @@
 pub mod codec;
 pub mod messages;
 pub mod mission;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 pub mod topic;
 pub mod validate;
 
@@ -40,3 +42,11 @@ pub const MAX_SNAPSHOT_BYTES: usize = 512 * 1024;
 /// Largest JSON payload accepted on any topic (bytes). Larger payloads are
 /// quarantined without being parsed.
 pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+
+/// Milliseconds since the Unix epoch of a wall-clock time (the crate reads
+/// no clock itself; callers pass `SystemTime::now()`).
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

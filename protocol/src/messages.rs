@@ -595,6 +595,21 @@ pub enum EventKind {
     Log { level: String, message: String },
 }
 
+impl EventKind {
+    /// The `kind` tag as written on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::MissionProgress { .. } => "mission_progress",
+            EventKind::MissionState { .. } => "mission_state",
+            EventKind::IncidentUpdate { .. } => "incident_update",
+            EventKind::Failsafe { .. } => "failsafe",
+            EventKind::Link { .. } => "link",
+            EventKind::SpoolFull { .. } => "spool_full",
+            EventKind::Log { .. } => "log",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MissionState {
@@ -1004,6 +1019,19 @@ pub enum CommandStatus {
     Expired,
     /// Failed end-to-end authentication.
     Unauthorized,
+}
+
+impl CommandResult {
+    /// The id under which this result is spooled, stored and receipted: a
+    /// command has several results (accepted, in progress, final), so the
+    /// id is derived from the command id and the status (UUID v5), and a
+    /// retried identical result de-duplicates.
+    pub fn spool_id(&self) -> Uuid {
+        let progress = self.progress_pct.map(|p| p.to_bits()).unwrap_or(u64::MAX);
+        let mut name = serde_json::to_string(&self.status).expect("serialisable");
+        name.push_str(&progress.to_string());
+        Uuid::new_v5(&self.command_id, name.as_bytes())
+    }
 }
 
 impl CommandStatus {

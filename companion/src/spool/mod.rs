@@ -361,6 +361,12 @@ impl Spool {
         }
     }
 
+    /// Forget an entry whose write to disk failed (it was never accepted).
+    pub fn abandon(&mut self, seq: u64) {
+        self.remove(seq);
+        self.deletions.retain(|s| *s != seq);
+    }
+
     /// Seqs that may now be deleted from disk.
     pub fn drain_deletions(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.deletions)

@@ -1,0 +1,274 @@
+//! `tiancha loadgen`: a companion channel publishing synthetic alerts and
+//! telemetry through the real spool and MQTT client. Used by the
+//! end-to-end tests, the chaos test and the benchmarks; also handy to see
+//! a ground station fill up without a drone.
+//!
+//! Every accepted alert is appended to `--out` as a JSON line
+//! `{"alert_id": ..., "snapshot_sha256": ...}` once the spool has it on
+//! disk, so a test can check the ground's store against exactly what was
+//! accepted.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use tiancha_companion::channel::{self, ChannelConfig};
+use tiancha_companion::spool::SpoolConfig;
+use tiancha_protocol::{self as proto, mqtt::Endpoint, DroneId};
+use uuid::Uuid;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long, default_value = "loadgen-1")]
+    drone_id: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    mqtt_host: String,
+    #[arg(long, default_value_t = 1883)]
+    mqtt_port: u16,
+    /// The spool database.
+    #[arg(long, default_value = "var/loadgen/spool.db")]
+    spool: PathBuf,
+    /// How many alerts to raise.
+    #[arg(long, default_value_t = 100)]
+    alerts: u64,
+    /// Alerts per second (0: as fast as the spool accepts them).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Snapshot size in bytes.
+    #[arg(long, default_value_t = 2048)]
+    snapshot_bytes: usize,
+    /// Telemetry rate (Hz, 0 for none).
+    #[arg(long, default_value_t = 0.0)]
+    telemetry_hz: f64,
+    /// Where to append the ids (and snapshot hashes) of accepted alerts.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seconds to wait for the ground's receipts of everything before
+    /// giving up (exit status 1).
+    #[arg(long, default_value_t = 300)]
+    timeout_s: u64,
+    /// Seconds an acked alert waits for its receipt before it is published
+    /// again.
+    #[arg(long, default_value_t = 10)]
+    receipt_timeout_s: u64,
+    /// Don't wait for receipts: exit once everything is spooled.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// A deterministic, JPEG-looking snapshot (valid SOI marker).
+fn snapshot(n: usize, salt: u64) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    let mut x = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while v.len() < n.max(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    v
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let drone_id = DroneId::new(args.drone_id.clone())?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let cfg = ChannelConfig {
+            drone_id: drone_id.clone(),
+            mqtt: Endpoint {
+                host: args.mqtt_host.clone(),
+                port: args.mqtt_port,
+                ..Endpoint::default()
+            },
+            spool_path: args.spool.clone(),
+            spool: SpoolConfig {
+                receipt_timeout: Duration::from_secs(args.receipt_timeout_s),
+                max_receipt_backoff: Duration::from_secs(args.receipt_timeout_s * 4),
+                ..SpoolConfig::default()
+            },
+            software_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let (handle, _commands, task) = channel::start(cfg)?;
+        let mut out = match &args.out {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let t0 = Instant::now();
+        let mut tele_next = Instant::now();
+        // Submit concurrently so the spool can group-commit.
+        let mut inflight = tokio::task::JoinSet::new();
+        for i in 0..args.alerts {
+            if args.rate > 0.0 {
+                let due = t0 + Duration::from_secs_f64(i as f64 / args.rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            if args.telemetry_hz > 0.0 && Instant::now() >= tele_next {
+                handle.set_telemetry(telemetry(&drone_id, i));
+                tele_next = Instant::now() + Duration::from_secs_f64(1.0 / args.telemetry_hz);
+            }
+            let a = alert(&drone_id, i, args.snapshot_bytes);
+            let h = handle.clone();
+            inflight.spawn(async move {
+                let r = h.submit_alert(&a).await;
+                (a, r)
+            });
+            while inflight.len() >= 256 {
+                record(inflight.join_next().await, &mut out)?;
+            }
+        }
+        while !inflight.is_empty() {
+            record(inflight.join_next().await, &mut out)?;
+        }
+        let accepted_in = t0.elapsed();
+        eprintln!(
+            "loadgen: {} alerts accepted into the spool in {:.2} s ({:.0}/s)",
+            args.alerts,
+            accepted_in.as_secs_f64(),
+            args.alerts as f64 / accepted_in.as_secs_f64().max(1e-9)
+        );
+        if args.no_wait {
+            handle.shutdown();
+            let _ = task.await;
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
+        loop {
+            let s = handle.stats();
+            if s.spool.depth == 0 {
+                eprintln!(
+                    "loadgen: all delivered and receipted after {:.2} s ({} connects, {} republished)",
+                    t0.elapsed().as_secs_f64(),
+                    s.connects,
+                    s.spool.republished
+                );
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out with {} entries still in the spool ({} in flight, {} acked)",
+                    s.spool.depth,
+                    s.spool.inflight,
+                    s.spool.acked
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        handle.shutdown();
+        let _ = task.await;
+        Ok(())
+    })
+}
+
+type Joined = Option<
+    Result<
+        (
+            proto::Alert,
+            Result<channel::Submitted, channel::ChannelError>,
+        ),
+        tokio::task::JoinError,
+    >,
+>;
+
+fn record(j: Joined, out: &mut Option<std::fs::File>) -> anyhow::Result<()> {
+    let Some(j) = j else { return Ok(()) };
+    let (a, r) = j?;
+    r.with_context(|| format!("alert {} was refused", a.alert_id))?;
+    if let Some(f) = out {
+        let sha = hex::encode(Sha256::digest(
+            &a.snapshot
+                .as_ref()
+                .expect("loadgen alerts have snapshots")
+                .jpeg,
+        ));
+        writeln!(
+            f,
+            "{}",
+            serde_json::json!({"alert_id": a.alert_id, "snapshot_sha256": sha})
+        )?;
+        f.flush()?;
+    }
+    Ok(())
+}
+
+fn alert(drone: &DroneId, i: u64, snapshot_bytes: usize) -> proto::Alert {
+    let now = proto::unix_ms(std::time::SystemTime::now());
+    let (lat, lon) = (
+        28.45 + (i % 100) as f64 * 1e-4,
+        117.94 + (i / 100 % 100) as f64 * 1e-4,
+    );
+    proto::Alert {
+        schema: proto::SCHEMA_VERSION,
+        alert_id: Uuid::now_v7(),
+        drone_id: drone.clone(),
+        category: proto::Category::ALL[(i % 4) as usize],
+        confidence: 0.5 + (i % 50) as f64 / 100.0,
+        t_first_unix_ms: now - 30_000,
+        t_unix_ms: now,
+        location_status: proto::LocationStatus::Geotagged,
+        location: Some(proto::Geotag {
+            lat_deg: lat,
+            lon_deg: lon,
+            alt_m: Some(70.0),
+            sigma: proto::Ellipse {
+                semi_major_m: 3.0,
+                semi_minor_m: 2.0,
+                orientation_deg: 30.0,
+            },
+        }),
+        observer: None,
+        person_count: Some((i % 20) as u32 + 3),
+        extent_m: Some(12.0),
+        tracks: vec![],
+        rule: proto::RuleInfo {
+            name: "loadgen".into(),
+            detail: format!("synthetic alert #{i}"),
+        },
+        zone: None,
+        mission_id: None,
+        snapshot: Some(proto::Snapshot {
+            width: 64,
+            height: 48,
+            jpeg: snapshot(snapshot_bytes, i + 1),
+        }),
+    }
+}
+
+fn telemetry(drone: &DroneId, i: u64) -> proto::Telemetry {
+    proto::Telemetry {
+        schema: proto::SCHEMA_VERSION,
+        drone_id: drone.clone(),
+        t_unix_ms: proto::unix_ms(std::time::SystemTime::now()),
+        position: proto::Position {
+            lat_deg: 28.45 + (i % 1000) as f64 * 1e-6,
+            lon_deg: 117.94,
+            alt_m: 130.0,
+            alt_rel_m: Some(60.0),
+        },
+        velocity_ned_mps: [5.0, 0.0, 0.0],
+        attitude: proto::Attitude {
+            roll_deg: 0.0,
+            pitch_deg: -3.0,
+            yaw_deg: 0.0,
+        },
+        gimbal: None,
+        battery: Some(proto::Battery {
+            remaining_pct: 80.0,
+            voltage_v: Some(15.8),
+            current_a: None,
+        }),
+        gps: None,
+        mode: "AUTO".into(),
+        armed: true,
+        in_air: true,
+        mission: None,
+        home: None,
+    }
+}
