@@ -9,13 +9,16 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use tiancha_protocol::mission::{cmd, deg_to_e7, MissionItem, MissionSet, MissionType};
+use tiancha_protocol::mission::{deg_to_e7, MissionItem, MissionSet, MissionType};
 use tiancha_protocol::Validate;
 
 use crate::codec::{dialect, Msg};
 use crate::command::{Command, CommandError, CommandId, CommandOk};
-use crate::core::{BridgeConfig, BridgeStats, Core, SharedPoses, SigningConfig, SigningSetupError};
-use crate::mission::{verify, MissionError, MissionOp, MissionOutcome};
+use crate::core::{
+    BridgeConfig, BridgeStats, Core, MissionJob, MissionJobResult, SharedPoses, SigningConfig,
+    SigningSetupError, UploadReport,
+};
+use crate::mission::{MissionError, MissionOp, MissionOutcome};
 use crate::pose::{CameraPose, ClockMap, PoseError, PoseHistory};
 use crate::signing::SigningKey;
 use crate::state::*;
@@ -45,8 +48,8 @@ enum Request {
         reply: oneshot::Sender<Result<CommandOk, CommandError>>,
     },
     Mission {
-        op: MissionOp,
-        reply: oneshot::Sender<Result<MissionOutcome, MissionError>>,
+        job: MissionJob,
+        reply: oneshot::Sender<MissionJobResult>,
     },
     Send(Box<Msg>),
     SigningSetup {
@@ -74,21 +77,7 @@ pub struct Bridge {
     stats: watch::Receiver<BridgeStats>,
     poses: SharedPoses,
     address: String,
-    transfer_attempts: u32,
     _task: Arc<AbortOnDrop>,
-}
-
-/// What a verified upload did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UploadReport {
-    pub ty: MissionType,
-    pub items: usize,
-    /// Whole-transfer attempts needed (1 = first time).
-    pub attempts: u32,
-    /// The final MISSION_ACK arrived (else the read-back alone proved it).
-    pub acked: bool,
-    /// ArduPilot's home item as read back (mission list only).
-    pub home_on_board: Option<MissionItem>,
 }
 
 /// How a gimbal command got through.
@@ -121,7 +110,6 @@ impl Bridge {
                 source,
             })?;
         let poses: SharedPoses = Arc::new(RwLock::new(PoseHistory::default()));
-        let transfer_attempts = cfg.transfer_attempts;
         let core = Core::new(cfg, Instant::now(), unix_now_us(), poses.clone());
         let (req_tx, req_rx) = mpsc::channel(256);
         let (state_tx, state) = watch::channel(core.state().clone());
@@ -142,7 +130,6 @@ impl Bridge {
             stats,
             poses,
             address: addr.to_string(),
-            transfer_attempts,
             _task: Arc::new(AbortOnDrop(task)),
         })
     }
@@ -532,13 +519,22 @@ impl Bridge {
 
     // ----- mission -----
 
-    async fn mission_op(&self, op: MissionOp) -> Result<MissionOutcome, MissionError> {
+    async fn mission_job(&self, job: MissionJob) -> Result<MissionJobResult, MissionError> {
         let (reply, rx) = oneshot::channel();
         self.req
-            .send(Request::Mission { op, reply })
+            .send(Request::Mission { job, reply })
             .await
             .map_err(|_| MissionError::BridgeStopped)?;
-        rx.await.map_err(|_| MissionError::BridgeStopped)?
+        rx.await.map_err(|_| MissionError::BridgeStopped)
+    }
+
+    async fn mission_op(&self, op: MissionOp) -> Result<MissionOutcome, MissionError> {
+        match self.mission_job(MissionJob::Op(op)).await? {
+            MissionJobResult::Op(r) => r,
+            MissionJobResult::Verified(r) => Err(MissionError::Invalid(format!(
+                "unexpected verified-upload result {r:?}"
+            ))),
+        }
     }
 
     /// Download one list.
@@ -563,89 +559,28 @@ impl Bridge {
         self.mission_op(MissionOp::Clear { ty }).await.map(|_| ())
     }
 
-    /// Upload one list, then read it back and compare ([`verify`]). Restarts
-    /// the whole transfer (up to `transfer_attempts`) if the autopilot
-    /// cancels it, it stalls, or the read-back differs.
+    /// Upload one list, then read it back and compare
+    /// ([`crate::mission::verify`]). Restarts the whole transfer (up to
+    /// `transfer_attempts`) if the autopilot cancels it, it stalls, or the
+    /// read-back differs. On ArduPilot the mission must start with the home
+    /// item (seq 0).
     pub async fn upload(
         &self,
         ty: MissionType,
         items: &[MissionItem],
     ) -> Result<UploadReport, MissionError> {
-        let s = self.snapshot();
-        if s.system_id.is_none() {
-            return Err(MissionError::NoAutopilot);
+        match self
+            .mission_job(MissionJob::VerifiedUpload {
+                ty,
+                items: items.to_vec(),
+            })
+            .await?
+        {
+            MissionJobResult::Verified(r) => r,
+            MissionJobResult::Op(r) => Err(MissionError::Invalid(format!(
+                "unexpected single-operation result {r:?}"
+            ))),
         }
-        if ty == MissionType::Mission && s.autopilot == AutopilotKind::ArduPilot {
-            if let Some(first) = items.first() {
-                if first.command != cmd::NAV_WAYPOINT {
-                    return Err(MissionError::MissingHomeItem {
-                        command: first.command,
-                    });
-                }
-            }
-        }
-        let attempts = self.transfer_attempts();
-        let mut last_err = None;
-        for attempt in 1..=attempts {
-            let acked = match self
-                .mission_op(MissionOp::Upload {
-                    ty,
-                    items: items.to_vec(),
-                })
-                .await
-            {
-                Ok(MissionOutcome::Uploaded { acked, .. }) => acked,
-                Ok(other) => unreachable!("upload produced {other:?}"),
-                Err(e @ (MissionError::Timeout { .. } | MissionError::Cancelled { .. })) => {
-                    tracing::warn!(attempt, error = %e, "upload failed; restarting");
-                    last_err = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let on_board = match self.download(ty).await {
-                Ok(v) => v,
-                Err(e @ (MissionError::Timeout { .. } | MissionError::Cancelled { .. })) => {
-                    tracing::warn!(attempt, error = %e, "read-back failed; restarting");
-                    last_err = Some(e);
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            let kind = self.snapshot().autopilot;
-            let cmp = if kind == AutopilotKind::ArduPilot
-                && ty == MissionType::Mission
-                && items.is_empty()
-                && on_board.len() == 1
-            {
-                Ok(()) // only the home item remains
-            } else {
-                verify(kind, ty, items, &on_board)
-            };
-            match cmp {
-                Ok(()) => {
-                    return Ok(UploadReport {
-                        ty,
-                        items: items.len(),
-                        attempts: attempt,
-                        acked,
-                        home_on_board: (kind == AutopilotKind::ArduPilot
-                            && ty == MissionType::Mission)
-                            .then(|| on_board.first().copied())
-                            .flatten(),
-                    })
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "read-back differs; uploading again");
-                    last_err = Some(e);
-                }
-            }
-        }
-        Err(last_err.expect("at least one attempt"))
-    }
-
-    fn transfer_attempts(&self) -> u32 {
-        self.transfer_attempts.max(1)
     }
 
     /// Upload and verify the mission, fence and rally lists (each, in that
@@ -753,25 +688,28 @@ async fn drive(
     let mut next_cmd: CommandId = 1;
     let mut pending: HashMap<CommandId, oneshot::Sender<Result<CommandOk, CommandError>>> =
         HashMap::new();
-    let mut mission_queue: VecDeque<(
-        MissionOp,
-        oneshot::Sender<Result<MissionOutcome, MissionError>>,
-    )> = VecDeque::new();
-    let mut mission_reply: Option<oneshot::Sender<Result<MissionOutcome, MissionError>>> = None;
+    let mut mission_queue: VecDeque<(MissionJob, oneshot::Sender<MissionJobResult>)> =
+        VecDeque::new();
+    let mut mission_reply: Option<oneshot::Sender<MissionJobResult>> = None;
     let mut signing_reply: Option<oneshot::Sender<Result<(), SigningSetupError>>> = None;
     let mut next_stats = Instant::now();
     loop {
         let now = Instant::now();
         // Start the next mission transfer when idle.
         if mission_reply.is_none() {
-            while let Some((op, reply)) = mission_queue.pop_front() {
-                match core.start_mission_op(op, now) {
+            while let Some((job, reply)) = mission_queue.pop_front() {
+                let verified = matches!(job, MissionJob::VerifiedUpload { .. });
+                match core.start_mission_job(job, now) {
                     Ok(()) => {
                         mission_reply = Some(reply);
                         break;
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(e));
+                        let _ = reply.send(if verified {
+                            MissionJobResult::Verified(Err(e))
+                        } else {
+                            MissionJobResult::Op(Err(e))
+                        });
                     }
                 }
             }
@@ -826,7 +764,7 @@ async fn drive(
                         pending.insert(id, reply);
                         core.submit_command(id, cmd, now);
                     }
-                    Request::Mission { op, reply } => mission_queue.push_back((op, reply)),
+                    Request::Mission { job, reply } => mission_queue.push_back((job, reply)),
                     Request::Send(m) => core.send_message(&m, now),
                     Request::SigningSetup { key, require, reply } => {
                         signing_reply = Some(reply);

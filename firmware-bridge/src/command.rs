@@ -153,6 +153,7 @@ pub type CommandId = u64;
 struct InFlight {
     id: CommandId,
     cmd: Command,
+    first_sent: Instant,
     attempts: u32,
     deadline: Instant,
     in_progress: bool,
@@ -179,6 +180,7 @@ pub struct CommandClient {
     out: VecDeque<Msg>,
     results: VecDeque<(CommandId, Result<CommandOk, CommandError>)>,
     progress: VecDeque<(u16, Option<u8>)>,
+    rtt: Option<Duration>,
     pub stats: CommandStats,
 }
 
@@ -193,6 +195,7 @@ impl CommandClient {
             out: VecDeque::new(),
             results: VecDeque::new(),
             progress: VecDeque::new(),
+            rtt: None,
             stats: CommandStats::default(),
         }
     }
@@ -223,6 +226,7 @@ impl CommandClient {
             InFlight {
                 id,
                 cmd,
+                first_sent: now,
                 attempts: 1,
                 deadline: now + self.cfg.timeout,
                 in_progress: false,
@@ -280,6 +284,10 @@ impl CommandClient {
         };
         let f = self.in_flight.remove(&key).expect("present");
         self.stats.acked += 1;
+        if f.attempts == 1 && ack.result != MAV_RESULT_IN_PROGRESS {
+            // Karn: only unambiguous round trips.
+            self.rtt = Some(now.saturating_duration_since(f.first_sent));
+        }
         self.results.push_back((f.id, res));
         self.start_queued(key, now);
         true
@@ -336,6 +344,11 @@ impl CommandClient {
 
     pub fn poll_result(&mut self) -> Option<(CommandId, Result<CommandOk, CommandError>)> {
         self.results.pop_front()
+    }
+
+    /// The latest unambiguous command round trip, once.
+    pub fn take_rtt_sample(&mut self) -> Option<Duration> {
+        self.rtt.take()
     }
 
     /// IN_PROGRESS reports: (command id, percent if given).

@@ -20,12 +20,13 @@ use crate::command::{
     Command, CommandClient, CommandConfig, CommandError, CommandId, CommandOk, CommandStats,
 };
 use crate::mission::{
-    MissionClient, MissionConfig, MissionError, MissionOp, MissionOutcome, MissionStats,
+    verify, MissionClient, MissionConfig, MissionError, MissionOp, MissionOutcome, MissionStats,
 };
 use crate::pose::{from_euler, AttitudeSample, GimbalSample, PoseHistory, PositionSample};
 use crate::signing::{setup_signing_message, Signer, SigningKey, Verifier};
 use crate::state::*;
 use crate::transport::{Packet, PeerId};
+use tiancha_protocol::mission::{cmd, MissionItem, MissionType};
 
 /// Signing on this link.
 #[derive(Debug, Clone)]
@@ -104,6 +105,53 @@ impl Default for BridgeConfig {
 /// The pose history, shared between the core (writer) and readers.
 pub type SharedPoses = Arc<RwLock<PoseHistory>>;
 
+/// A mission job for the core: one protocol operation, or a verified
+/// upload (upload, read back, compare; restart on failure).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MissionJob {
+    Op(MissionOp),
+    VerifiedUpload {
+        ty: MissionType,
+        items: Vec<MissionItem>,
+    },
+}
+
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MissionJobResult {
+    Op(Result<MissionOutcome, MissionError>),
+    Verified(Result<UploadReport, MissionError>),
+}
+
+/// What a verified upload did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UploadReport {
+    pub ty: MissionType,
+    pub items: usize,
+    /// Whole-transfer attempts needed (1 = first time).
+    pub attempts: u32,
+    /// The final MISSION_ACK arrived (else the read-back alone proved it).
+    pub acked: bool,
+    /// ArduPilot's home item as read back (mission list only).
+    pub home_on_board: Option<MissionItem>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    Single,
+    Uploading,
+    ReadingBack { acked: bool },
+}
+
+#[derive(Debug)]
+struct Job {
+    ty: MissionType,
+    items: Vec<MissionItem>,
+    attempt: u32,
+    stage: Stage,
+    last_err: Option<MissionError>,
+}
+
 /// All counters of the link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct BridgeStats {
@@ -161,6 +209,8 @@ pub struct Core {
     signing_setup: Option<SigningSetup>,
     signing_result: Option<Result<(), SigningSetupError>>,
     extra: LinkStats,
+    job: Option<Job>,
+    job_result: Option<MissionJobResult>,
 }
 
 fn now_unix_us_at(t0: Instant, unix0_us: u64, now: Instant) -> u64 {
@@ -214,6 +264,8 @@ impl Core {
             signing_setup: None,
             signing_result: None,
             extra: LinkStats::default(),
+            job: None,
+            job_result: None,
         }
     }
 
@@ -282,6 +334,7 @@ impl Core {
     }
 
     fn flush(&mut self, now: Instant) {
+        self.progress_job(now);
         while let Some(m) = self.commands.poll_transmit() {
             self.send(&m, now);
         }
@@ -294,6 +347,9 @@ impl Core {
             } else {
                 self.command_results.push_back((id, r));
             }
+        }
+        if let Some(d) = self.commands.take_rtt_sample() {
+            self.mission.rtt_sample(d);
         }
         while let Some((command, progress)) = self.commands.poll_progress() {
             self.emit(Event::CommandProgress { command, progress });
@@ -312,8 +368,117 @@ impl Core {
         self.command_results.pop_front()
     }
 
-    pub fn poll_mission_result(&mut self) -> Option<Result<MissionOutcome, MissionError>> {
-        self.mission.poll_result()
+    /// The result of the mission job started with
+    /// [`start_mission_job`](Self::start_mission_job).
+    pub fn poll_mission_result(&mut self) -> Option<MissionJobResult> {
+        self.job_result.take()
+    }
+
+    /// Whether a mission job is running.
+    pub fn mission_busy(&self) -> bool {
+        self.job.is_some() || self.job_result.is_some()
+    }
+
+    fn progress_job(&mut self, now: Instant) {
+        let Some(r) = self.mission.poll_result() else {
+            return;
+        };
+        let Some(mut job) = self.job.take() else {
+            return;
+        };
+        // DENIED on a read-back: ArduPilot still thinks an upload is in
+        // progress (our last item was lost); uploading again fixes it.
+        let reading_back = matches!(job.stage, Stage::ReadingBack { .. });
+        let retryable = |e: &MissionError| {
+            matches!(
+                e,
+                MissionError::Timeout { .. }
+                    | MissionError::Cancelled { .. }
+                    | MissionError::VerificationFailed { .. }
+            ) || (reading_back
+                && matches!(
+                    e,
+                    MissionError::Rejected {
+                        result: crate::mission::MissionResult::Denied,
+                        ..
+                    }
+                ))
+        };
+        let max = self.cfg.transfer_attempts.max(1);
+        let next: Result<MissionOp, MissionJobResult> = match (
+            std::mem::replace(&mut job.stage, Stage::Single),
+            r,
+        ) {
+            (Stage::Single, r) => Err(MissionJobResult::Op(r)),
+            (Stage::Uploading, Ok(MissionOutcome::Uploaded { acked, .. })) => {
+                job.stage = Stage::ReadingBack { acked };
+                Ok(MissionOp::Download { ty: job.ty })
+            }
+            (Stage::ReadingBack { acked }, Ok(MissionOutcome::Downloaded { items, .. })) => {
+                let kind = self.state.autopilot;
+                let cmp = if kind == AutopilotKind::ArduPilot
+                    && job.ty == MissionType::Mission
+                    && job.items.is_empty()
+                    && items.len() == 1
+                {
+                    Ok(()) // only ArduPilot's home item remains
+                } else {
+                    verify(kind, job.ty, &job.items, &items)
+                };
+                match cmp {
+                    Ok(()) => Err(MissionJobResult::Verified(Ok(UploadReport {
+                        ty: job.ty,
+                        items: job.items.len(),
+                        attempts: job.attempt,
+                        acked,
+                        home_on_board: (kind == AutopilotKind::ArduPilot
+                            && job.ty == MissionType::Mission)
+                            .then(|| items.first().copied())
+                            .flatten(),
+                    }))),
+                    Err(e) => {
+                        tracing::warn!(attempt = job.attempt, error = %e, "read-back differs");
+                        job.last_err = Some(e);
+                        job.stage = Stage::Uploading;
+                        job.attempt += 1;
+                        Ok(MissionOp::Upload {
+                            ty: job.ty,
+                            items: job.items.clone(),
+                        })
+                    }
+                }
+            }
+            (_, Ok(other)) => Err(MissionJobResult::Verified(Err(MissionError::Invalid(
+                format!("unexpected transfer outcome {other:?}"),
+            )))),
+            (_, Err(e)) if retryable(&e) => {
+                tracing::warn!(attempt = job.attempt, error = %e, "transfer failed; restarting the upload");
+                job.last_err = Some(e);
+                job.stage = Stage::Uploading;
+                job.attempt += 1;
+                Ok(MissionOp::Upload {
+                    ty: job.ty,
+                    items: job.items.clone(),
+                })
+            }
+            (_, Err(e)) => Err(MissionJobResult::Verified(Err(e))),
+        };
+        match next {
+            Err(done) => self.job_result = Some(done),
+            Ok(op) => {
+                if job.attempt > max {
+                    let e = job
+                        .last_err
+                        .take()
+                        .unwrap_or(MissionError::Invalid("transfer attempts exhausted".into()));
+                    self.job_result = Some(MissionJobResult::Verified(Err(e)));
+                } else if let Err(e) = self.mission.start(op, now) {
+                    self.job_result = Some(MissionJobResult::Verified(Err(e)));
+                } else {
+                    self.job = Some(job);
+                }
+            }
+        }
     }
 
     pub fn poll_signing_result(&mut self) -> Option<Result<(), SigningSetupError>> {
@@ -913,13 +1078,58 @@ impl Core {
         self.send(msg, now);
     }
 
-    /// Start a mission transfer (result via
+    /// Start a mission job (result via
     /// [`poll_mission_result`](Self::poll_mission_result)).
-    pub fn start_mission_op(&mut self, op: MissionOp, now: Instant) -> Result<(), MissionError> {
+    pub fn start_mission_job(&mut self, job: MissionJob, now: Instant) -> Result<(), MissionError> {
         if self.target.is_none() {
             return Err(MissionError::NoAutopilot);
         }
-        self.mission.start(op, now)?;
+        if self.mission_busy() {
+            return Err(MissionError::Busy);
+        }
+        let j = match job {
+            MissionJob::Op(op) => {
+                let ty = match &op {
+                    MissionOp::Upload { ty, .. }
+                    | MissionOp::Download { ty }
+                    | MissionOp::Clear { ty } => *ty,
+                };
+                self.mission.start(op, now)?;
+                Job {
+                    ty,
+                    items: vec![],
+                    attempt: 1,
+                    stage: Stage::Single,
+                    last_err: None,
+                }
+            }
+            MissionJob::VerifiedUpload { ty, items } => {
+                if ty == MissionType::Mission && self.state.autopilot == AutopilotKind::ArduPilot {
+                    if let Some(first) = items.first() {
+                        if first.command != cmd::NAV_WAYPOINT {
+                            return Err(MissionError::MissingHomeItem {
+                                command: first.command,
+                            });
+                        }
+                    }
+                }
+                self.mission.start(
+                    MissionOp::Upload {
+                        ty,
+                        items: items.clone(),
+                    },
+                    now,
+                )?;
+                Job {
+                    ty,
+                    items,
+                    attempt: 1,
+                    stage: Stage::Uploading,
+                    last_err: None,
+                }
+            }
+        };
+        self.job = Some(j);
         self.flush(now);
         Ok(())
     }

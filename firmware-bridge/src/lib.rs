@@ -16,6 +16,8 @@ pub mod signing;
 pub mod state;
 pub mod transport;
 
-pub use crate::bridge::{Bridge, BridgeError, GimbalPath, UploadReport};
-pub use crate::core::{BridgeConfig, BridgeStats, Core, SigningConfig};
+pub use crate::bridge::{Bridge, BridgeError, GimbalPath};
+pub use crate::core::{
+    BridgeConfig, BridgeStats, Core, MissionJob, MissionJobResult, SigningConfig, UploadReport,
+};
 pub use crate::state::{Event, FlightMode, VehicleState};

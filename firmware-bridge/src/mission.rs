@@ -39,6 +39,11 @@ use tiancha_protocol::mission::{frame, MissionItem, MissionType};
 use crate::codec::{dialect, Msg};
 use crate::state::AutopilotKind;
 
+/// How long a vehicle must stay silent after the final item before an
+/// upload counts as complete without its MISSION_ACK (three ArduPilot
+/// re-request periods).
+const FINAL_QUIET: Duration = Duration::from_millis(3000);
+
 /// Timeouts and retry policy of the mission microservice.
 #[derive(Debug, Clone, Serialize)]
 pub struct MissionConfig {
@@ -467,8 +472,7 @@ struct Upload {
     max_requested: Option<u16>,
     /// The item most recently requested (the one to resend).
     last_requested: Option<u16>,
-    /// When the thing we wait on was sent, and whether it was a resend.
-    sent_at: Instant,
+    /// Whether the item last sent was a resend.
     resent: bool,
     deadline: Instant,
     stalled: u32,
@@ -476,6 +480,8 @@ struct Upload {
     final_resent: bool,
     /// INVALID_SEQUENCE answers after a resend of the final item.
     complete_hints: u32,
+    /// When the last item request arrived.
+    last_request_at: Instant,
 }
 
 #[derive(Debug)]
@@ -556,6 +562,12 @@ impl MissionClient {
         self.active.is_some() || self.result.is_some()
     }
 
+    /// A round-trip measurement from elsewhere on the link (command acks),
+    /// so the first upload does not start with the blind initial timeout.
+    pub fn rtt_sample(&mut self, d: Duration) {
+        self.rtt.sample(d);
+    }
+
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         self.rtt.rto(&self.cfg)
@@ -588,12 +600,12 @@ impl MissionClient {
                     items,
                     max_requested: None,
                     last_requested: None,
-                    sent_at: now,
                     resent: false,
                     deadline,
                     stalled: 0,
                     final_resent: false,
                     complete_hints: 0,
+                    last_request_at: now,
                 }));
             }
             MissionOp::Download { ty } => {
@@ -758,15 +770,11 @@ impl MissionClient {
                     self.active = Some(Active::Upload(u));
                     return;
                 }
-                // Round trip: what we last sent (COUNT, or item seq-1) was
-                // answered by this request — if it was sent only once.
-                let answers_last = match u.last_requested {
-                    None => seq == 0,
-                    Some(l) => seq == l + 1,
-                };
-                if answers_last && !u.resent {
-                    self.rtt.sample(now.saturating_duration_since(u.sent_at));
-                }
+                // No round-trip samples here: the vehicle drives uploads and
+                // may answer late with its own re-request (ArduPilot: 1 s),
+                // which would inflate the estimate. Downloads measure it.
+                tracing::trace!(seq, "upload: item requested");
+                u.last_request_at = now;
                 let progress = u.max_requested.is_none_or(|m| seq > m);
                 if progress {
                     u.stalled = 0;
@@ -783,11 +791,11 @@ impl MissionClient {
                     self.stats.retransmissions += 1;
                 }
                 u.last_requested = Some(seq);
-                u.sent_at = now;
                 u.deadline = now + self.rto();
                 self.active = Some(Active::Upload(u));
             }
             Incoming::Ack(r, opaque_id) => {
+                tracing::trace!(?r, "upload: ack");
                 let all_requested = count == 0 || u.max_requested == Some(count - 1);
                 match MissionResult::from_mav(r) {
                     None if all_requested => {
@@ -1011,8 +1019,21 @@ impl MissionClient {
                 }
                 self.stats.timeouts += 1;
                 u.stalled += 1;
+                tracing::trace!(stalled = u.stalled, last = ?u.last_requested, final_resent = u.final_resent, "upload: timeout");
                 let count = u.items.len() as u16;
                 let all_requested = count == 0 || u.max_requested == Some(count - 1);
+                // Every item was requested and sent, the last one resent,
+                // and the vehicle has been quiet for several of its own
+                // re-request periods: the final MISSION_ACK was lost
+                // (ArduPilot does not answer items after completion).
+                let quiet = now.saturating_duration_since(u.last_request_at);
+                if all_requested && u.final_resent && quiet >= (rto * 3).max(FINAL_QUIET) {
+                    self.finish(Ok(MissionOutcome::Uploaded {
+                        acked: false,
+                        opaque_id: 0,
+                    }));
+                    return;
+                }
                 if u.stalled > max {
                     if all_requested && u.complete_hints > 0 {
                         self.finish(Ok(MissionOutcome::Uploaded {
@@ -1038,7 +1059,10 @@ impl MissionClient {
                     return;
                 }
                 self.stats.retransmissions += 1;
-                match u.last_requested {
+                // Resend the highest item requested, not the last: a
+                // reordered, stale request must not send us backwards (the
+                // vehicle only moves forward).
+                match u.max_requested {
                     None => self.send_count(u.ty, count),
                     Some(seq) => {
                         let mut it = u.items[seq as usize].clone();
@@ -1051,7 +1075,6 @@ impl MissionClient {
                     }
                 }
                 u.resent = true;
-                u.sent_at = now;
                 u.deadline = now + rto;
                 self.active = Some(Active::Upload(u));
             }

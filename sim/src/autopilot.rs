@@ -1,0 +1,1103 @@
+//! The simulated autopilot on the wire: ArduCopter's messages, commands,
+//! streams and mission protocol over the [`Vehicle`]. Sans-IO:
+//! [`Autopilot`] works on decoded messages and simulated time;
+//! [`SimNode`] adds framing and signing (bytes in, bytes out).
+
+use std::collections::{HashMap, VecDeque};
+
+use mavlink::{MavHeader, MessageData};
+use nalgebra::{UnitQuaternion, Vector3};
+use tiancha_firmware_bridge::codec::{dialect, Decoder, Encoder, Msg, Received};
+use tiancha_firmware_bridge::pose::camera_from_frd;
+use tiancha_firmware_bridge::signing::{Signer, SigningKey, Verifier};
+use tiancha_firmware_bridge::transport::{Packet, PeerId};
+use tiancha_geometry::geodesy::LatLonAlt;
+use tiancha_protocol::mission::MissionType;
+
+use crate::fence::Fence;
+use crate::mission_server::{Lists, MissionServer, ServerOutput};
+use crate::noise::{Noise, NoiseConfig};
+use crate::truth::Truth;
+use crate::vehicle::{home_item, severity, Airframe, Mode, Refused, Vehicle, VehicleEvent};
+
+/// Physics step (simulated seconds).
+pub const DT: f64 = 0.02;
+
+/// What the autopilot is and how it behaves.
+#[derive(Debug, Clone)]
+pub struct AutopilotConfig {
+    pub system_id: u8,
+    pub component_id: u8,
+    pub home: LatLonAlt,
+    pub battery_pct: f64,
+    pub airframe: Airframe,
+    /// Has a GPS at all.
+    pub gps: bool,
+    /// Simulated seconds until the GPS has a 3D fix (EKF good 1 s later).
+    pub gps_fix_delay_s: f64,
+    /// Supports the gimbal manager v2 commands (else only the legacy mount
+    /// commands).
+    pub gimbal_manager: bool,
+    /// Refuse SET_MESSAGE_INTERVAL (old firmware): REQUEST_DATA_STREAM only.
+    pub legacy_streams_only: bool,
+    pub noise: NoiseConfig,
+    /// Simulated Unix time at boot, microseconds.
+    pub boot_unix_us: u64,
+}
+
+impl Default for AutopilotConfig {
+    fn default() -> Self {
+        Self {
+            system_id: 1,
+            component_id: 1,
+            home: LatLonAlt::new(28.45, 117.94, 70.0),
+            battery_pct: 100.0,
+            airframe: Airframe::default(),
+            gps: true,
+            gps_fix_delay_s: 2.0,
+            gimbal_manager: true,
+            legacy_streams_only: false,
+            noise: NoiseConfig::default(),
+            boot_unix_us: 1_750_000_000_000_000,
+        }
+    }
+}
+
+/// Telemetry messages the simulator can stream.
+fn streamable() -> Vec<(u32, f64)> {
+    use dialect::*;
+    // (message id, default rate Hz)
+    vec![
+        (HEARTBEAT_DATA::ID, 1.0),
+        (SYS_STATUS_DATA::ID, 1.0),
+        (GPS_RAW_INT_DATA::ID, 1.0),
+        (GLOBAL_POSITION_INT_DATA::ID, 4.0),
+        (ATTITUDE_DATA::ID, 4.0),
+        (MISSION_CURRENT_DATA::ID, 1.0),
+        (SYSTEM_TIME_DATA::ID, 1.0),
+        (EXTENDED_SYS_STATE_DATA::ID, 1.0),
+        (BATTERY_STATUS_DATA::ID, 1.0),
+        (EKF_STATUS_REPORT_DATA::ID, 1.0),
+        (GIMBAL_DEVICE_ATTITUDE_STATUS_DATA::ID, 2.0),
+        (MOUNT_STATUS_DATA::ID, 1.0),
+        (HOME_POSITION_DATA::ID, 0.2),
+        (VFR_HUD_DATA::ID, 2.0),
+    ]
+}
+
+/// ArduPilot's REQUEST_DATA_STREAM groups.
+fn stream_group(id: u8) -> Vec<u32> {
+    use dialect::*;
+    match id {
+        2 => vec![
+            SYS_STATUS_DATA::ID,
+            GPS_RAW_INT_DATA::ID,
+            MISSION_CURRENT_DATA::ID,
+            EXTENDED_SYS_STATE_DATA::ID,
+        ],
+        6 => vec![GLOBAL_POSITION_INT_DATA::ID],
+        10 => vec![ATTITUDE_DATA::ID],
+        11 => vec![VFR_HUD_DATA::ID],
+        12 => vec![
+            SYSTEM_TIME_DATA::ID,
+            BATTERY_STATUS_DATA::ID,
+            EKF_STATUS_REPORT_DATA::ID,
+            GIMBAL_DEVICE_ATTITUDE_STATUS_DATA::ID,
+            MOUNT_STATUS_DATA::ID,
+        ],
+        _ => vec![],
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Stream {
+    default_interval: Option<f64>,
+    interval: Option<f64>,
+    next: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    t: f64,
+    pos: Vector3<f64>,
+    vel: Vector3<f64>,
+    rpy: (f64, f64, f64),
+    gimbal: (f64, f64, bool),
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutopilotStats {
+    pub commands: u64,
+    pub commands_rejected: u64,
+    pub ignored_not_for_us: u64,
+}
+
+/// The autopilot. See the module docs.
+pub struct Autopilot {
+    pub cfg: AutopilotConfig,
+    pub vehicle: Vehicle,
+    pub lists: Lists,
+    pub server: MissionServer,
+    streams: HashMap<u32, Stream>,
+    out: VecDeque<Msg>,
+    now: f64,
+    phys_t: f64,
+    noise: Noise,
+    history: VecDeque<Snapshot>,
+    /// A SETUP_SIGNING asked to change the key (`Some(None)` = disable).
+    pub signing_change: Option<Option<SigningKey>>,
+    pub stats: AutopilotStats,
+    signing: bool,
+}
+
+fn is_global_frame(f: u8) -> bool {
+    matches!(f, 0 | 5)
+}
+
+impl Autopilot {
+    pub fn new(cfg: AutopilotConfig) -> Self {
+        let mut vehicle = Vehicle::new(cfg.home, cfg.airframe.clone(), cfg.battery_pct);
+        vehicle.gps_fix = false;
+        let lists = Lists {
+            mission: vec![home_item(cfg.home)],
+            fence: vec![],
+            rally: vec![],
+        };
+        let streams = streamable()
+            .into_iter()
+            .map(|(id, hz)| {
+                let iv = Some(1.0 / hz);
+                (
+                    id,
+                    Stream {
+                        default_interval: iv,
+                        interval: iv,
+                        next: 0.0,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            server: MissionServer::new(cfg.system_id, cfg.component_id),
+            noise: Noise::new(cfg.noise),
+            vehicle,
+            lists,
+            streams,
+            out: VecDeque::new(),
+            now: 0.0,
+            phys_t: 0.0,
+            history: VecDeque::new(),
+            signing_change: None,
+            stats: AutopilotStats::default(),
+            signing: false,
+            cfg,
+        }
+    }
+
+    pub fn set_signing_flag(&mut self, on: bool) {
+        self.signing = on;
+    }
+
+    pub fn now(&self) -> f64 {
+        self.now
+    }
+
+    fn boot_ms(&self, t: f64) -> u32 {
+        (t * 1000.0).max(0.0) as u32
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Msg> {
+        self.out.pop_front()
+    }
+
+    fn text(&mut self, severity: u8, text: &str) {
+        let mut buf = [0u8; 50];
+        let b = text.as_bytes();
+        let n = b.len().min(50);
+        buf[..n].copy_from_slice(&b[..n]);
+        self.out
+            .push_back(Msg::STATUSTEXT(dialect::STATUSTEXT_DATA {
+                severity: num_traits::FromPrimitive::from_u8(severity)
+                    .unwrap_or(dialect::MavSeverity::MAV_SEVERITY_INFO),
+                text: buf.into(),
+                id: 0,
+                chunk_seq: 0,
+            }));
+    }
+
+    /// The next simulated time something is due.
+    pub fn next_wakeup(&self) -> f64 {
+        let s = self
+            .streams
+            .values()
+            .filter(|s| s.interval.is_some())
+            .map(|s| s.next)
+            .fold(f64::INFINITY, f64::min);
+        s.min(self.phys_t + DT)
+    }
+
+    /// Advance to simulated time `now`: physics, mission protocol timers,
+    /// telemetry.
+    pub fn tick(&mut self, now: f64) {
+        if now < self.now {
+            return;
+        }
+        self.now = now;
+        // (The epsilon absorbs float rounding of callers' clocks.)
+        while self.phys_t + DT <= now + 1e-9 {
+            self.phys_t += DT;
+            let t = self.phys_t;
+            // Sensors come up.
+            if self.cfg.gps && !self.vehicle.gps_fix && t >= self.cfg.gps_fix_delay_s {
+                self.vehicle.gps_fix = true;
+                self.text(severity::INFO, "GPS 1: detected as u-blox at 230400 baud");
+            }
+            if self.vehicle.gps_fix && !self.vehicle.ekf_ok && t >= self.cfg.gps_fix_delay_s + 1.0 {
+                self.vehicle.ekf_ok = true;
+                self.text(severity::INFO, "EKF3 IMU0 is using GPS");
+            }
+            self.vehicle.step(DT);
+            self.history.push_back(Snapshot {
+                t,
+                pos: self.vehicle.pos,
+                vel: self.vehicle.vel,
+                rpy: (self.vehicle.roll, self.vehicle.pitch, self.vehicle.yaw),
+                gimbal: (
+                    self.vehicle.gimbal.pitch_deg,
+                    self.vehicle.gimbal.yaw_deg,
+                    self.vehicle.gimbal.yaw_lock,
+                ),
+            });
+            while self.history.len() > 200 {
+                self.history.pop_front();
+            }
+            self.drain_vehicle_events();
+        }
+        self.server.tick(now);
+        self.drain_server();
+        // Streams.
+        let due: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.interval.is_some() && s.next <= now + 1e-9)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut due = due;
+        due.sort_unstable();
+        for id in due {
+            let s = self.streams.get_mut(&id).expect("present");
+            let iv = s.interval.expect("filtered");
+            s.next = if now - s.next > iv {
+                now + iv
+            } else {
+                s.next + iv
+            };
+            self.emit(id);
+        }
+    }
+
+    fn drain_vehicle_events(&mut self) {
+        while let Some(e) = self.vehicle.events.pop_front() {
+            match e {
+                VehicleEvent::Text { severity, text } => self.text(severity, &text),
+                VehicleEvent::ItemReached(seq) => self.out.push_back(Msg::MISSION_ITEM_REACHED(
+                    dialect::MISSION_ITEM_REACHED_DATA { seq },
+                )),
+                VehicleEvent::CurrentChanged(_) => self.emit(dialect::MISSION_CURRENT_DATA::ID),
+                VehicleEvent::ModeChanged(_) | VehicleEvent::Armed(_) => {
+                    self.emit(dialect::HEARTBEAT_DATA::ID)
+                }
+                VehicleEvent::HomeChanged => {
+                    self.lists.mission[0] = home_item(self.vehicle.home);
+                    self.emit(dialect::HOME_POSITION_DATA::ID)
+                }
+            }
+        }
+    }
+
+    fn drain_server(&mut self) {
+        while let Some(o) = self.server.out.pop_front() {
+            match o {
+                ServerOutput::Send(m) => self.out.push_back(*m),
+                ServerOutput::Text(s, t) => self.text(s, &t),
+                ServerOutput::Changed(t) => self.apply_list(t),
+            }
+        }
+    }
+
+    fn apply_list(&mut self, t: MissionType) {
+        match t {
+            MissionType::Mission => {
+                self.lists.mission[0] = home_item(self.vehicle.home);
+                self.vehicle.mission = self.lists.mission.clone();
+                self.vehicle.mission_changed();
+            }
+            MissionType::Fence => {
+                self.vehicle.fence = Fence::from_items(&self.lists.fence).unwrap_or_default();
+            }
+            MissionType::Rally => {}
+        }
+    }
+
+    fn snapshot_at(&self, t: f64) -> Snapshot {
+        let cur = Snapshot {
+            t: self.phys_t,
+            pos: self.vehicle.pos,
+            vel: self.vehicle.vel,
+            rpy: (self.vehicle.roll, self.vehicle.pitch, self.vehicle.yaw),
+            gimbal: (
+                self.vehicle.gimbal.pitch_deg,
+                self.vehicle.gimbal.yaw_deg,
+                self.vehicle.gimbal.yaw_lock,
+            ),
+        };
+        if t >= self.phys_t {
+            return cur;
+        }
+        self.history
+            .iter()
+            .rev()
+            .find(|s| s.t <= t)
+            .copied()
+            .unwrap_or(cur)
+    }
+
+    /// Emit one telemetry message now.
+    fn emit(&mut self, id: u32) {
+        use dialect::*;
+        let lat_ms = self.cfg.noise.latency_ms / 1000.0;
+        let snap = self.snapshot_at(self.phys_t - lat_ms);
+        let stamp = |s: &mut Self| {
+            let j = s.noise.stamp_ms() / 1000.0;
+            s.boot_ms(snap.t + j)
+        };
+        let v = &self.vehicle;
+        let m = match id {
+            HEARTBEAT_DATA::ID => {
+                let mut base = MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED
+                    | MavModeFlag::MAV_MODE_FLAG_STABILIZE_ENABLED;
+                if matches!(
+                    v.mode,
+                    Mode::Guided | Mode::Auto | Mode::Rtl | Mode::Land | Mode::Circle
+                ) {
+                    base |= MavModeFlag::MAV_MODE_FLAG_GUIDED_ENABLED;
+                }
+                if v.armed {
+                    base |= MavModeFlag::MAV_MODE_FLAG_SAFETY_ARMED;
+                }
+                let status = if v.battery_fs_critical() {
+                    MavState::MAV_STATE_CRITICAL
+                } else if v.armed {
+                    MavState::MAV_STATE_ACTIVE
+                } else {
+                    MavState::MAV_STATE_STANDBY
+                };
+                Msg::HEARTBEAT(HEARTBEAT_DATA {
+                    custom_mode: v.mode as u32,
+                    mavtype: MavType::MAV_TYPE_QUADROTOR,
+                    autopilot: MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
+                    base_mode: base,
+                    system_status: status,
+                    mavlink_version: 3,
+                })
+            }
+            GLOBAL_POSITION_INT_DATA::ID => {
+                if !v.ekf_ok {
+                    return;
+                }
+                let e = self.noise.gps_error(snap.t);
+                let p = snap.pos + Vector3::new(e[0], e[1], e[2]);
+                let mut ll = self.vehicle.frame.from_ned(p);
+                ll.alt_m = self.vehicle.home.alt_m - p.z;
+                let t = stamp(self);
+                Msg::GLOBAL_POSITION_INT(GLOBAL_POSITION_INT_DATA {
+                    time_boot_ms: t,
+                    lat: (ll.lat_deg * 1e7).round() as i32,
+                    lon: (ll.lon_deg * 1e7).round() as i32,
+                    alt: (ll.alt_m * 1000.0).round() as i32,
+                    relative_alt: (-p.z * 1000.0).round() as i32,
+                    vx: (snap.vel.x * 100.0).round() as i16,
+                    vy: (snap.vel.y * 100.0).round() as i16,
+                    vz: (snap.vel.z * 100.0).round() as i16,
+                    hdg: ((snap.rpy.2.to_degrees().rem_euclid(360.0)) * 100.0).round() as u16
+                        % 36000,
+                })
+            }
+            ATTITUDE_DATA::ID => {
+                let (r, p, y) = snap.rpy;
+                let (nr, np, ny) = (
+                    self.noise.attitude_rad(),
+                    self.noise.attitude_rad(),
+                    self.noise.attitude_rad(),
+                );
+                let t = stamp(self);
+                Msg::ATTITUDE(ATTITUDE_DATA {
+                    time_boot_ms: t,
+                    roll: (r + nr) as f32,
+                    pitch: (p + np) as f32,
+                    yaw: (y + ny) as f32,
+                    rollspeed: 0.0,
+                    pitchspeed: 0.0,
+                    yawspeed: 0.0,
+                })
+            }
+            GIMBAL_DEVICE_ATTITUDE_STATUS_DATA::ID => {
+                let (gp, gy, lock) = snap.gimbal;
+                let gp = gp + self.noise.gimbal_deg();
+                let gy = gy + self.noise.gimbal_deg();
+                let q = UnitQuaternion::from_euler_angles(0.0, gp.to_radians(), gy.to_radians());
+                let flags = if lock {
+                    GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_ROLL_LOCK
+                        | GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_PITCH_LOCK
+                        | GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_YAW_LOCK
+                        | GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_YAW_IN_EARTH_FRAME
+                } else {
+                    GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_ROLL_LOCK
+                        | GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_PITCH_LOCK
+                        | GimbalDeviceFlags::GIMBAL_DEVICE_FLAGS_YAW_IN_VEHICLE_FRAME
+                };
+                let t = stamp(self);
+                Msg::GIMBAL_DEVICE_ATTITUDE_STATUS(GIMBAL_DEVICE_ATTITUDE_STATUS_DATA {
+                    time_boot_ms: t,
+                    q: [q.w as f32, q.i as f32, q.j as f32, q.k as f32],
+                    angular_velocity_x: f32::NAN,
+                    angular_velocity_y: f32::NAN,
+                    angular_velocity_z: f32::NAN,
+                    failure_flags: GimbalDeviceErrorFlags::empty(),
+                    flags,
+                    target_system: 0,
+                    target_component: 0,
+                    delta_yaw: f32::NAN,
+                    delta_yaw_velocity: f32::NAN,
+                    gimbal_device_id: 1,
+                })
+            }
+            MOUNT_STATUS_DATA::ID => {
+                let (gp, gy, _) = snap.gimbal;
+                Msg::MOUNT_STATUS(MOUNT_STATUS_DATA {
+                    pointing_a: (gp * 100.0).round() as i32,
+                    pointing_b: 0,
+                    pointing_c: (gy * 100.0).round() as i32,
+                    target_system: 0,
+                    target_component: 0,
+                    mount_mode: MavMountMode::MAV_MOUNT_MODE_MAVLINK_TARGETING,
+                })
+            }
+            SYS_STATUS_DATA::ID => {
+                let volts = v.battery_voltage();
+                let sensors = MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_3D_GYRO
+                    | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_3D_ACCEL
+                    | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_GPS
+                    | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_BATTERY;
+                let mut health = sensors;
+                if !v.gps_fix {
+                    health.remove(MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_GPS);
+                }
+                Msg::SYS_STATUS(SYS_STATUS_DATA {
+                    onboard_control_sensors_present: sensors,
+                    onboard_control_sensors_enabled: sensors,
+                    onboard_control_sensors_health: health,
+                    load: 200,
+                    voltage_battery: (volts * 1000.0) as u16,
+                    current_battery: (v.current_a * 100.0) as i16,
+                    drop_rate_comm: 0,
+                    errors_comm: 0,
+                    errors_count1: 0,
+                    errors_count2: 0,
+                    errors_count3: 0,
+                    errors_count4: 0,
+                    battery_remaining: v.battery_pct.round() as i8,
+                    onboard_control_sensors_present_extended: MavSysStatusSensorExtended::empty(),
+                    onboard_control_sensors_enabled_extended: MavSysStatusSensorExtended::empty(),
+                    onboard_control_sensors_health_extended: MavSysStatusSensorExtended::empty(),
+                })
+            }
+            BATTERY_STATUS_DATA::ID => {
+                let mut voltages = [u16::MAX; 10];
+                voltages[0] = (v.battery_voltage() * 1000.0) as u16;
+                Msg::BATTERY_STATUS(BATTERY_STATUS_DATA {
+                    current_consumed: ((100.0 - v.battery_pct) / 100.0 * v.af.capacity_mah) as i32,
+                    energy_consumed: -1,
+                    temperature: i16::MAX,
+                    voltages,
+                    current_battery: (v.current_a * 100.0) as i16,
+                    id: 0,
+                    battery_function: MavBatteryFunction::MAV_BATTERY_FUNCTION_ALL,
+                    mavtype: MavBatteryType::MAV_BATTERY_TYPE_LIPO,
+                    battery_remaining: v.battery_pct.round() as i8,
+                    time_remaining: 0,
+                    charge_state: MavBatteryChargeState::MAV_BATTERY_CHARGE_STATE_OK,
+                    voltages_ext: [0; 4],
+                    mode: MavBatteryMode::MAV_BATTERY_MODE_UNKNOWN,
+                    fault_bitmask: MavBatteryFault::empty(),
+                })
+            }
+            GPS_RAW_INT_DATA::ID => {
+                let ll = v.position();
+                let fix = if !self.cfg.gps {
+                    GpsFixType::GPS_FIX_TYPE_NO_GPS
+                } else if v.gps_fix {
+                    GpsFixType::GPS_FIX_TYPE_3D_FIX
+                } else {
+                    GpsFixType::GPS_FIX_TYPE_NO_FIX
+                };
+                Msg::GPS_RAW_INT(GPS_RAW_INT_DATA {
+                    time_usec: (self.now * 1e6) as u64,
+                    lat: if v.gps_fix {
+                        (ll.lat_deg * 1e7) as i32
+                    } else {
+                        0
+                    },
+                    lon: if v.gps_fix {
+                        (ll.lon_deg * 1e7) as i32
+                    } else {
+                        0
+                    },
+                    alt: (ll.alt_m * 1000.0) as i32,
+                    eph: 70,
+                    epv: 120,
+                    vel: (v.vel.xy().norm() * 100.0) as u16,
+                    cog: 0,
+                    fix_type: fix,
+                    satellites_visible: if v.gps_fix { 14 } else { 0 },
+                    alt_ellipsoid: 0,
+                    h_acc: 800,
+                    v_acc: 1500,
+                    vel_acc: 200,
+                    hdg_acc: 0,
+                    yaw: 0,
+                })
+            }
+            EKF_STATUS_REPORT_DATA::ID => {
+                use EkfStatusFlags as F;
+                let flags = if v.ekf_ok {
+                    F::EKF_ATTITUDE
+                        | F::EKF_VELOCITY_HORIZ
+                        | F::EKF_VELOCITY_VERT
+                        | F::EKF_POS_HORIZ_REL
+                        | F::EKF_POS_HORIZ_ABS
+                        | F::EKF_POS_VERT_ABS
+                        | F::EKF_PRED_POS_HORIZ_REL
+                        | F::EKF_PRED_POS_HORIZ_ABS
+                } else {
+                    F::EKF_ATTITUDE | F::EKF_CONST_POS_MODE
+                };
+                Msg::EKF_STATUS_REPORT(EKF_STATUS_REPORT_DATA {
+                    velocity_variance: 0.05,
+                    pos_horiz_variance: 0.05,
+                    pos_vert_variance: 0.05,
+                    compass_variance: 0.05,
+                    terrain_alt_variance: 0.0,
+                    flags,
+                    airspeed_variance: 0.0,
+                })
+            }
+            EXTENDED_SYS_STATE_DATA::ID => {
+                let landed = if v.landed {
+                    MavLandedState::MAV_LANDED_STATE_ON_GROUND
+                } else if v.vel.z < -0.3 && v.alt_rel() < 5.0 {
+                    MavLandedState::MAV_LANDED_STATE_TAKEOFF
+                } else if v.vel.z > 0.3 && v.alt_rel() < 5.0 {
+                    MavLandedState::MAV_LANDED_STATE_LANDING
+                } else {
+                    MavLandedState::MAV_LANDED_STATE_IN_AIR
+                };
+                Msg::EXTENDED_SYS_STATE(EXTENDED_SYS_STATE_DATA {
+                    vtol_state: MavVtolState::MAV_VTOL_STATE_UNDEFINED,
+                    landed_state: landed,
+                })
+            }
+            HOME_POSITION_DATA::ID => {
+                if !v.ekf_ok {
+                    return;
+                }
+                let h = v.home;
+                Msg::HOME_POSITION(HOME_POSITION_DATA {
+                    latitude: (h.lat_deg * 1e7).round() as i32,
+                    longitude: (h.lon_deg * 1e7).round() as i32,
+                    altitude: (h.alt_m * 1000.0).round() as i32,
+                    x: 0.0,
+                    y: 0.0,
+                    z: 0.0,
+                    q: [1.0, 0.0, 0.0, 0.0],
+                    approach_x: 0.0,
+                    approach_y: 0.0,
+                    approach_z: 0.0,
+                    time_usec: (self.now * 1e6) as u64,
+                })
+            }
+            SYSTEM_TIME_DATA::ID => Msg::SYSTEM_TIME(SYSTEM_TIME_DATA {
+                // ArduPilot's Unix time comes from the GPS.
+                time_unix_usec: if v.gps_fix {
+                    self.cfg.boot_unix_us + (self.now * 1e6) as u64
+                } else {
+                    0
+                },
+                time_boot_ms: self.boot_ms(self.now),
+            }),
+            MISSION_CURRENT_DATA::ID => Msg::MISSION_CURRENT(MISSION_CURRENT_DATA {
+                seq: v.mission_current,
+                total: (self.lists.mission.len() as u16).saturating_sub(1),
+                mission_state: if v.mission.len() < 2 {
+                    MissionState::MISSION_STATE_NO_MISSION
+                } else if v.mode == Mode::Auto {
+                    MissionState::MISSION_STATE_ACTIVE
+                } else {
+                    MissionState::MISSION_STATE_NOT_STARTED
+                },
+                mission_mode: (v.mode == Mode::Auto) as u8,
+                mission_id: 0,
+                fence_id: 0,
+                rally_points_id: 0,
+            }),
+            VFR_HUD_DATA::ID => Msg::VFR_HUD(VFR_HUD_DATA {
+                airspeed: v.vel.xy().norm() as f32,
+                groundspeed: v.vel.xy().norm() as f32,
+                alt: v.position().alt_m as f32,
+                climb: -v.vel.z as f32,
+                heading: v.yaw.to_degrees().rem_euclid(360.0) as i16,
+                throttle: if v.armed { 45 } else { 0 },
+            }),
+            _ => return,
+        };
+        self.out.push_back(m);
+    }
+
+    fn ack(&mut self, to: (u8, u8), command: dialect::MavCmd, result: dialect::MavResult) {
+        if result != dialect::MavResult::MAV_RESULT_ACCEPTED {
+            self.stats.commands_rejected += 1;
+        }
+        self.out
+            .push_back(Msg::COMMAND_ACK(dialect::COMMAND_ACK_DATA {
+                command,
+                result,
+                progress: 0,
+                result_param2: 0,
+                target_system: to.0,
+                target_component: to.1,
+            }));
+    }
+
+    /// Handle one decoded message from `from` (system, component).
+    pub fn handle(&mut self, from: (u8, u8), msg: &Msg, now: f64) {
+        use mavlink::Message;
+        self.tick(now);
+        if let Some(ts) = msg.target_system_id() {
+            if ts != 0 && ts != self.cfg.system_id {
+                self.stats.ignored_not_for_us += 1;
+                return;
+            }
+            let tc = msg.target_component_id().unwrap_or(0);
+            if ts != 0 && tc != 0 && tc != self.cfg.component_id {
+                self.stats.ignored_not_for_us += 1;
+                return;
+            }
+        }
+        if self.server.handle(from, msg, now, &mut self.lists) {
+            self.drain_server();
+            return;
+        }
+        match msg {
+            Msg::COMMAND_LONG(c) => {
+                let p = [
+                    c.param1, c.param2, c.param3, c.param4, c.param5, c.param6, c.param7,
+                ];
+                self.command(from, c.command, p, None);
+            }
+            Msg::COMMAND_INT(c) => {
+                let global =
+                    is_global_frame(c.frame as u8) || matches!(c.frame as u8, 3 | 6 | 10 | 11);
+                let (x, y) = if global {
+                    (c.x as f64 / 1e7, c.y as f64 / 1e7)
+                } else {
+                    (c.x as f64, c.y as f64)
+                };
+                let p = [
+                    c.param1, c.param2, c.param3, c.param4, x as f32, y as f32, c.z,
+                ];
+                self.command(from, c.command, p, Some((c.frame as u8, x, y)));
+            }
+            Msg::SET_MODE(m) => {
+                let r = match Mode::from_number(m.custom_mode) {
+                    Some(mode) => self.vehicle.set_mode(mode).is_ok(),
+                    None => false,
+                };
+                self.drain_vehicle_events();
+                self.ack(
+                    from,
+                    dialect::MavCmd::MAV_CMD_DO_SET_MODE,
+                    if r {
+                        dialect::MavResult::MAV_RESULT_ACCEPTED
+                    } else {
+                        dialect::MavResult::MAV_RESULT_FAILED
+                    },
+                );
+            }
+            Msg::MISSION_SET_CURRENT(m) => {
+                let _ = self.vehicle.set_current(m.seq);
+                self.drain_vehicle_events();
+                self.emit(dialect::MISSION_CURRENT_DATA::ID);
+            }
+            Msg::REQUEST_DATA_STREAM(r) => {
+                let ids = if r.req_stream_id as u8 == 0 {
+                    streamable().into_iter().map(|(id, _)| id).collect()
+                } else {
+                    stream_group(r.req_stream_id as u8)
+                };
+                for id in ids {
+                    if let Some(s) = self.streams.get_mut(&id) {
+                        s.interval = (r.start_stop != 0 && r.req_message_rate > 0)
+                            .then(|| 1.0 / r.req_message_rate as f64);
+                        s.next = now;
+                    }
+                }
+            }
+            Msg::TIMESYNC(t) if t.tc1 == 0 => {
+                self.out.push_back(Msg::TIMESYNC(dialect::TIMESYNC_DATA {
+                    tc1: (now * 1e9) as i64,
+                    ts1: t.ts1,
+                    target_system: from.0,
+                    target_component: from.1,
+                }));
+            }
+            Msg::SETUP_SIGNING(s) => {
+                let key = (s.secret_key != [0u8; 32]).then_some(SigningKey(s.secret_key));
+                self.text(
+                    severity::INFO,
+                    if key.is_some() {
+                        "Signing key set"
+                    } else {
+                        "Signing disabled"
+                    },
+                );
+                self.signing_change = Some(key);
+            }
+            _ => {}
+        }
+    }
+
+    fn command(
+        &mut self,
+        from: (u8, u8),
+        c: dialect::MavCmd,
+        p: [f32; 7],
+        int: Option<(u8, f64, f64)>,
+    ) {
+        use dialect::MavCmd::*;
+        use dialect::MavResult::*;
+        self.stats.commands += 1;
+        let refused = |r: Result<(), Refused>| {
+            if r.is_ok() {
+                MAV_RESULT_ACCEPTED
+            } else {
+                MAV_RESULT_FAILED
+            }
+        };
+        let alt_rel_of = |s: &Self, frame: Option<u8>, z: f32| -> f64 {
+            match frame {
+                Some(f) if is_global_frame(f) => z as f64 - s.vehicle.home.alt_m,
+                _ => z as f64,
+            }
+        };
+        let result = match c {
+            MAV_CMD_COMPONENT_ARM_DISARM => {
+                let force = (p[1] - 21196.0).abs() < 0.5;
+                let r = if p[0] > 0.5 {
+                    self.vehicle.arm(force)
+                } else {
+                    self.vehicle.disarm(force)
+                };
+                refused(r)
+            }
+            MAV_CMD_DO_SET_MODE => match Mode::from_number(p[1] as u32) {
+                Some(m) if (p[0] as u32) & 1 == 1 => refused(self.vehicle.set_mode(m)),
+                _ => MAV_RESULT_DENIED,
+            },
+            MAV_CMD_NAV_TAKEOFF => refused(self.vehicle.takeoff(p[6] as f64)),
+            MAV_CMD_MISSION_START => refused(self.vehicle.start_mission()),
+            MAV_CMD_DO_PAUSE_CONTINUE => refused(self.vehicle.pause(p[0] < 0.5)),
+            MAV_CMD_NAV_RETURN_TO_LAUNCH => refused(self.vehicle.set_mode(Mode::Rtl)),
+            MAV_CMD_NAV_LAND => refused(self.vehicle.set_mode(Mode::Land)),
+            MAV_CMD_DO_REPOSITION => {
+                let Some((f, lat, lon)) = int else {
+                    self.ack(from, c, MAV_RESULT_COMMAND_INT_ONLY);
+                    return;
+                };
+                let change_mode = (p[1] as u32) & 1 == 1;
+                if self.vehicle.mode != Mode::Guided && !change_mode {
+                    MAV_RESULT_DENIED
+                } else {
+                    let alt = if p[6].is_finite() {
+                        alt_rel_of(self, Some(f), p[6])
+                    } else {
+                        self.vehicle.alt_rel()
+                    };
+                    let speed = (p[0] > 0.0).then_some(p[0] as f64);
+                    refused(self.vehicle.goto(LatLonAlt::new(lat, lon, 0.0), alt, speed))
+                }
+            }
+            MAV_CMD_DO_ORBIT => {
+                let Some((f, lat, lon)) = int else {
+                    self.ack(from, c, MAV_RESULT_COMMAND_INT_ONLY);
+                    return;
+                };
+                if !(p[0].is_finite() && p[0].abs() >= 1.0) {
+                    MAV_RESULT_DENIED
+                } else {
+                    let alt = p[6].is_finite().then(|| alt_rel_of(self, Some(f), p[6]));
+                    refused(self.vehicle.orbit(
+                        LatLonAlt::new(lat, lon, 0.0),
+                        alt,
+                        p[0] as f64,
+                        p[1] as f64,
+                    ))
+                }
+            }
+            MAV_CMD_DO_CHANGE_SPEED => refused(self.vehicle.set_speed(p[1] as f64)),
+            MAV_CMD_DO_SET_MISSION_CURRENT => {
+                let r = self.vehicle.set_current(p[0] as u16);
+                let ok = r.is_ok();
+                self.drain_vehicle_events();
+                if ok {
+                    self.emit(dialect::MISSION_CURRENT_DATA::ID);
+                }
+                refused(r)
+            }
+            MAV_CMD_SET_MESSAGE_INTERVAL => {
+                if self.cfg.legacy_streams_only {
+                    MAV_RESULT_UNSUPPORTED
+                } else {
+                    let id = p[0] as u32;
+                    let iv = p[1];
+                    match self.streams.get_mut(&id) {
+                        None => MAV_RESULT_FAILED,
+                        Some(s) => {
+                            s.interval = if iv < 0.0 {
+                                None
+                            } else if iv == 0.0 {
+                                s.default_interval
+                            } else {
+                                Some((iv as f64 / 1e6).max(0.001))
+                            };
+                            s.next = self.now;
+                            MAV_RESULT_ACCEPTED
+                        }
+                    }
+                }
+            }
+            MAV_CMD_REQUEST_MESSAGE => {
+                let id = p[0] as u32;
+                if self.streams.contains_key(&id) {
+                    self.ack(from, c, MAV_RESULT_ACCEPTED);
+                    self.emit(id);
+                    return;
+                }
+                MAV_RESULT_FAILED
+            }
+            MAV_CMD_GET_HOME_POSITION => {
+                self.ack(from, c, MAV_RESULT_ACCEPTED);
+                self.emit(dialect::HOME_POSITION_DATA::ID);
+                return;
+            }
+            MAV_CMD_DO_GIMBAL_MANAGER_PITCHYAW => {
+                if !self.cfg.gimbal_manager {
+                    MAV_RESULT_UNSUPPORTED
+                } else {
+                    let lock = (p[4] as u32) & 16 != 0;
+                    self.vehicle.point_gimbal(p[0] as f64, p[1] as f64, lock);
+                    MAV_RESULT_ACCEPTED
+                }
+            }
+            MAV_CMD_DO_MOUNT_CONTROL => {
+                self.vehicle.point_gimbal(p[0] as f64, p[2] as f64, false);
+                MAV_RESULT_ACCEPTED
+            }
+            MAV_CMD_DO_SET_ROI_LOCATION => {
+                if !self.cfg.gimbal_manager {
+                    MAV_RESULT_UNSUPPORTED
+                } else {
+                    let alt = match int {
+                        Some((f, _, _)) if !is_global_frame(f) => {
+                            self.vehicle.home.alt_m + p[6] as f64
+                        }
+                        _ => p[6] as f64,
+                    };
+                    self.vehicle
+                        .set_roi(Some(LatLonAlt::new(p[4] as f64, p[5] as f64, alt)));
+                    MAV_RESULT_ACCEPTED
+                }
+            }
+            MAV_CMD_DO_SET_ROI => {
+                if p[0] as u32 == 3 {
+                    self.vehicle.set_roi(Some(LatLonAlt::new(
+                        p[4] as f64,
+                        p[5] as f64,
+                        p[6] as f64,
+                    )));
+                } else {
+                    self.vehicle.set_roi(None);
+                }
+                MAV_RESULT_ACCEPTED
+            }
+            MAV_CMD_DO_SET_ROI_NONE => {
+                if !self.cfg.gimbal_manager {
+                    MAV_RESULT_UNSUPPORTED
+                } else {
+                    self.vehicle.set_roi(None);
+                    MAV_RESULT_ACCEPTED
+                }
+            }
+            _ => MAV_RESULT_UNSUPPORTED,
+        };
+        self.ack(from, c, result);
+        self.drain_vehicle_events();
+    }
+
+    /// The true state now.
+    pub fn truth(&self) -> Truth {
+        let v = &self.vehicle;
+        let att = v.attitude();
+        let g = v.gimbal_attitude();
+        Truth {
+            sim_time_s: self.now,
+            time_boot_ms: (self.now * 1000.0) as u64,
+            t_unix_ms: self.cfg.boot_unix_us as f64 / 1000.0 + self.now * 1000.0,
+            position: v.position(),
+            ned_m: [v.pos.x, v.pos.y, v.pos.z],
+            velocity_ned_mps: [v.vel.x, v.vel.y, v.vel.z],
+            roll_rad: v.roll,
+            pitch_rad: v.pitch,
+            yaw_rad: v.yaw,
+            attitude: att,
+            gimbal_pitch_deg: v.gimbal.pitch_deg,
+            gimbal_yaw_deg: v.gimbal.yaw_deg,
+            gimbal_attitude: g,
+            camera_orientation: g * camera_from_frd(),
+            home: v.home,
+            armed: v.armed,
+            mode: v.mode as u32,
+            mode_name: v.mode.name(),
+            landed: v.landed,
+            battery_pct: v.battery_pct,
+            mission_current: v.mission_current,
+            mission_len: self.lists.mission.len(),
+            fence_zones: v.fence.zones.len(),
+            rally_points: self.lists.rally.len(),
+            signing: self.signing,
+        }
+    }
+}
+
+impl Vehicle {
+    fn battery_voltage(&self) -> f64 {
+        let cell = 3.5 + 0.7 * self.battery_pct / 100.0 - 0.004 * self.current_a;
+        cell * self.af.cells
+    }
+
+    fn battery_fs_critical(&self) -> bool {
+        self.armed && self.battery_pct <= self.af.battery_critical_pct
+    }
+}
+
+/// The autopilot with framing and signing: bytes in, bytes out. One
+/// decoder per peer; replies go to every peer (the transport decides).
+pub struct SimNode {
+    pub autopilot: Autopilot,
+    encoder: Encoder,
+    decoders: HashMap<PeerId, Decoder>,
+    key: Option<SigningKey>,
+    out: VecDeque<Vec<u8>>,
+}
+
+impl SimNode {
+    pub fn new(cfg: AutopilotConfig, key: Option<SigningKey>) -> Self {
+        let mut autopilot = Autopilot::new(cfg);
+        autopilot.set_signing_flag(key.is_some());
+        let encoder = Encoder::new(
+            autopilot.cfg.system_id,
+            autopilot.cfg.component_id,
+            key.clone().map(|k| Signer::new(k, 0)),
+        );
+        Self {
+            autopilot,
+            encoder,
+            decoders: HashMap::new(),
+            key,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Dropped-input counters over all peers.
+    pub fn link_stats(&self) -> tiancha_firmware_bridge::codec::LinkStats {
+        let mut s = tiancha_firmware_bridge::codec::LinkStats::default();
+        for d in self.decoders.values() {
+            s.frames_rx += d.stats.frames_rx;
+            s.crc_errors += d.stats.crc_errors;
+            s.unsigned_rejected += d.stats.unsigned_rejected;
+            s.bad_signatures += d.stats.bad_signatures;
+            s.stale_signatures += d.stats.stale_signatures;
+            s.truncated += d.stats.truncated;
+            s.unknown_messages += d.stats.unknown_messages;
+            s.bad_payloads += d.stats.bad_payloads;
+        }
+        s.frames_tx = self.encoder.frames_tx;
+        s
+    }
+
+    fn verifier(&self) -> Option<Verifier> {
+        self.key.clone().map(|k| Verifier::new(k, true))
+    }
+
+    /// `now` is simulated seconds; `wall_unix_us` the real clock (signing
+    /// timestamps must follow real time, not simulated time).
+    pub fn handle_packet(&mut self, peer: PeerId, packet: &Packet, now: f64, wall_unix_us: u64) {
+        let v = self.verifier();
+        let dec = self.decoders.entry(peer).or_insert_with(|| Decoder::new(v));
+        let rx = match packet {
+            Packet::Datagram(d) => dec.push_datagram(d, wall_unix_us),
+            Packet::Stream(d) => dec.push_stream(d, wall_unix_us),
+        };
+        for Received { header, msg, .. } in rx {
+            self.handle_msg(header, &msg, now, wall_unix_us);
+        }
+        self.flush(wall_unix_us);
+    }
+
+    fn handle_msg(&mut self, header: MavHeader, msg: &Msg, now: f64, wall_unix_us: u64) {
+        let from = (header.system_id as u8, header.component_id);
+        self.autopilot.handle(from, msg, now);
+        if let Some(change) = self.autopilot.signing_change.take() {
+            // Reply (the STATUSTEXT) still goes out with the old setting.
+            self.flush(wall_unix_us);
+            self.key = change;
+            self.encoder
+                .set_signer(self.key.clone().map(|k| Signer::new(k, 0)));
+            let v = self.verifier();
+            for d in self.decoders.values_mut() {
+                d.set_verifier(v.clone());
+            }
+            self.autopilot.set_signing_flag(self.key.is_some());
+        }
+    }
+
+    pub fn tick(&mut self, now: f64, wall_unix_us: u64) {
+        self.autopilot.tick(now);
+        self.flush(wall_unix_us);
+    }
+
+    fn flush(&mut self, wall_unix_us: u64) {
+        while let Some(m) = self.autopilot.poll_transmit() {
+            let b = self.encoder.encode(&m, wall_unix_us);
+            self.out.push_back(b);
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.key.as_ref()
+    }
+}

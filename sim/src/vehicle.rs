@@ -1,0 +1,1206 @@
+//! The simulated multicopter: point-mass kinematics with speed and
+//! acceleration limits, ArduCopter's flight modes and their behaviour,
+//! arming checks, mission execution, geofence, battery and gimbal. Pure:
+//! stepped with a time delta, no I/O, no clock.
+
+use std::collections::{HashMap, VecDeque};
+
+use nalgebra::{UnitQuaternion, Vector2, Vector3};
+use tiancha_geometry::geodesy::{LatLonAlt, LocalFrame};
+use tiancha_protocol::mission::{cmd, frame, MissionItem};
+
+use crate::fence::Fence;
+
+/// ArduCopter flight modes (custom mode numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Stabilize = 0,
+    AltHold = 2,
+    Auto = 3,
+    Guided = 4,
+    Loiter = 5,
+    Rtl = 6,
+    Circle = 7,
+    Land = 9,
+    PosHold = 16,
+    Brake = 17,
+}
+
+impl Mode {
+    pub fn from_number(n: u32) -> Option<Mode> {
+        Some(match n {
+            0 => Mode::Stabilize,
+            2 => Mode::AltHold,
+            3 => Mode::Auto,
+            4 => Mode::Guided,
+            5 => Mode::Loiter,
+            6 => Mode::Rtl,
+            7 => Mode::Circle,
+            9 => Mode::Land,
+            16 => Mode::PosHold,
+            17 => Mode::Brake,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Stabilize => "STABILIZE",
+            Mode::AltHold => "ALT_HOLD",
+            Mode::Auto => "AUTO",
+            Mode::Guided => "GUIDED",
+            Mode::Loiter => "LOITER",
+            Mode::Rtl => "RTL",
+            Mode::Circle => "CIRCLE",
+            Mode::Land => "LAND",
+            Mode::PosHold => "POSHOLD",
+            Mode::Brake => "BRAKE",
+        }
+    }
+
+    /// ArduCopter refuses to arm in these.
+    fn armable(&self) -> bool {
+        !matches!(self, Mode::Auto | Mode::Rtl | Mode::Land | Mode::Circle)
+    }
+
+    fn needs_position(&self) -> bool {
+        matches!(
+            self,
+            Mode::Auto | Mode::Guided | Mode::Loiter | Mode::Rtl | Mode::Circle | Mode::PosHold
+        )
+    }
+}
+
+/// Flight characteristics (ArduCopter parameter defaults, SI units).
+#[derive(Debug, Clone)]
+pub struct Airframe {
+    pub wp_speed_mps: f64,
+    pub accel_mps2: f64,
+    pub climb_mps: f64,
+    pub descent_mps: f64,
+    pub land_speed_mps: f64,
+    /// WPNAV_RADIUS.
+    pub wp_radius_m: f64,
+    /// RTL_ALT.
+    pub rtl_alt_m: f64,
+    pub yaw_rate_dps: f64,
+    pub max_tilt_deg: f64,
+    /// Battery capacity and currents.
+    pub capacity_mah: f64,
+    pub hover_current_a: f64,
+    pub idle_current_a: f64,
+    pub cells: f64,
+    /// Low-battery failsafe (RTL) and critical (LAND), percent.
+    pub battery_low_pct: f64,
+    pub battery_critical_pct: f64,
+    /// FENCE_ALT_MAX (m above home).
+    pub fence_alt_max_m: f64,
+    /// Disarm this long after arming if not taken off (DISARM_DELAY).
+    pub disarm_delay_s: f64,
+}
+
+impl Default for Airframe {
+    fn default() -> Self {
+        Self {
+            wp_speed_mps: 5.0,
+            accel_mps2: 2.5,
+            climb_mps: 2.5,
+            descent_mps: 1.5,
+            land_speed_mps: 0.5,
+            wp_radius_m: 2.0,
+            rtl_alt_m: 15.0,
+            yaw_rate_dps: 90.0,
+            max_tilt_deg: 30.0,
+            capacity_mah: 5000.0,
+            hover_current_a: 15.0,
+            idle_current_a: 1.0,
+            cells: 4.0,
+            battery_low_pct: 20.0,
+            battery_critical_pct: 10.0,
+            fence_alt_max_m: 120.0,
+            disarm_delay_s: 10.0,
+        }
+    }
+}
+
+/// Things the vehicle reports (turned into MAVLink by the autopilot).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VehicleEvent {
+    Text { severity: u8, text: String },
+    ItemReached(u16),
+    CurrentChanged(u16),
+    ModeChanged(Mode),
+    Armed(bool),
+    HomeChanged,
+}
+
+/// MAV_SEVERITY values used.
+pub mod severity {
+    pub const CRITICAL: u8 = 2;
+    pub const WARNING: u8 = 4;
+    pub const NOTICE: u8 = 5;
+    pub const INFO: u8 = 6;
+}
+
+/// Gimbal state: roll/pitch relative to the horizon, yaw relative to the
+/// vehicle (or to north when `yaw_lock`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gimbal {
+    pub pitch_deg: f64,
+    pub yaw_deg: f64,
+    pub target_pitch_deg: f64,
+    pub target_yaw_deg: f64,
+    pub yaw_lock: bool,
+    pub roi: Option<LatLonAlt>,
+    pub slew_dps: f64,
+}
+
+impl Default for Gimbal {
+    fn default() -> Self {
+        Self {
+            pitch_deg: 0.0,
+            yaw_deg: 0.0,
+            target_pitch_deg: 0.0,
+            target_yaw_deg: 0.0,
+            yaw_lock: false,
+            roi: None,
+            slew_dps: 90.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RtlPhase {
+    Climb,
+    Return,
+    Descend,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum NavState {
+    /// Not executing (mission complete or not started).
+    Idle,
+    /// Flying towards / doing nav item `seq`.
+    Item {
+        seq: u16,
+        arrived_at: Option<f64>,
+    },
+    Complete,
+}
+
+/// Why a request was refused (STATUSTEXT goes out with it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused(pub String);
+
+/// The vehicle.
+#[derive(Debug, Clone)]
+pub struct Vehicle {
+    pub frame: LocalFrame,
+    pub home: LatLonAlt,
+    pub af: Airframe,
+    /// NED metres from home.
+    pub pos: Vector3<f64>,
+    pub vel: Vector3<f64>,
+    pub accel_cmd: Vector3<f64>,
+    pub roll: f64,
+    pub pitch: f64,
+    pub yaw: f64,
+    pub armed: bool,
+    pub mode: Mode,
+    pub landed: bool,
+    pub gimbal: Gimbal,
+    pub battery_pct: f64,
+    pub current_a: f64,
+    pub gps_fix: bool,
+    pub ekf_ok: bool,
+    pub mission: Vec<MissionItem>,
+    pub fence: Fence,
+    pub fence_enabled: bool,
+    pub speed_mps: f64,
+    pub mission_current: u16,
+    nav: NavState,
+    jump_counts: HashMap<u16, u16>,
+    target: Vector3<f64>,
+    takeoff_alt: Option<f64>,
+    rtl_phase: RtlPhase,
+    orbit: Option<(Vector2<f64>, f64, f64, f64)>,
+    yaw_override: Option<f64>,
+    paused: bool,
+    armed_at: f64,
+    flown_since_arm: bool,
+    battery_fs: u8,
+    fence_breached: bool,
+    t: f64,
+    pub events: VecDeque<VehicleEvent>,
+}
+
+const G: f64 = 9.80665;
+
+fn wrap_pi(a: f64) -> f64 {
+    let mut a = (a + std::f64::consts::PI) % (2.0 * std::f64::consts::PI);
+    if a < 0.0 {
+        a += 2.0 * std::f64::consts::PI;
+    }
+    a - std::f64::consts::PI
+}
+
+fn wrap_180(a: f64) -> f64 {
+    wrap_pi(a.to_radians()).to_degrees()
+}
+
+fn is_nav(c: u16) -> bool {
+    matches!(
+        c,
+        cmd::NAV_WAYPOINT
+            | cmd::NAV_LOITER_UNLIM
+            | cmd::NAV_LOITER_TURNS
+            | cmd::NAV_LOITER_TIME
+            | cmd::NAV_RETURN_TO_LAUNCH
+            | cmd::NAV_LAND
+            | cmd::NAV_TAKEOFF
+    )
+}
+
+impl Vehicle {
+    pub fn new(home: LatLonAlt, af: Airframe, battery_pct: f64) -> Self {
+        let frame = LocalFrame::new(home);
+        let home_item = home_item(home);
+        Self {
+            frame,
+            home,
+            speed_mps: af.wp_speed_mps,
+            af,
+            pos: Vector3::zeros(),
+            vel: Vector3::zeros(),
+            accel_cmd: Vector3::zeros(),
+            roll: 0.0,
+            pitch: 0.0,
+            yaw: 0.0,
+            armed: false,
+            mode: Mode::Stabilize,
+            landed: true,
+            gimbal: Gimbal::default(),
+            battery_pct: battery_pct.clamp(0.0, 100.0),
+            current_a: 0.0,
+            gps_fix: false,
+            ekf_ok: false,
+            mission: vec![home_item],
+            fence: Fence::default(),
+            fence_enabled: true,
+            mission_current: 0,
+            nav: NavState::Idle,
+            jump_counts: HashMap::new(),
+            target: Vector3::zeros(),
+            takeoff_alt: None,
+            rtl_phase: RtlPhase::Climb,
+            orbit: None,
+            yaw_override: None,
+            paused: false,
+            armed_at: 0.0,
+            flown_since_arm: false,
+            battery_fs: 0,
+            fence_breached: false,
+            t: 0.0,
+            events: VecDeque::new(),
+        }
+    }
+
+    fn text(&mut self, severity: u8, text: impl Into<String>) {
+        self.events.push_back(VehicleEvent::Text {
+            severity,
+            text: text.into(),
+        });
+    }
+
+    /// Current position (WGS84, altitude AMSL).
+    pub fn position(&self) -> LatLonAlt {
+        let mut p = self.frame.from_ned(self.pos);
+        // Altitude above home is exactly -down; keep AMSL consistent with it.
+        p.alt_m = self.home.alt_m - self.pos.z;
+        p
+    }
+
+    pub fn alt_rel(&self) -> f64 {
+        -self.pos.z
+    }
+
+    pub fn attitude(&self) -> UnitQuaternion<f64> {
+        UnitQuaternion::from_euler_angles(self.roll, self.pitch, self.yaw)
+    }
+
+    /// The gimbal's FRD axes in NED.
+    pub fn gimbal_attitude(&self) -> UnitQuaternion<f64> {
+        let yaw = if self.gimbal.yaw_lock {
+            self.gimbal.yaw_deg.to_radians()
+        } else {
+            self.yaw + self.gimbal.yaw_deg.to_radians()
+        };
+        UnitQuaternion::from_euler_angles(0.0, self.gimbal.pitch_deg.to_radians(), yaw)
+    }
+
+    fn ned_of(&self, item: &MissionItem) -> Option<Vector3<f64>> {
+        if !item.has_position() {
+            return None;
+        }
+        let (lat, lon) = (item.lat_deg(), item.lon_deg());
+        let z = item.z as f64;
+        let alt_rel = match item.frame {
+            frame::GLOBAL | frame::GLOBAL_INT => z - self.home.alt_m,
+            _ => z,
+        };
+        let mut ned = if item.x == 0 && item.y == 0 {
+            // "here" (ArduPilot: 0,0 means current position).
+            self.pos
+        } else {
+            self.frame.to_ned(LatLonAlt::new(lat, lon, self.home.alt_m))
+        };
+        ned.z = -alt_rel;
+        Some(ned)
+    }
+
+    /// Set mode, with ArduCopter's checks.
+    pub fn set_mode(&mut self, m: Mode) -> Result<(), Refused> {
+        if m.needs_position() && !self.ekf_ok {
+            let r = format!("Mode change to {} failed: requires position", m.name());
+            self.text(severity::WARNING, &r);
+            return Err(Refused(r));
+        }
+        if m == Mode::Auto && self.mission.len() < 2 {
+            let r = "Mode change to AUTO failed: no mission".to_string();
+            self.text(severity::WARNING, &r);
+            return Err(Refused(r));
+        }
+        self.enter_mode(m);
+        Ok(())
+    }
+
+    fn enter_mode(&mut self, m: Mode) {
+        let changed = m != self.mode;
+        self.mode = m;
+        self.paused = false;
+        self.orbit = if m == Mode::Circle { self.orbit } else { None };
+        match m {
+            Mode::Auto => {
+                if self.landed
+                    && self.armed
+                    && self
+                        .next_nav_from(1)
+                        .map(|s| self.mission[s as usize].command)
+                        != Some(cmd::NAV_TAKEOFF)
+                {
+                    // ArduCopter needs a takeoff item to start on the ground;
+                    // it just sits there otherwise.
+                    self.text(severity::WARNING, "Auto: Missing Takeoff Cmd");
+                }
+                self.start_mission_from(self.resume_seq());
+            }
+            Mode::Rtl => {
+                self.rtl_phase = RtlPhase::Climb;
+            }
+            Mode::Guided
+            | Mode::Loiter
+            | Mode::PosHold
+            | Mode::Brake
+            | Mode::AltHold
+            | Mode::Stabilize => {
+                self.target = self.pos;
+                self.takeoff_alt = None;
+            }
+            Mode::Land | Mode::Circle => {}
+        }
+        if changed {
+            self.events.push_back(VehicleEvent::ModeChanged(m));
+        }
+    }
+
+    fn resume_seq(&self) -> u16 {
+        match self.nav {
+            NavState::Item { seq, .. } if (seq as usize) < self.mission.len() => seq,
+            _ => 1,
+        }
+    }
+
+    /// Arm with ArduCopter's pre-arm checks.
+    pub fn arm(&mut self, force: bool) -> Result<(), Refused> {
+        if self.armed {
+            return Ok(());
+        }
+        if !force {
+            let fail = if !self.gps_fix {
+                Some("PreArm: GPS 1: Bad fix")
+            } else if !self.ekf_ok {
+                Some("PreArm: EKF3 waiting for GPS config data")
+            } else if self.battery_pct <= self.af.battery_low_pct {
+                Some("PreArm: Battery 1 below minimum arming capacity")
+            } else if !self.mode.armable() {
+                Some("Arm: Mode not armable")
+            } else if self.fence_enabled && !self.fence.is_empty() && self.fence_breach().is_some()
+            {
+                Some("PreArm: Vehicle breaching fence")
+            } else {
+                None
+            };
+            if let Some(f) = fail {
+                self.text(severity::CRITICAL, f);
+                return Err(Refused(f.to_string()));
+            }
+        }
+        self.armed = true;
+        self.armed_at = self.t;
+        self.flown_since_arm = false;
+        self.battery_fs = 0;
+        self.fence_breached = false;
+        // ArduPilot sets home where it arms.
+        if self.landed && self.pos.xy().norm() > 0.5 {
+            self.home = self.position();
+            self.frame = LocalFrame::new(self.home);
+            self.pos = Vector3::zeros();
+            self.mission[0] = home_item(self.home);
+            self.events.push_back(VehicleEvent::HomeChanged);
+        }
+        self.target = self.pos;
+        self.events.push_back(VehicleEvent::Armed(true));
+        self.text(severity::INFO, "Arming motors");
+        Ok(())
+    }
+
+    pub fn disarm(&mut self, force: bool) -> Result<(), Refused> {
+        if !self.armed {
+            return Ok(());
+        }
+        if !self.landed && !force {
+            let r = "Disarm: not landed".to_string();
+            self.text(severity::WARNING, &r);
+            return Err(Refused(r));
+        }
+        self.do_disarm();
+        Ok(())
+    }
+
+    fn do_disarm(&mut self) {
+        self.armed = false;
+        self.takeoff_alt = None;
+        self.events.push_back(VehicleEvent::Armed(false));
+        self.text(severity::INFO, "Disarming motors");
+    }
+
+    /// NAV_TAKEOFF from GUIDED.
+    pub fn takeoff(&mut self, alt_rel: f64) -> Result<(), Refused> {
+        if !self.armed {
+            return Err(Refused("Takeoff: not armed".into()));
+        }
+        if self.mode != Mode::Guided {
+            return Err(Refused("Takeoff: not in GUIDED".into()));
+        }
+        if !self.landed {
+            return Err(Refused("Takeoff: already flying".into()));
+        }
+        if !(alt_rel.is_finite() && alt_rel > 0.5) {
+            return Err(Refused("Takeoff: bad altitude".into()));
+        }
+        self.takeoff_alt = Some(alt_rel);
+        self.target = Vector3::new(self.pos.x, self.pos.y, -alt_rel);
+        self.landed = false;
+        self.flown_since_arm = true;
+        Ok(())
+    }
+
+    /// DO_REPOSITION / guided go-to (relative altitude).
+    pub fn goto(&mut self, p: LatLonAlt, alt_rel: f64, speed: Option<f64>) -> Result<(), Refused> {
+        if !self.armed || self.landed {
+            return Err(Refused("Reposition: not flying".into()));
+        }
+        if self.mode != Mode::Guided {
+            self.set_mode(Mode::Guided)?;
+        }
+        let mut ned = self
+            .frame
+            .to_ned(LatLonAlt::new(p.lat_deg, p.lon_deg, self.home.alt_m));
+        ned.z = -alt_rel;
+        self.target = ned;
+        self.takeoff_alt = None;
+        if let Some(s) = speed.filter(|s| *s > 0.0) {
+            self.speed_mps = s;
+        }
+        Ok(())
+    }
+
+    /// DO_ORBIT: circle a point (CIRCLE mode).
+    pub fn orbit(
+        &mut self,
+        center: LatLonAlt,
+        alt_rel: Option<f64>,
+        radius: f64,
+        speed: f64,
+    ) -> Result<(), Refused> {
+        if !self.armed || self.landed {
+            return Err(Refused("Orbit: not flying".into()));
+        }
+        let c = self.frame.to_ned(LatLonAlt::new(
+            center.lat_deg,
+            center.lon_deg,
+            self.home.alt_m,
+        ));
+        let c2 = Vector2::new(c.x, c.y);
+        let rel = self.pos.xy() - c2;
+        let angle = rel.y.atan2(rel.x);
+        let alt = alt_rel.unwrap_or(self.alt_rel());
+        let speed = if speed > 0.0 {
+            speed
+        } else {
+            self.af.wp_speed_mps
+        };
+        self.orbit = Some((c2, radius, speed, angle));
+        self.target.z = -alt;
+        if self.mode != Mode::Circle {
+            self.mode = Mode::Circle;
+            self.events
+                .push_back(VehicleEvent::ModeChanged(Mode::Circle));
+        }
+        Ok(())
+    }
+
+    pub fn set_speed(&mut self, s: f64) -> Result<(), Refused> {
+        if !(s.is_finite() && s > 0.0 && s <= 30.0) {
+            return Err(Refused(format!("Bad speed {s}")));
+        }
+        self.speed_mps = s;
+        Ok(())
+    }
+
+    pub fn pause(&mut self, pause: bool) -> Result<(), Refused> {
+        if self.mode != Mode::Auto && self.mode != Mode::Guided {
+            return Err(Refused("Pause: only in AUTO or GUIDED".into()));
+        }
+        if pause && !self.paused {
+            self.paused = true;
+            self.text(severity::INFO, "Paused mission");
+        } else if !pause && self.paused {
+            self.paused = false;
+            self.text(severity::INFO, "Resumed mission");
+        }
+        Ok(())
+    }
+
+    /// MISSION_START / MAV_CMD_MISSION_START.
+    pub fn start_mission(&mut self) -> Result<(), Refused> {
+        if !self.armed {
+            return Err(Refused("Mission start: not armed".into()));
+        }
+        if self.mission.len() < 2 {
+            return Err(Refused("Mission start: no mission".into()));
+        }
+        if matches!(self.nav, NavState::Complete) {
+            self.nav = NavState::Idle;
+        }
+        self.set_mode(Mode::Auto)
+    }
+
+    pub fn set_current(&mut self, seq: u16) -> Result<(), Refused> {
+        if seq == 0 || seq as usize >= self.mission.len() {
+            let r = format!("Mission: cannot set current to {seq}");
+            self.text(severity::WARNING, &r);
+            return Err(Refused(r));
+        }
+        self.jump_counts.clear();
+        if self.mode == Mode::Auto {
+            self.start_mission_from(seq);
+        } else {
+            self.nav = NavState::Item {
+                seq,
+                arrived_at: None,
+            };
+            self.mission_current = seq;
+            self.events.push_back(VehicleEvent::CurrentChanged(seq));
+        }
+        Ok(())
+    }
+
+    /// Replace the mission (item 0 stays home).
+    pub fn mission_changed(&mut self) {
+        self.mission[0] = home_item(self.home);
+        self.jump_counts.clear();
+        if let NavState::Item { seq, .. } = self.nav {
+            if seq as usize >= self.mission.len() {
+                self.nav = NavState::Idle;
+            }
+        }
+    }
+
+    fn next_nav_from(&self, mut seq: u16) -> Option<u16> {
+        let mut guard = 0;
+        while (seq as usize) < self.mission.len() && guard < 10_000 {
+            guard += 1;
+            let it = &self.mission[seq as usize];
+            if is_nav(it.command) {
+                return Some(seq);
+            }
+            if it.command == cmd::DO_JUMP {
+                // Jumps are resolved when executed; for lookahead follow them.
+                let target = it.param1 as u16;
+                if target >= 1 && (target as usize) < self.mission.len() && target != seq {
+                    seq = target;
+                    continue;
+                }
+            }
+            seq += 1;
+        }
+        None
+    }
+
+    /// Run DO commands from `seq` until a NAV command; make it current.
+    fn start_mission_from(&mut self, mut seq: u16) {
+        let mut guard = 0;
+        loop {
+            guard += 1;
+            if guard > 10_000 || seq as usize >= self.mission.len() {
+                self.nav = NavState::Complete;
+                self.text(severity::INFO, "Mission complete");
+                self.target = self.pos;
+                return;
+            }
+            let it = self.mission[seq as usize];
+            if is_nav(it.command) {
+                self.nav = NavState::Item {
+                    seq,
+                    arrived_at: None,
+                };
+                if self.mission_current != seq {
+                    self.mission_current = seq;
+                    self.events.push_back(VehicleEvent::CurrentChanged(seq));
+                }
+                self.begin_nav(seq);
+                return;
+            }
+            if it.command == cmd::DO_JUMP {
+                let target = it.param1 as u16;
+                let repeat = it.param2 as i32;
+                let done = self.jump_counts.entry(seq).or_insert(0);
+                if target >= 1
+                    && (target as usize) < self.mission.len()
+                    && (repeat < 0 || (*done as i32) < repeat)
+                {
+                    *done += 1;
+                    seq = target;
+                    continue;
+                }
+                seq += 1;
+                continue;
+            }
+            self.do_command(&it);
+            seq += 1;
+        }
+    }
+
+    fn do_command(&mut self, it: &MissionItem) {
+        match it.command {
+            cmd::DO_CHANGE_SPEED if it.param2 > 0.0 => self.speed_mps = it.param2 as f64,
+            cmd::DO_SET_ROI_LOCATION => {
+                let alt = match it.frame {
+                    frame::GLOBAL | frame::GLOBAL_INT => it.z as f64,
+                    _ => self.home.alt_m + it.z as f64,
+                };
+                self.gimbal.roi = Some(LatLonAlt::new(it.lat_deg(), it.lon_deg(), alt));
+            }
+            cmd::DO_SET_ROI_NONE => self.gimbal.roi = None,
+            cmd::DO_MOUNT_CONTROL => {
+                self.gimbal.roi = None;
+                self.gimbal.target_pitch_deg = it.param1 as f64;
+                self.gimbal.target_yaw_deg = it.param3 as f64;
+            }
+            cmd::DO_GIMBAL_MANAGER_PITCHYAW => {
+                self.gimbal.roi = None;
+                self.gimbal.target_pitch_deg = it.param1 as f64;
+                self.gimbal.target_yaw_deg = it.param2 as f64;
+                self.gimbal.yaw_lock = (it.param5_flags() & 16) != 0;
+            }
+            cmd::CONDITION_YAW => {
+                let relative = it.param4 != 0.0;
+                let a = it.param1 as f64;
+                let y = if relative {
+                    self.yaw.to_degrees() + a * if it.param3 < 0.0 { -1.0 } else { 1.0 }
+                } else {
+                    a
+                };
+                self.yaw_override = Some(wrap_pi(y.to_radians()));
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_nav(&mut self, seq: u16) {
+        let it = self.mission[seq as usize];
+        match it.command {
+            cmd::NAV_TAKEOFF => {
+                let alt = it.z as f64;
+                self.target = Vector3::new(self.pos.x, self.pos.y, -alt.max(1.0));
+                if self.landed && self.armed {
+                    self.landed = false;
+                    self.flown_since_arm = true;
+                }
+            }
+            cmd::NAV_RETURN_TO_LAUNCH => {
+                self.rtl_phase = RtlPhase::Climb;
+            }
+            cmd::NAV_LAND => {
+                if let Some(mut t) = self.ned_of(&it) {
+                    t.z = self.pos.z;
+                    self.target = t;
+                } else {
+                    self.target = self.pos;
+                }
+            }
+            _ => {
+                if let Some(t) = self.ned_of(&it) {
+                    self.target = t;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self, seq: u16) {
+        self.events.push_back(VehicleEvent::ItemReached(seq));
+        self.text(severity::INFO, format!("Reached command #{seq}"));
+        self.start_mission_from(seq + 1);
+    }
+
+    /// A geofence breach, if any.
+    pub fn fence_breach(&self) -> Option<String> {
+        if self.alt_rel() > self.af.fence_alt_max_m {
+            return Some("altitude".into());
+        }
+        self.fence
+            .breach(&self.frame, Vector2::new(self.pos.x, self.pos.y))
+    }
+
+    /// Advance the simulation by `dt` seconds.
+    pub fn step(&mut self, dt: f64) {
+        self.t += dt;
+        // Battery.
+        self.current_a = if !self.armed {
+            0.3
+        } else if self.landed {
+            self.af.idle_current_a
+        } else {
+            self.af.hover_current_a * (1.0 + 0.02 * self.vel.norm())
+        };
+        self.battery_pct = (self.battery_pct
+            - self.current_a * dt / (self.af.capacity_mah * 3.6) * 100.0)
+            .max(0.0);
+        if self.armed && !self.landed {
+            if self.battery_fs < 2 && self.battery_pct <= self.af.battery_critical_pct {
+                self.battery_fs = 2;
+                self.text(severity::CRITICAL, "Battery 1 is critical! Landing");
+                self.enter_mode(Mode::Land);
+            } else if self.battery_fs < 1 && self.battery_pct <= self.af.battery_low_pct {
+                self.battery_fs = 1;
+                self.text(severity::CRITICAL, "Battery 1 is low! Returning to launch");
+                if self.mode != Mode::Land {
+                    self.enter_mode(Mode::Rtl);
+                }
+            }
+            // Geofence.
+            if self.fence_enabled && !self.fence_breached {
+                if let Some(what) = self.fence_breach() {
+                    self.fence_breached = true;
+                    self.text(severity::CRITICAL, format!("Fence Breach: {what}"));
+                    if self.mode != Mode::Land && self.mode != Mode::Rtl {
+                        self.enter_mode(Mode::Rtl);
+                    }
+                }
+            } else if self.fence_breached && self.fence_breach().is_none() {
+                self.fence_breached = false;
+            }
+        }
+        if !self.armed {
+            self.vel = Vector3::zeros();
+            self.accel_cmd = Vector3::zeros();
+            self.roll = 0.0;
+            self.pitch = 0.0;
+            self.step_gimbal(dt);
+            return;
+        }
+        if self.landed && !self.flown_since_arm && self.t - self.armed_at > self.af.disarm_delay_s {
+            self.text(severity::INFO, "Disarming: no takeoff");
+            self.do_disarm();
+            return;
+        }
+        let (target, landing) = self.guidance(dt);
+        self.move_towards(target, landing, dt);
+        self.step_yaw(dt);
+        self.step_gimbal(dt);
+        self.after_move();
+    }
+
+    /// Where to go now, and whether to descend to the ground.
+    fn guidance(&mut self, dt: f64) -> (Vector3<f64>, bool) {
+        if self.landed {
+            return (self.pos, false);
+        }
+        if self.paused {
+            return (self.target_hold(), false);
+        }
+        match self.mode {
+            Mode::Land => (Vector3::new(self.target.x, self.target.y, 1.0), true),
+            Mode::Rtl => self.rtl_guidance(),
+            Mode::Circle => {
+                if let Some((c, r, speed, angle)) = self.orbit {
+                    let w = speed / r.abs().max(1.0) * r.signum();
+                    let a = angle + w * dt;
+                    self.orbit = Some((c, r, speed, a));
+                    let p = c + Vector2::new(a.cos(), a.sin()) * r.abs();
+                    (Vector3::new(p.x, p.y, self.target.z), false)
+                } else {
+                    (self.target, false)
+                }
+            }
+            Mode::Auto => self.auto_guidance(),
+            _ => (self.target, false),
+        }
+    }
+
+    fn target_hold(&mut self) -> Vector3<f64> {
+        // Brake to a stop where we are.
+        self.pos + self.vel * (self.vel.norm() / (2.0 * self.af.accel_mps2)).min(3.0)
+    }
+
+    fn rtl_guidance(&mut self) -> (Vector3<f64>, bool) {
+        let rtl_alt = self.af.rtl_alt_m.max(self.alt_rel());
+        match self.rtl_phase {
+            RtlPhase::Climb => {
+                if self.alt_rel() >= self.af.rtl_alt_m - 0.5
+                    || self.pos.xy().norm() < self.af.wp_radius_m
+                {
+                    self.rtl_phase = RtlPhase::Return;
+                }
+                (Vector3::new(self.pos.x, self.pos.y, -rtl_alt), false)
+            }
+            RtlPhase::Return => {
+                if self.pos.xy().norm() < 0.3 && self.vel.xy().norm() < 0.3 {
+                    self.rtl_phase = RtlPhase::Descend;
+                }
+                (Vector3::new(0.0, 0.0, -rtl_alt), false)
+            }
+            RtlPhase::Descend => (Vector3::new(0.0, 0.0, 1.0), true),
+        }
+    }
+
+    fn auto_guidance(&mut self) -> (Vector3<f64>, bool) {
+        let NavState::Item { seq, arrived_at } = self.nav.clone() else {
+            return (self.target, false);
+        };
+        let it = self.mission[seq as usize];
+        match it.command {
+            cmd::NAV_TAKEOFF => {
+                if (self.pos.z - self.target.z).abs() < 0.5 {
+                    self.advance(seq);
+                }
+                (self.target, false)
+            }
+            cmd::NAV_RETURN_TO_LAUNCH => self.rtl_guidance(),
+            cmd::NAV_LAND => {
+                let horiz = (self.pos.xy() - self.target.xy()).norm();
+                if horiz > 1.0 {
+                    (self.target, false)
+                } else {
+                    (Vector3::new(self.target.x, self.target.y, 1.0), true)
+                }
+            }
+            cmd::NAV_LOITER_UNLIM => (self.target, false),
+            _ => {
+                let d = (self.pos - self.target).norm();
+                let hold_s = match it.command {
+                    cmd::NAV_LOITER_TIME => it.param1 as f64,
+                    cmd::NAV_LOITER_TURNS => 10.0 * it.param1 as f64,
+                    _ => it.param1 as f64, // WAYPOINT: delay
+                };
+                match arrived_at {
+                    None if d < self.af.wp_radius_m => {
+                        if hold_s <= 0.0 {
+                            self.advance(seq);
+                        } else {
+                            self.nav = NavState::Item {
+                                seq,
+                                arrived_at: Some(self.t),
+                            };
+                        }
+                    }
+                    Some(t) if self.t - t >= hold_s => self.advance(seq),
+                    _ => {}
+                }
+                (self.target, false)
+            }
+        }
+    }
+
+    fn move_towards(&mut self, target: Vector3<f64>, landing: bool, dt: f64) {
+        let a_max = self.af.accel_mps2;
+        // Horizontal: speed limited, braking distance respected.
+        let dxy = Vector2::new(target.x - self.pos.x, target.y - self.pos.y);
+        let dist = dxy.norm();
+        let speed_cap = if landing {
+            self.af.wp_speed_mps.min(2.0)
+        } else {
+            self.speed_mps
+        };
+        let v_des = if dist > 1e-3 {
+            dxy / dist * speed_cap.min((2.0 * a_max * dist).sqrt() * 0.9)
+        } else {
+            Vector2::zeros()
+        };
+        let vxy = self.vel.xy();
+        let dv = v_des - vxy;
+        let dv_max = a_max * dt;
+        let dv = if dv.norm() > dv_max {
+            dv / dv.norm() * dv_max
+        } else {
+            dv
+        };
+        let new_vxy = vxy + dv;
+        // Vertical.
+        let dz = target.z - self.pos.z; // positive = descend
+        let agl = self.alt_rel();
+        let vz_des = if landing {
+            if agl > 10.0 {
+                self.af.descent_mps
+            } else {
+                self.af
+                    .land_speed_mps
+                    .max(self.af.descent_mps * agl / 10.0)
+                    .min(self.af.descent_mps)
+            }
+        } else if dz > 0.0 {
+            self.af
+                .descent_mps
+                .min((2.0 * a_max * dz).sqrt() * 0.9)
+                .min(dz / dt)
+        } else {
+            -(self
+                .af
+                .climb_mps
+                .min((2.0 * a_max * -dz).sqrt() * 0.9)
+                .min(-dz / dt))
+        };
+        let dvz = (vz_des - self.vel.z).clamp(-a_max * dt, a_max * dt);
+        let new_vz = self.vel.z + dvz;
+        self.accel_cmd = Vector3::new(dv.x / dt, dv.y / dt, dvz / dt);
+        self.vel = Vector3::new(new_vxy.x, new_vxy.y, new_vz);
+        self.pos += self.vel * dt;
+        if dist < 0.02 && new_vxy.norm() < 0.05 {
+            self.pos.x = target.x;
+            self.pos.y = target.y;
+            self.vel.x = 0.0;
+            self.vel.y = 0.0;
+        }
+        // Tilt from commanded acceleration plus drag compensation.
+        let drag = 0.15;
+        let a_h = Vector2::new(
+            self.accel_cmd.x + drag * self.vel.x,
+            self.accel_cmd.y + drag * self.vel.y,
+        );
+        let (s, c) = self.yaw.sin_cos();
+        let a_fwd = a_h.x * c + a_h.y * s;
+        let a_right = -a_h.x * s + a_h.y * c;
+        let max_tilt = self.af.max_tilt_deg.to_radians();
+        let pitch_t = (-(a_fwd / G).atan()).clamp(-max_tilt, max_tilt);
+        let roll_t = (a_right / G).atan().clamp(-max_tilt, max_tilt);
+        let k = (dt / 0.2).min(1.0);
+        self.pitch += (pitch_t - self.pitch) * k;
+        self.roll += (roll_t - self.roll) * k;
+    }
+
+    fn step_yaw(&mut self, dt: f64) {
+        let desired = if let Some(y) = self.yaw_override {
+            Some(y)
+        } else if let (Some(roi), false) = (self.gimbal.roi, self.landed) {
+            // Point the nose at the region of interest (the gimbal does pitch).
+            let r = self
+                .frame
+                .to_ned(LatLonAlt::new(roi.lat_deg, roi.lon_deg, self.home.alt_m));
+            let d = r.xy() - self.pos.xy();
+            (d.norm() > 1.0).then(|| d.y.atan2(d.x))
+        } else if self.vel.xy().norm() > 1.0 {
+            Some(self.vel.y.atan2(self.vel.x))
+        } else {
+            None
+        };
+        if let Some(y) = desired {
+            let err = wrap_pi(y - self.yaw);
+            let max = self.af.yaw_rate_dps.to_radians() * dt;
+            self.yaw = wrap_pi(self.yaw + err.clamp(-max, max));
+        }
+    }
+
+    fn step_gimbal(&mut self, dt: f64) {
+        if let Some(roi) = self.gimbal.roi {
+            let r = self.frame.to_ned(roi);
+            let d = r - self.pos;
+            let horiz = d.xy().norm();
+            self.gimbal.target_pitch_deg = (-d.z).atan2(horiz).to_degrees();
+            let bearing = d.y.atan2(d.x);
+            self.gimbal.target_yaw_deg = wrap_pi(bearing - self.yaw).to_degrees();
+            self.gimbal.yaw_lock = false;
+        }
+        let tp = self.gimbal.target_pitch_deg.clamp(-90.0, 30.0);
+        let ty = wrap_180(self.gimbal.target_yaw_deg);
+        let max = self.gimbal.slew_dps * dt;
+        self.gimbal.pitch_deg += (tp - self.gimbal.pitch_deg).clamp(-max, max);
+        let ey = wrap_180(ty - self.gimbal.yaw_deg);
+        self.gimbal.yaw_deg = wrap_180(self.gimbal.yaw_deg + ey.clamp(-max, max));
+    }
+
+    fn after_move(&mut self) {
+        if self.pos.z >= 0.0 {
+            // On the ground.
+            self.pos.z = 0.0;
+            if self.vel.z > 0.0 {
+                self.vel.z = 0.0;
+            }
+            let landing = matches!(self.mode, Mode::Land | Mode::Rtl)
+                || (self.mode == Mode::Auto && self.current_is_landing());
+            if !self.landed && landing && self.vel.xy().norm() < 0.5 {
+                self.landed = true;
+                self.vel = Vector3::zeros();
+                self.roll = 0.0;
+                self.pitch = 0.0;
+                self.text(severity::INFO, "Landed");
+                if self.mode == Mode::Auto {
+                    if let NavState::Item { seq, .. } = self.nav {
+                        self.events.push_back(VehicleEvent::ItemReached(seq));
+                        self.nav = NavState::Complete;
+                    }
+                }
+                self.do_disarm();
+            }
+        }
+    }
+
+    fn current_is_landing(&self) -> bool {
+        match self.nav {
+            NavState::Item { seq, .. } => matches!(
+                self.mission.get(seq as usize).map(|i| i.command),
+                Some(cmd::NAV_LAND) | Some(cmd::NAV_RETURN_TO_LAUNCH)
+            ),
+            _ => false,
+        }
+    }
+
+    /// Point the gimbal (manager v2 / mount control); yaw earth-locked if
+    /// `yaw_lock`.
+    pub fn point_gimbal(&mut self, pitch_deg: f64, yaw_deg: f64, yaw_lock: bool) {
+        self.gimbal.roi = None;
+        if pitch_deg.is_finite() {
+            self.gimbal.target_pitch_deg = pitch_deg;
+        }
+        if yaw_deg.is_finite() {
+            self.gimbal.target_yaw_deg = yaw_deg;
+        }
+        self.gimbal.yaw_lock = yaw_lock;
+    }
+
+    pub fn set_roi(&mut self, roi: Option<LatLonAlt>) {
+        self.gimbal.roi = roi;
+        if roi.is_none() {
+            self.yaw_override = None;
+        }
+    }
+}
+
+/// Item 0 of an ArduPilot mission: home, frame GLOBAL, altitude AMSL.
+pub fn home_item(home: LatLonAlt) -> MissionItem {
+    let mut it = MissionItem::nav(
+        cmd::NAV_WAYPOINT,
+        home.lat_deg,
+        home.lon_deg,
+        home.alt_m as f32,
+    );
+    it.frame = frame::GLOBAL;
+    it
+}
+
+trait Param5Flags {
+    fn param5_flags(&self) -> u32;
+}
+
+impl Param5Flags for MissionItem {
+    /// DO_GIMBAL_MANAGER_PITCHYAW carries its flags in param5 (x).
+    fn param5_flags(&self) -> u32 {
+        self.x.max(0) as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOME: LatLonAlt = LatLonAlt::new(28.45, 117.94, 70.0);
+
+    fn ready() -> Vehicle {
+        let mut v = Vehicle::new(HOME, Airframe::default(), 100.0);
+        v.gps_fix = true;
+        v.ekf_ok = true;
+        v
+    }
+
+    fn run(v: &mut Vehicle, secs: f64) {
+        for _ in 0..(secs / 0.02) as usize {
+            v.step(0.02);
+        }
+    }
+
+    #[test]
+    fn refuses_to_arm_without_gps_or_with_a_low_battery() {
+        let mut v = Vehicle::new(HOME, Airframe::default(), 100.0);
+        assert!(v.arm(false).is_err());
+        let mut v = ready();
+        v.battery_pct = 15.0;
+        let e = v.arm(false).unwrap_err();
+        assert!(e.0.contains("Battery"), "{e:?}");
+        let mut v = ready();
+        v.set_mode(Mode::Guided).unwrap();
+        v.arm(false).unwrap();
+        assert!(v.armed);
+    }
+
+    #[test]
+    fn takes_off_flies_to_a_point_and_returns_home() {
+        let mut v = ready();
+        v.set_mode(Mode::Guided).unwrap();
+        v.arm(false).unwrap();
+        v.takeoff(20.0).unwrap();
+        run(&mut v, 15.0);
+        assert!((v.alt_rel() - 20.0).abs() < 0.3, "alt {}", v.alt_rel());
+        let dest = v.frame.from_ned(Vector3::new(100.0, 50.0, 0.0));
+        v.goto(dest, 30.0, None).unwrap();
+        run(&mut v, 40.0);
+        assert!(
+            (v.pos - Vector3::new(100.0, 50.0, -30.0)).norm() < 0.5,
+            "{}",
+            v.pos
+        );
+        assert!(v.vel.norm() < 0.2);
+        v.set_mode(Mode::Rtl).unwrap();
+        run(&mut v, 90.0);
+        assert!(
+            v.landed && !v.armed,
+            "landed {} armed {}",
+            v.landed,
+            v.armed
+        );
+        assert!(v.pos.xy().norm() < 1.0, "{}", v.pos);
+    }
+
+    #[test]
+    fn low_battery_triggers_rtl() {
+        let mut v = ready();
+        v.battery_pct = 21.0;
+        v.set_mode(Mode::Guided).unwrap();
+        v.arm(false).unwrap();
+        v.takeoff(10.0).unwrap();
+        run(&mut v, 120.0);
+        assert!(v
+            .events
+            .iter()
+            .any(|e| matches!(e, VehicleEvent::ModeChanged(Mode::Rtl))));
+    }
+}
