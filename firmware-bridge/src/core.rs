@@ -522,7 +522,14 @@ impl Core {
         }
         if let Some((sys, comp)) = self.target {
             if now >= self.next_timesync {
-                self.next_timesync = now + self.cfg.timesync_interval;
+                // Faster until the clock fit has a few samples.
+                let warm = self.poses.read().expect("pose lock").clock.samples() >= 8;
+                self.next_timesync = now
+                    + if warm {
+                        self.cfg.timesync_interval
+                    } else {
+                        self.cfg.timesync_interval / 4
+                    };
                 let ns = self.unix_us(now) as i64 * 1000;
                 self.send(
                     &Msg::TIMESYNC(dialect::TIMESYNC_DATA {

@@ -65,7 +65,10 @@ pub struct ClockSync {
 
 const SYNC_WINDOW: usize = 32;
 /// Below this span of samples the rate is assumed to be 1.
-const MIN_RATE_SPAN_MS: f64 = 3000.0;
+const MIN_RATE_SPAN_MS: f64 = 900.0;
+/// Real clocks agree to far better than this; a rate further from 1 is a
+/// simulator in fast (or slow) time. Jitter cannot fake it over a second.
+const SIM_RATE_THRESHOLD: f64 = 0.2;
 
 impl ClockSync {
     /// A TIMESYNC round trip: we sent at `sent_unix_ms`, the autopilot
@@ -111,6 +114,11 @@ impl ClockSync {
         self.map
     }
 
+    /// TIMESYNC samples in the window.
+    pub fn samples(&self) -> usize {
+        self.samples.len()
+    }
+
     fn refit(&mut self) {
         let best = self
             .samples
@@ -140,10 +148,10 @@ impl ClockSync {
                 .map(|s| (s.unix_ms - mx) * (s.boot_ms - my))
                 .sum();
             let r = sxy / sxx;
-            // Real clocks agree to well under 1 %; a simulator runs at a
-            // round multiple. Anything else is noise: keep 1.
-            if r.is_finite() && r > 0.0 {
-                rate = if (r - 1.0).abs() < 0.01 { 1.0 } else { r };
+            // Real clocks agree to well under 1 %: anything within the
+            // threshold is jitter, and the rate stays exactly 1.
+            if r.is_finite() && r > 0.0 && (r - 1.0).abs() >= SIM_RATE_THRESHOLD {
+                rate = r;
             }
         }
         self.map = Some(ClockMap {

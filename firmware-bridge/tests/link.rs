@@ -272,3 +272,51 @@ async fn bad_input_is_counted_never_fatal() {
         .unwrap()
         .expect("command acknowledged after all that");
 }
+
+/// SETUP_SIGNING over a trusted link: the simulator takes the key, signs
+/// from then on and requires it; the bridge confirms and keeps working; an
+/// unsigned client is then ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_signing_provisions_the_key_then_requires_it() {
+    use tiancha_firmware_bridge::command::{CommandConfig, CommandError};
+    use tiancha_firmware_bridge::signing::SigningKey;
+    let sim = sim(2.0, |_| {}).await;
+    let b = bridge_to(&sim, BridgeConfig::default()).await;
+    assert!(!sim.truth().borrow().signing);
+    b.setup_signing(SigningKey::from_passphrase("fleet key 7"), true)
+        .await
+        .expect("provisioned and confirmed");
+    assert!(b.snapshot().signing);
+    assert!(
+        sim.truth().borrow().signing,
+        "the simulator now requires signing"
+    );
+    b.request_message(242).await.expect("signed commands work");
+    let st = b.stats();
+    assert_eq!(
+        st.link.bad_signatures + st.link.unsigned_rejected,
+        0,
+        "{st:?}"
+    );
+
+    let quick = BridgeConfig {
+        command: CommandConfig {
+            timeout: Duration::from_millis(300),
+            retries: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let intruder = Bridge::connect(&sim.client_address(), quick).await.unwrap();
+    intruder
+        .wait_for_autopilot(Duration::from_secs(5))
+        .await
+        .expect("it can still listen");
+    assert!(matches!(
+        intruder.arm().await,
+        Err(CommandError::Timeout { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sim.stats().link.unsigned_rejected > 0);
+    assert!(!sim.truth().borrow().armed);
+}

@@ -82,7 +82,8 @@ async fn pymavlink_ground_station_uploads_and_reads_back() {
     // ArduPilot's request message, as the design notes demand.
     let req = &report["upload"]["mission"]["requests"];
     assert!(req["MISSION_REQUEST"].as_u64().unwrap() >= 80, "{req}");
-    // What came back is what went up (float MISSION_ITEMs carry ~2e-6°).
+    // What came back is what went up (pymavlink's loader sends float
+    // MISSION_ITEMs: half an f32 ulp at 117° is 3.8e-6°, about 0.4 m).
     for (name, sent) in [("mission", &m), ("fence", &f), ("rally", &r)] {
         let back = report["download"][name].as_array().unwrap();
         assert_eq!(back.len(), sent.len(), "{name}");
@@ -96,8 +97,8 @@ async fn pymavlink_ground_station_uploads_and_reads_back() {
             if s.has_position() {
                 let lat = b["x"].as_i64().unwrap() as f64 / 1e7;
                 let lon = b["y"].as_i64().unwrap() as f64 / 1e7;
-                assert!((lat - s.lat_deg()).abs() < 3e-6, "{name} {b} vs {s:?}");
-                assert!((lon - s.lon_deg()).abs() < 3e-6, "{name} {b} vs {s:?}");
+                assert!((lat - s.lat_deg()).abs() < 4e-6, "{name} {b} vs {s:?}");
+                assert!((lon - s.lon_deg()).abs() < 4e-6, "{name} {b} vs {s:?}");
                 // ArduPilot hands frames back without the _INT suffix.
                 let f = b["frame"].as_u64().unwrap() as u8;
                 assert_eq!(

@@ -115,7 +115,7 @@ class Referee:
         }
         tmp = self.a.report + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(data, f)
+            json.dump(clean(data), f)
         os.replace(tmp, self.a.report)
 
     def check_target(self, m, what):
@@ -310,6 +310,17 @@ class Referee:
             elif t in ("COMMAND_LONG", "COMMAND_INT"):
                 self.on_command(m, src)
         self.report()
+
+
+def clean(v):
+    """JSON has no NaN: use null."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [clean(x) for x in v]
+    return v
 
 
 def main():

@@ -18,6 +18,17 @@ from pymavlink import mavutil  # noqa: E402
 M = mavutil.mavlink
 
 
+def clean(v):
+    """JSON has no NaN: use null."""
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, dict):
+        return {k: clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [clean(x) for x in v]
+    return v
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connect", required=True)
