@@ -1,0 +1,80 @@
+//! Pipeline benchmark: the whole eye (decode → pre-process → model → NMS →
+//! tracker → geotag → rules) over a video file, as `tiancha detect` runs
+//! it. Prints the run's summary as JSON with the peak RSS.
+//!
+//! ```text
+//! bench_pipeline [VIDEO] [THREADS]
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tiancha_inference::geometry::camera::{
+    Attitude, CameraModel, CameraPose, FixedPose, GimbalAngles, GimbalMount, PoseSigma,
+};
+use tiancha_inference::geometry::LatLonAlt;
+use tiancha_inference::geotag::Ground;
+use tiancha_inference::pipeline::{EyeOutput, PipelineOptions};
+use tiancha_inference::protocol::ZoneRule;
+use tiancha_inference::*;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let video = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "/usr/share/doc/opencv-doc/examples/data/vtest.avi".into());
+    let threads: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(2);
+    let det = Arc::new(
+        Detector::from_manifest_path(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centernet_mnv3_coco80.toml"),
+            &DetectorOptions {
+                threads,
+                ..DetectorOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let pose = CameraPose::new(
+        0,
+        LatLonAlt::new(28.45, 117.94, 70.0 + 8.0),
+        Attitude::new(0.0, 0.0, 0.0),
+        GimbalAngles::new(0.0, -25.0, 0.0, GimbalMount::Stabilized),
+    )
+    .with_sigma(PoseSigma::typical());
+    let geo = Geotagger::new(
+        CameraModel::ideal(768, 576, 60.0),
+        Ground::Flat(70.0),
+        Arc::new(FixedPose(pose)),
+    );
+    let eye = Eye::new(
+        det.manifest().clone(),
+        EyeConfig {
+            engine: EngineConfig {
+                rules: vec![RuleConfig {
+                    name: "gathering".into(),
+                    zone: None,
+                    rule: ZoneRule::Gathering {
+                        min_people: 2,
+                        radius_m: 2.5,
+                        min_duration_s: 4.0,
+                    },
+                }],
+                ..EngineConfig::default()
+            },
+            ..EyeConfig::default()
+        },
+        Some(geo),
+    )
+    .unwrap();
+    let mut cfg = SourceConfig::new(video);
+    cfg.start_unix_ms = Some(1_700_000_000_000);
+    let src = FrameSource::open(cfg).unwrap();
+    let p = Pipeline::start(src, det, eye, PipelineOptions::default()).unwrap();
+    let s = p.run_to_end(|o| {
+        if let EyeOutput::FrameError(e) = o {
+            eprintln!("{e}");
+        }
+    });
+    println!("{}", serde_json::to_string(&s).unwrap());
+}

@@ -1,0 +1,621 @@
+//! Putting the eye together.
+//!
+//! - [`Eye`]: the per-frame logic after detection — tracker, geotagging of
+//!   each track's foot point, event rules, track ground paths, snapshots.
+//!   Synchronous, no threads: feed it frames and detections.
+//! - [`Pipeline`]: the threaded runner a daemon or the CLI uses. It owns a
+//!   [`FrameSource`] and two threads so that pre-processing of the next
+//!   frame overlaps inference of the current one (tract uses both cores
+//!   for its matrix products in the inference thread):
+//!
+//! ```text
+//!  GStreamer decode ─▶ newest-frame slot ─▶ [prep thread] resize+normalise
+//!        ─▶ bounded(1) ─▶ [infer thread] model → decode → NMS → Eye ─▶ outputs
+//! ```
+//!
+//! Outputs come through [`Pipeline::recv`] as [`EyeOutput`]: incident
+//! events (ready to become alerts with [`crate::alert`]), source events
+//! (connected / disconnected / reconnecting), optional per-frame reports,
+//! and a final [`Summary`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tiancha_protocol::GeoPoint;
+
+use crate::alert::{EyeIncident, TrackPath};
+use crate::annotate::{self, Jpeg, SnapshotConfig};
+use crate::decode::Detection;
+use crate::detector::{Detector, Prepared};
+use crate::error::{InferenceError, Result};
+use crate::events::{EngineConfig, EventEngine, FrameInput, IncidentChange, Subject};
+use crate::frame::Frame;
+use crate::geotag::Geotagger;
+use crate::manifest::Manifest;
+use crate::source::{FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
+use crate::tracker::{Track, TrackState, Tracker, TrackerConfig};
+
+/// Settings of the per-frame logic.
+#[derive(Debug, Clone)]
+pub struct EyeConfig {
+    pub tracker: TrackerConfig,
+    pub engine: EngineConfig,
+    pub snapshot: SnapshotConfig,
+    /// Ground path of a track: one point at most every this many ms…
+    pub path_interval_ms: i64,
+    /// …and at most this many points.
+    pub path_len: usize,
+    /// Attach a snapshot to updates too (opened incidents always get one).
+    pub snapshot_on_update: bool,
+}
+
+impl Default for EyeConfig {
+    fn default() -> Self {
+        Self {
+            tracker: TrackerConfig::default(),
+            engine: EngineConfig::default(),
+            snapshot: SnapshotConfig::default(),
+            path_interval_ms: 500,
+            path_len: 240,
+            snapshot_on_update: false,
+        }
+    }
+}
+
+/// What one frame produced.
+pub struct FrameOutcome {
+    pub tracks: Vec<Track>,
+    /// Incidents open after this frame.
+    pub open: Vec<crate::events::Incident>,
+    /// True when the frame had a pose (positions are on the ground).
+    pub geotagged: bool,
+    pub incidents: Vec<EyeIncident>,
+}
+
+/// Tracker + geotagger + event rules + snapshots, frame by frame.
+pub struct Eye {
+    manifest: Arc<Manifest>,
+    cfg: EyeConfig,
+    tracker: Tracker,
+    engine: EventEngine,
+    geotagger: Option<Geotagger>,
+    paths: HashMap<u64, VecDeque<(i64, GeoPoint)>>,
+    last_t_unix_ms: i64,
+}
+
+impl Eye {
+    pub fn new(
+        manifest: Arc<Manifest>,
+        cfg: EyeConfig,
+        geotagger: Option<Geotagger>,
+    ) -> Result<Self> {
+        let engine = EventEngine::new(cfg.engine.clone(), manifest.clone())?;
+        Ok(Self {
+            tracker: Tracker::new(cfg.tracker, manifest.thresholds.clone()),
+            engine,
+            manifest,
+            cfg,
+            geotagger,
+            paths: HashMap::new(),
+            last_t_unix_ms: 0,
+        })
+    }
+
+    pub fn manifest(&self) -> &Arc<Manifest> {
+        &self.manifest
+    }
+
+    /// Replace the event rules (e.g. new detection zones from the ground).
+    /// Open incidents of the old rules are closed and returned.
+    pub fn set_rules(&mut self, rules: EngineConfig) -> Result<Vec<EyeIncident>> {
+        let engine = EventEngine::new(rules.clone(), self.manifest.clone())?;
+        let closed = self.engine.finish(self.last_t_unix_ms);
+        self.engine = engine;
+        self.cfg.engine = rules;
+        Ok(closed
+            .into_iter()
+            .map(|e| self.wrap(e, None, None))
+            .collect())
+    }
+
+    /// Distinct track ids handed out so far.
+    pub fn track_ids_issued(&self) -> u64 {
+        self.tracker.ids_issued()
+    }
+
+    /// Process one frame's detections (all scores down to the tracker's
+    /// low floor).
+    pub fn process(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
+        let t = frame.capture_unix_ms;
+        self.last_t_unix_ms = t;
+        let tracks = self.tracker.update(detections, t);
+        let geo = self
+            .geotagger
+            .as_ref()
+            .and_then(|g| g.frame(t, frame.width, frame.height));
+        let locate = |b: &crate::decode::BBox| {
+            let (x, y) = b.foot();
+            geo.as_ref().and_then(|g| g.locate(x, y))
+        };
+        let subjects: Vec<Subject> = tracks
+            .iter()
+            .filter(|t| t.confirmed && t.state == TrackState::Tracked)
+            .map(|t| Subject {
+                track_id: t.id,
+                class_id: t.class_id,
+                bbox: t.bbox,
+                score: t.score,
+                ground: locate(&t.bbox),
+            })
+            .collect();
+        let hazards: Vec<Subject> = detections
+            .iter()
+            .filter(|d| {
+                self.manifest.hazard_category(d.class_id).is_some()
+                    && d.score >= self.manifest.thresholds[d.class_id]
+            })
+            .map(|d| Subject {
+                track_id: 0,
+                class_id: d.class_id,
+                bbox: d.bbox,
+                score: d.score,
+                ground: locate(&d.bbox),
+            })
+            .collect();
+
+        // Ground paths.
+        for s in &subjects {
+            if let Some(g) = s.ground {
+                let p = self.paths.entry(s.track_id).or_default();
+                if p.back()
+                    .is_none_or(|(pt, _)| t - pt >= self.cfg.path_interval_ms)
+                {
+                    p.push_back((t, GeoPoint::new(g.point.lat_deg, g.point.lon_deg)));
+                    while p.len() > self.cfg.path_len {
+                        p.pop_front();
+                    }
+                }
+            }
+        }
+        let live: std::collections::HashSet<u64> = tracks.iter().map(|t| t.id).collect();
+
+        let events = self.engine.update(&FrameInput {
+            seq: frame.seq,
+            t_unix_ms: t,
+            tracks: &subjects,
+            hazards: &hazards,
+        });
+        let observer = geo.as_ref().map(|g| g.pose().position);
+        let mut incidents = Vec::with_capacity(events.len());
+        for ev in events {
+            let snap = match ev.change {
+                IncidentChange::Opened => true,
+                IncidentChange::Updated => self.cfg.snapshot_on_update,
+                IncidentChange::Closed => false,
+            };
+            let snapshot = if snap {
+                match self.snapshot(frame, &tracks, &ev.incident) {
+                    Ok(j) => Some(j),
+                    Err(e) => {
+                        tracing::warn!("snapshot failed: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            incidents.push(self.wrap(ev, snapshot, observer));
+        }
+        self.paths.retain(|id, _| live.contains(id));
+        Ok(FrameOutcome {
+            open: self.engine.open_incidents().into_iter().cloned().collect(),
+            tracks,
+            geotagged: geo.is_some(),
+            incidents,
+        })
+    }
+
+    /// End of stream: close what is open.
+    pub fn finish(&mut self) -> Vec<EyeIncident> {
+        let t = self.last_t_unix_ms;
+        self.engine
+            .finish(t)
+            .into_iter()
+            .map(|e| self.wrap(e, None, None))
+            .collect()
+    }
+
+    fn wrap(
+        &self,
+        event: crate::events::IncidentEvent,
+        snapshot: Option<Jpeg>,
+        observer: Option<tiancha_geometry::LatLonAlt>,
+    ) -> EyeIncident {
+        let tracks = event
+            .incident
+            .track_ids
+            .iter()
+            .zip(&event.incident.class_ids)
+            .map(|(id, c)| TrackPath {
+                track_id: *id,
+                class: self.manifest.class_name(*c).to_string(),
+                path: self
+                    .paths
+                    .get(id)
+                    .map(|p| p.iter().map(|(_, g)| *g).collect())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        EyeIncident {
+            event,
+            tracks,
+            snapshot,
+            observer,
+        }
+    }
+
+    fn snapshot(
+        &self,
+        frame: &Frame,
+        tracks: &[Track],
+        inc: &crate::events::Incident,
+    ) -> Result<Jpeg> {
+        let mut img = frame.to_mat()?;
+        annotate::draw(&mut img, &self.manifest, tracks, &[inc])?;
+        annotate::encode_jpeg(&img, &self.cfg.snapshot)
+    }
+}
+
+/// Per-frame report (when asked for).
+pub struct FrameReport {
+    pub frame: Frame,
+    pub detections: Vec<Detection>,
+    pub tracks: Vec<Track>,
+    /// Incidents open after this frame.
+    pub open: Vec<crate::events::Incident>,
+    pub geotagged: bool,
+    /// Incidents raised by this frame (also sent as [`EyeOutput::Incident`]).
+    pub incidents: Vec<EyeIncident>,
+    pub timing: FrameTiming,
+}
+
+/// Where a frame's time went, ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameTiming {
+    pub prep_ms: f64,
+    pub infer_ms: f64,
+    pub post_ms: f64,
+    /// From the source handing the frame over to its events being out.
+    pub latency_ms: f64,
+}
+
+/// What the pipeline says.
+pub enum EyeOutput {
+    Incident(EyeIncident),
+    Source(SourceEvent),
+    Frame(Box<FrameReport>),
+    /// A frame failed (it is skipped; the pipeline goes on).
+    FrameError(String),
+    /// The pipeline is done; nothing follows.
+    End(Box<Summary>),
+}
+
+/// Figures of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub frames: u64,
+    pub frame_errors: u64,
+    pub source: SourceStats,
+    pub wall_s: f64,
+    pub fps: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p95_ms: f64,
+    pub mean_prep_ms: f64,
+    pub mean_infer_ms: f64,
+    pub mean_post_ms: f64,
+    pub incidents_opened: u64,
+    pub incident_updates: u64,
+    pub incidents_closed: u64,
+    pub track_ids: u64,
+    /// How the source ended; `None` when it ended normally or was stopped.
+    pub source_error: Option<String>,
+    /// Peak resident memory of the process so far (Linux), MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Peak resident set size of this process (VmHWM), MB; Linux only.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    /// Send a [`FrameReport`] for every frame (the CLI draws them).
+    pub report_frames: bool,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            report_frames: false,
+        }
+    }
+}
+
+enum Work {
+    Frame(Frame, Prepared, f64),
+    End(Option<SourceError>, SourceStats),
+}
+
+/// The threaded runner.
+pub struct Pipeline {
+    rx: Receiver<EyeOutput>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+impl Pipeline {
+    /// Start running `source` through `detector` and `eye`.
+    pub fn start(
+        source: FrameSource,
+        detector: Arc<Detector>,
+        eye: Eye,
+        opts: PipelineOptions,
+    ) -> Result<Self> {
+        let (out_tx, rx) = sync_channel::<EyeOutput>(16);
+        let (work_tx, work_rx) = sync_channel::<Work>(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let prep = {
+            let detector = detector.clone();
+            let out = out_tx.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("tiancha-prep".into())
+                .spawn(move || prep_loop(source, &detector, &work_tx, &out, &stop))
+                .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
+        };
+        let infer = std::thread::Builder::new()
+            .name("tiancha-infer".into())
+            .spawn(move || infer_loop(&detector, eye, work_rx, &out_tx, opts))
+            .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?;
+        Ok(Self {
+            rx,
+            stop,
+            threads: vec![prep, infer],
+        })
+    }
+
+    /// The next output, waiting at most `timeout`; `None` on timeout or
+    /// after the end.
+    pub fn recv(&self, timeout: Duration) -> Option<EyeOutput> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(o) => Some(o),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Ask the pipeline to stop; it finishes the frame in hand, closes open
+    /// incidents and ends with [`EyeOutput::End`].
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Run to the end, calling `f` for each output; returns the summary.
+    pub fn run_to_end(self, mut f: impl FnMut(&EyeOutput)) -> Summary {
+        let mut summary = Summary::default();
+        while let Ok(o) = self.rx.recv() {
+            f(&o);
+            if let EyeOutput::End(s) = o {
+                summary = *s;
+                break;
+            }
+        }
+        summary
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Drain so that blocked senders can finish.
+        while self.rx.recv_timeout(Duration::from_millis(10)).is_ok() {}
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn prep_loop(
+    source: FrameSource,
+    detector: &Detector,
+    work: &SyncSender<Work>,
+    out: &SyncSender<EyeOutput>,
+    stop: &AtomicBool,
+) {
+    let mut pre = detector.preprocessor();
+    let end = loop {
+        if stop.load(Ordering::Relaxed) {
+            break None;
+        }
+        match source.recv(Duration::from_millis(100)) {
+            None => continue,
+            Some(SourceItem::Event(e)) => {
+                if out.send(EyeOutput::Source(e)).is_err() {
+                    break None;
+                }
+            }
+            Some(SourceItem::End(r)) => break r.err(),
+            Some(SourceItem::Frame(f)) => {
+                let t0 = Instant::now();
+                match detector.prepare(&mut pre, &f) {
+                    Ok(p) => {
+                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                        if work.send(Work::Frame(f, p, ms)).is_err() {
+                            break None;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = out.send(EyeOutput::FrameError(format!("frame {}: {e}", f.seq)));
+                    }
+                }
+            }
+        }
+    };
+    let stats = source.stats();
+    source.stop();
+    let _ = work.send(Work::End(end, stats));
+}
+
+fn infer_loop(
+    detector: &Detector,
+    mut eye: Eye,
+    work: Receiver<Work>,
+    out: &SyncSender<EyeOutput>,
+    opts: PipelineOptions,
+) {
+    let started = Instant::now();
+    let mut s = Summary::default();
+    let mut latencies = Vec::new();
+    let (mut prep_sum, mut infer_sum, mut post_sum) = (0.0, 0.0, 0.0);
+    let count = |s: &mut Summary, incs: &[EyeIncident]| {
+        for i in incs {
+            match i.event.change {
+                IncidentChange::Opened => s.incidents_opened += 1,
+                IncidentChange::Updated => s.incident_updates += 1,
+                IncidentChange::Closed => s.incidents_closed += 1,
+            }
+        }
+    };
+    let mut first_frame: Option<Instant> = None;
+    let mut last_done = started;
+    let (end_err, stats) = loop {
+        let Ok(w) = work.recv() else {
+            break (None, SourceStats::default());
+        };
+        match w {
+            Work::End(e, stats) => break (e, stats),
+            Work::Frame(frame, prepared, prep_ms) => {
+                first_frame.get_or_insert(frame.received_mono);
+                let t0 = Instant::now();
+                let dets = match detector.infer(prepared) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        s.frame_errors += 1;
+                        let _ =
+                            out.send(EyeOutput::FrameError(format!("frame {}: {e}", frame.seq)));
+                        continue;
+                    }
+                };
+                let t1 = Instant::now();
+                let outcome = match eye.process(&frame, &dets) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        s.frame_errors += 1;
+                        let _ =
+                            out.send(EyeOutput::FrameError(format!("frame {}: {e}", frame.seq)));
+                        continue;
+                    }
+                };
+                let t2 = Instant::now();
+                last_done = t2;
+                let timing = FrameTiming {
+                    prep_ms,
+                    infer_ms: (t1 - t0).as_secs_f64() * 1000.0,
+                    post_ms: (t2 - t1).as_secs_f64() * 1000.0,
+                    latency_ms: t2
+                        .saturating_duration_since(frame.received_mono)
+                        .as_secs_f64()
+                        * 1000.0,
+                };
+                s.frames += 1;
+                prep_sum += timing.prep_ms;
+                infer_sum += timing.infer_ms;
+                post_sum += timing.post_ms;
+                latencies.push(timing.latency_ms);
+                count(&mut s, &outcome.incidents);
+                for i in &outcome.incidents {
+                    if out.send(EyeOutput::Incident(i.clone())).is_err() {
+                        return;
+                    }
+                }
+                if opts.report_frames {
+                    let report = FrameReport {
+                        frame,
+                        detections: dets,
+                        tracks: outcome.tracks,
+                        open: outcome.open,
+                        geotagged: outcome.geotagged,
+                        incidents: outcome.incidents,
+                        timing,
+                    };
+                    if out.send(EyeOutput::Frame(Box::new(report))).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let closing = eye.finish();
+    count(&mut s, &closing);
+    for i in closing {
+        let _ = out.send(EyeOutput::Incident(i));
+    }
+    latencies.sort_by(f64::total_cmp);
+    let n = s.frames.max(1) as f64;
+    s.source = stats;
+    s.wall_s = started.elapsed().as_secs_f64();
+    // Throughput from the first frame in to the last frame out.
+    let busy = first_frame
+        .map(|f| last_done.saturating_duration_since(f).as_secs_f64())
+        .unwrap_or(0.0);
+    s.fps = if busy > 0.0 {
+        s.frames as f64 / busy
+    } else {
+        0.0
+    };
+    s.latency_p50_ms = percentile(&latencies, 0.5);
+    s.latency_p95_ms = percentile(&latencies, 0.95);
+    s.mean_prep_ms = prep_sum / n;
+    s.mean_infer_ms = infer_sum / n;
+    s.mean_post_ms = post_sum / n;
+    s.track_ids = eye.track_ids_issued();
+    s.source_error = end_err.map(|e| e.to_string());
+    s.peak_rss_mb = peak_rss_mb();
+    let _ = out.send(EyeOutput::End(Box::new(s)));
+}
+
+/// Counts of incident events by change, for tests and summaries.
+pub fn count_changes(incidents: &[EyeIncident]) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for i in incidents {
+        let k = match i.event.change {
+            IncidentChange::Opened => "opened",
+            IncidentChange::Updated => "updated",
+            IncidentChange::Closed => "closed",
+        };
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}

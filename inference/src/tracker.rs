@@ -1,0 +1,504 @@
+//! A ByteTrack-style multi-object tracker: a constant-velocity Kalman
+//! filter per track on (centre x, centre y, aspect, height), optimal IoU
+//! assignment (Hungarian, `pathfinding::kuhn_munkres`), and the ByteTrack
+//! idea of a second pass that lets low-score detections (an occluded
+//! person) keep an existing track alive without ever starting one.
+//!
+//! Pure logic: feed it each frame's detections with the frame time.
+//! Association is within a class.
+
+use nalgebra::{SMatrix, SVector};
+use pathfinding::matrix::Matrix;
+use serde::{Deserialize, Serialize};
+
+use crate::decode::{BBox, Detection};
+
+/// Tracker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrackerConfig {
+    /// Detections below this score only take part in the second pass;
+    /// `None` uses the model's class thresholds.
+    pub high_score: Option<f32>,
+    /// A new track needs a detection at least this good (and at least the
+    /// class threshold).
+    pub new_track_score: f32,
+    /// First pass: minimum IoU between a predicted track and a detection.
+    pub match_iou: f32,
+    /// Second (low-score) pass: minimum IoU.
+    pub low_match_iou: f32,
+    /// A lost track is forgotten after this long without a detection.
+    pub max_lost_ms: i64,
+    /// A new track is confirmed after this many consecutive hits.
+    pub confirm_hits: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            high_score: None,
+            new_track_score: 0.3,
+            match_iou: 0.2,
+            low_match_iou: 0.5,
+            max_lost_ms: 3_000,
+            confirm_hits: 2,
+        }
+    }
+}
+
+/// Where a track is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackState {
+    /// Seen, not yet confirmed.
+    Tentative,
+    /// Matched in this frame.
+    Tracked,
+    /// Not matched in this frame; still predicted.
+    Lost,
+}
+
+/// A track as reported after each frame.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Track {
+    pub id: u64,
+    pub class_id: usize,
+    /// Matched detection's box, or the prediction when lost.
+    pub bbox: BBox,
+    /// Score of the last matched detection.
+    pub score: f32,
+    pub state: TrackState,
+    pub hits: u32,
+    pub first_seen_unix_ms: i64,
+    pub last_seen_unix_ms: i64,
+    /// Has been confirmed at some point.
+    pub confirmed: bool,
+}
+
+type V8 = SVector<f32, 8>;
+type M8 = SMatrix<f32, 8, 8>;
+type V4 = SVector<f32, 4>;
+type M4 = SMatrix<f32, 4, 4>;
+type M48 = SMatrix<f32, 4, 8>;
+
+const W_POS: f32 = 1.0 / 20.0;
+const W_VEL: f32 = 1.0 / 160.0;
+
+/// Constant-velocity Kalman filter on (cx, cy, aspect, height), as in
+/// SORT/DeepSORT/ByteTrack.
+#[derive(Debug, Clone, Copy)]
+struct Kalman {
+    mean: V8,
+    cov: M8,
+}
+
+fn xyah(b: &BBox) -> V4 {
+    let (cx, cy) = b.center();
+    let h = b.height().max(1e-3);
+    V4::new(cx, cy, b.width() / h, h)
+}
+
+fn bbox_of(m: &V8) -> BBox {
+    let h = m[3].max(1e-3);
+    let w = (m[2] * h).max(1e-3);
+    BBox::from_cxcywh(m[0], m[1], w, h)
+}
+
+impl Kalman {
+    fn new(b: &BBox) -> Self {
+        let z = xyah(b);
+        let h = z[3];
+        let mut mean = V8::zeros();
+        mean.fixed_rows_mut::<4>(0).copy_from(&z);
+        let std = [
+            2.0 * W_POS * h,
+            2.0 * W_POS * h,
+            1e-2,
+            2.0 * W_POS * h,
+            10.0 * W_VEL * h,
+            10.0 * W_VEL * h,
+            1e-5,
+            10.0 * W_VEL * h,
+        ];
+        Self {
+            mean,
+            cov: M8::from_diagonal(&V8::from_iterator(std.iter().map(|s| s * s))),
+        }
+    }
+
+    fn predict(&mut self) {
+        let h = self.mean[3];
+        let mut f = M8::identity();
+        for i in 0..4 {
+            f[(i, i + 4)] = 1.0;
+        }
+        let std = [
+            W_POS * h,
+            W_POS * h,
+            1e-2,
+            W_POS * h,
+            W_VEL * h,
+            W_VEL * h,
+            1e-5,
+            W_VEL * h,
+        ];
+        let q = M8::from_diagonal(&V8::from_iterator(std.iter().map(|s| s * s)));
+        self.mean = f * self.mean;
+        self.cov = f * self.cov * f.transpose() + q;
+    }
+
+    fn update(&mut self, b: &BBox) {
+        let z = xyah(b);
+        let h = self.mean[3];
+        let mut hm = M48::zeros();
+        for i in 0..4 {
+            hm[(i, i)] = 1.0;
+        }
+        let std = [W_POS * h, W_POS * h, 1e-1, W_POS * h];
+        let r = M4::from_diagonal(&V4::from_iterator(std.iter().map(|s| s * s)));
+        let s = hm * self.cov * hm.transpose() + r;
+        let Some(s_inv) = s.try_inverse() else {
+            *self = Kalman::new(b);
+            return;
+        };
+        let k = self.cov * hm.transpose() * s_inv;
+        self.mean += k * (z - hm * self.mean);
+        self.cov -= k * s * k.transpose();
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TrackState_ {
+    track: Track,
+    kf: Kalman,
+}
+
+/// The tracker.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    config: TrackerConfig,
+    /// Class threshold per class id (high-score cut).
+    class_thresholds: Vec<f32>,
+    tracks: Vec<TrackState_>,
+    next_id: u64,
+    frames: u64,
+}
+
+impl Tracker {
+    /// `class_thresholds[c]` is the score above which a class-`c`
+    /// detection counts as "high" (the manifest's thresholds).
+    pub fn new(config: TrackerConfig, class_thresholds: Vec<f32>) -> Self {
+        Self {
+            config,
+            class_thresholds,
+            tracks: Vec::new(),
+            next_id: 1,
+            frames: 0,
+        }
+    }
+
+    /// Number of track ids handed out so far.
+    pub fn ids_issued(&self) -> u64 {
+        self.next_id - 1
+    }
+
+    fn is_high(&self, d: &Detection) -> bool {
+        let t = self.config.high_score.unwrap_or_else(|| {
+            self.class_thresholds
+                .get(d.class_id)
+                .copied()
+                .unwrap_or(0.5)
+        });
+        d.score >= t
+    }
+
+    /// Feed one frame's detections (all scores down to the low floor);
+    /// returns every live track (tentative ones included; use
+    /// [`Track::confirmed`] and [`TrackState`] to filter).
+    pub fn update(&mut self, detections: &[Detection], t_unix_ms: i64) -> Vec<Track> {
+        self.frames += 1;
+        for t in &mut self.tracks {
+            t.kf.predict();
+        }
+        let (high, low): (Vec<&Detection>, Vec<&Detection>) =
+            detections.iter().partition(|d| self.is_high(d));
+
+        // Pass 1: high-score detections against confirmed (tracked or lost) tracks.
+        let confirmed: Vec<usize> = (0..self.tracks.len())
+            .filter(|&i| self.tracks[i].track.confirmed)
+            .collect();
+        let (m1, unmatched_tracks, unmatched_high) =
+            self.associate(&confirmed, &high, self.config.match_iou);
+        let mut matched_now = vec![false; self.tracks.len()];
+        for (ti, di) in m1 {
+            self.apply(ti, high[di], t_unix_ms);
+            matched_now[ti] = true;
+        }
+
+        // Pass 2 (ByteTrack): low-score detections keep tracked tracks alive.
+        let still: Vec<usize> = unmatched_tracks
+            .into_iter()
+            .filter(|&i| self.tracks[i].track.state == TrackState::Tracked)
+            .collect();
+        let (m2, _, _) = self.associate(&still, &low, self.config.low_match_iou);
+        for (ti, di) in m2 {
+            self.apply(ti, low[di], t_unix_ms);
+            matched_now[ti] = true;
+        }
+
+        // Pass 3: remaining high detections against tentative tracks.
+        let tentative: Vec<usize> = (0..self.tracks.len())
+            .filter(|&i| !self.tracks[i].track.confirmed)
+            .collect();
+        let rest: Vec<&Detection> = unmatched_high.iter().map(|&i| high[i]).collect();
+        let (m3, _, unmatched_rest) = self.associate(&tentative, &rest, self.config.match_iou);
+        for (ti, di) in m3 {
+            self.apply(ti, rest[di], t_unix_ms);
+            matched_now[ti] = true;
+        }
+
+        // Unmatched: tentative tracks die at once, others become lost.
+        let cfg = self.config;
+        let mut keep = Vec::with_capacity(self.tracks.len());
+        for (i, mut t) in std::mem::take(&mut self.tracks).into_iter().enumerate() {
+            if !matched_now[i] {
+                if !t.track.confirmed {
+                    continue;
+                }
+                t.track.state = TrackState::Lost;
+                t.track.bbox = bbox_of(&t.kf.mean);
+                if t_unix_ms - t.track.last_seen_unix_ms > cfg.max_lost_ms {
+                    continue;
+                }
+            }
+            keep.push(t);
+        }
+        self.tracks = keep;
+
+        // New tracks from good unmatched high detections.
+        let first_frame = self.frames == 1;
+        for &di in &unmatched_rest {
+            let d = rest[di];
+            if d.score < cfg.new_track_score {
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let confirmed = first_frame || cfg.confirm_hits <= 1;
+            self.tracks.push(TrackState_ {
+                track: Track {
+                    id,
+                    class_id: d.class_id,
+                    bbox: d.bbox,
+                    score: d.score,
+                    state: if confirmed {
+                        TrackState::Tracked
+                    } else {
+                        TrackState::Tentative
+                    },
+                    hits: 1,
+                    first_seen_unix_ms: t_unix_ms,
+                    last_seen_unix_ms: t_unix_ms,
+                    confirmed,
+                },
+                kf: Kalman::new(&d.bbox),
+            });
+        }
+        self.tracks.iter().map(|t| t.track).collect()
+    }
+
+    fn apply(&mut self, ti: usize, d: &Detection, t_unix_ms: i64) {
+        let cfg = self.config;
+        let t = &mut self.tracks[ti];
+        t.kf.update(&d.bbox);
+        t.track.bbox = d.bbox;
+        t.track.score = d.score;
+        t.track.hits += 1;
+        t.track.last_seen_unix_ms = t_unix_ms;
+        if !t.track.confirmed && t.track.hits >= cfg.confirm_hits {
+            t.track.confirmed = true;
+        }
+        t.track.state = if t.track.confirmed {
+            TrackState::Tracked
+        } else {
+            TrackState::Tentative
+        };
+    }
+
+    /// Optimal assignment between tracks (indices into `self.tracks`) and
+    /// detections, maximising total IoU; pairs below `min_iou` or of
+    /// different classes never match. Returns (matches as (track index,
+    /// detection index)), unmatched track indices, unmatched detection
+    /// indices.
+    fn associate(
+        &self,
+        tracks: &[usize],
+        dets: &[&Detection],
+        min_iou: f32,
+    ) -> (Vec<(usize, usize)>, Vec<usize>, Vec<usize>) {
+        if tracks.is_empty() || dets.is_empty() {
+            return (vec![], tracks.to_vec(), (0..dets.len()).collect());
+        }
+        let scale = 1_000_000.0;
+        let iou = |ti: usize, di: usize| -> i64 {
+            let t = &self.tracks[tracks[ti]];
+            let d = dets[di];
+            if t.track.class_id != d.class_id {
+                return 0;
+            }
+            let v = bbox_of(&t.kf.mean).iou(&d.bbox);
+            if v >= min_iou {
+                (v * scale) as i64
+            } else {
+                0
+            }
+        };
+        // kuhn_munkres needs rows <= columns.
+        let transpose = tracks.len() > dets.len();
+        let (rows, cols) = if transpose {
+            (dets.len(), tracks.len())
+        } else {
+            (tracks.len(), dets.len())
+        };
+        let mut w = Matrix::new(rows, cols, 0i64);
+        for r in 0..rows {
+            for c in 0..cols {
+                w[(r, c)] = if transpose { iou(c, r) } else { iou(r, c) };
+            }
+        }
+        let (_, assign) = pathfinding::kuhn_munkres::kuhn_munkres(&w);
+        let mut matches = Vec::new();
+        let mut t_used = vec![false; tracks.len()];
+        let mut d_used = vec![false; dets.len()];
+        for (r, &c) in assign.iter().enumerate() {
+            if w[(r, c)] <= 0 {
+                continue;
+            }
+            let (ti, di) = if transpose { (c, r) } else { (r, c) };
+            t_used[ti] = true;
+            d_used[di] = true;
+            matches.push((tracks[ti], di));
+        }
+        let ut = (0..tracks.len())
+            .filter(|&i| !t_used[i])
+            .map(|i| tracks[i])
+            .collect();
+        let ud = (0..dets.len()).filter(|&i| !d_used[i]).collect();
+        (matches, ut, ud)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, y: f32, s: f32) -> Detection {
+        Detection {
+            bbox: BBox::new(x, y, x + 20.0, y + 50.0),
+            score: s,
+            class_id: 0,
+        }
+    }
+
+    fn tracker() -> Tracker {
+        Tracker::new(TrackerConfig::default(), vec![0.5, 0.5])
+    }
+
+    #[test]
+    fn two_walkers_keep_their_ids_when_crossing_paths() {
+        let mut t = tracker();
+        let mut ids_a = vec![];
+        let mut ids_b = vec![];
+        for f in 0..40 {
+            let xa = 10.0 + f as f32 * 5.0;
+            let xb = 210.0 - f as f32 * 5.0;
+            // b walks a little lower so the boxes overlap but stay distinct.
+            let tracks = t.update(&[det(xa, 100.0, 0.9), det(xb, 110.0, 0.8)], f * 100);
+            let live: Vec<_> = tracks
+                .iter()
+                .filter(|t| t.state == TrackState::Tracked)
+                .collect();
+            assert_eq!(live.len(), 2, "frame {f}: {tracks:?}");
+            let a = live
+                .iter()
+                .min_by(|p, q| (p.bbox.x1 - xa).abs().total_cmp(&(q.bbox.x1 - xa).abs()))
+                .unwrap();
+            let b = live
+                .iter()
+                .min_by(|p, q| (p.bbox.x1 - xb).abs().total_cmp(&(q.bbox.x1 - xb).abs()))
+                .unwrap();
+            ids_a.push(a.id);
+            ids_b.push(b.id);
+        }
+        ids_a.dedup();
+        ids_b.dedup();
+        assert_eq!(ids_a.len(), 1, "{ids_a:?}");
+        assert_eq!(ids_b.len(), 1, "{ids_b:?}");
+        assert_eq!(t.ids_issued(), 2);
+    }
+
+    #[test]
+    fn low_score_detections_keep_a_track_but_never_start_one() {
+        let mut t = tracker();
+        for f in 0..5 {
+            t.update(&[det(100.0 + f as f32 * 2.0, 100.0, 0.9)], f * 100);
+        }
+        // Partly occluded: score drops below the high threshold.
+        for f in 5..10 {
+            let tracks = t.update(&[det(100.0 + f as f32 * 2.0, 100.0, 0.2)], f * 100);
+            assert_eq!(tracks.len(), 1);
+            assert_eq!(tracks[0].state, TrackState::Tracked, "frame {f}");
+            assert_eq!(tracks[0].id, 1);
+        }
+        // A lone low-score detection elsewhere starts nothing.
+        let tracks = t.update(
+            &[det(100.0 + 20.0, 100.0, 0.9), det(400.0, 300.0, 0.3)],
+            1000,
+        );
+        assert_eq!(tracks.len(), 1);
+        assert_eq!(t.ids_issued(), 1);
+    }
+
+    #[test]
+    fn a_missed_detection_is_bridged_by_prediction_and_lost_tracks_expire() {
+        let mut t = tracker();
+        for f in 0..10 {
+            t.update(&[det(100.0 + f as f32 * 8.0, 100.0, 0.9)], f * 100);
+        }
+        // Three frames without a detection: the track is lost, predicted on.
+        for f in 10..13 {
+            let tracks = t.update(&[], f * 100);
+            assert_eq!(tracks[0].state, TrackState::Lost);
+            assert!(
+                (tracks[0].bbox.x1 - (100.0 + f as f32 * 8.0)).abs() < 6.0,
+                "{:?}",
+                tracks[0].bbox
+            );
+        }
+        // It reappears where the motion model says: same id.
+        let tracks = t.update(&[det(100.0 + 13.0 * 8.0, 100.0, 0.9)], 1300);
+        assert_eq!(
+            (tracks.len(), tracks[0].id, tracks[0].state),
+            (1, 1, TrackState::Tracked)
+        );
+        // Gone for longer than max_lost_ms: forgotten.
+        assert!(t.update(&[], 1300 + 3_001).is_empty());
+    }
+
+    #[test]
+    fn classes_do_not_mix_and_one_frame_blips_never_confirm() {
+        let mut t = tracker();
+        t.update(&[det(0.0, 0.0, 0.9)], 0);
+        let mut car = det(0.0, 0.0, 0.9);
+        car.class_id = 1;
+        // Same place, other class: the person is lost, a car track starts.
+        let tracks = t.update(&[car], 100);
+        assert_eq!(tracks.len(), 2);
+        assert!(tracks
+            .iter()
+            .any(|t| t.class_id == 1 && t.state == TrackState::Tentative));
+        // A blip that does not come back is dropped without ever confirming.
+        let tracks = t.update(&[det(0.0, 0.0, 0.9)], 200);
+        assert!(tracks.iter().all(|t| t.class_id == 0), "{tracks:?}");
+    }
+}
