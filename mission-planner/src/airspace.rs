@@ -183,12 +183,6 @@ fn local_ring(frame: &LocalFrame, what: &str, ring: &[LatLon]) -> Result<Vec<P>,
             "lies more than 200 km from home; plan areas near the launch point",
         ));
     }
-    if geom::ring_area(&pts).abs() < 1.0 {
-        return Err(PlanError::TooFewPoints {
-            what: format!("{what} (zero area)"),
-            points: idx.len(),
-        });
-    }
     if let Some((a, b, q)) = geom::ring_self_intersection(&pts) {
         let n = idx.len();
         let ll = frame.from_en(q.x, q.y);
@@ -200,6 +194,9 @@ fn local_ring(frame: &LocalFrame, what: &str, ring: &[LatLon]) -> Result<Vec<P>,
             b1: idx[(b + 1) % n],
             at: ll.into(),
         });
+    }
+    if geom::ring_area(&pts).abs() < 1.0 {
+        return Err(PlanError::param(what, "encloses no area (are all its points on a line?)"));
     }
     Ok(pts)
 }

@@ -394,23 +394,21 @@ pub fn plan_coverage(air: &Airspace, prm: &SweepParams, heading: Option<f64>) ->
 }
 
 /// The single-angle lawnmower QGroundControl's survey flies, for
-/// comparison: one heading (the area's longest edge by default in QGC is
-/// 0°; we give it the same heading choice as its "rotate entry" default,
-/// i.e. none), lanes across the whole bounding strip of each row (the
-/// convex span between the first and last crossing of the area), no
-/// decomposition. Returns its path length in metres (lanes + transitions),
-/// with no no-fly-zone avoidance (QGC does not route around zones).
-pub fn lawnmower_length_m(air: &Airspace, heading_deg: f64, spacing_m: f64) -> f64 {
+/// comparison: transects at one heading across the area, each flown from
+/// its first to its last crossing of the area's outline (QGroundControl
+/// keeps only those two intersections, so a concave notch or a hole is
+/// flown over), alternating direction, no decomposition and no no-fly-zone
+/// avoidance. Returns the polyline (local frame).
+pub fn lawnmower(air: &Airspace, heading_deg: f64, spacing_m: f64) -> Vec<P> {
     let theta = heading_to_theta(heading_deg);
-    let mut area = MultiRegion::default();
-    for a in &air.areas {
-        area.rings.extend(a.rings.iter().cloned());
-    }
-    let reg = Region::from_rings(area.rings).rotated(theta);
+    let rings: Vec<Vec<P>> = air.areas.iter().flat_map(|a| a.rings.iter().cloned()).collect();
+    let reg = Region::from_rings(rings).rotated(theta);
     let (min, max) = reg.bbox();
     let height = max.y - min.y;
     let n = (height / spacing_m).ceil().max(1.0) as usize;
     let s = height / n as f64;
+    let (sn, cs) = theta.sin_cos();
+    let un = |x: f64, y: f64| p(cs * x - sn * y, sn * x + cs * y);
     let mut pts: Vec<P> = Vec::new();
     for i in 0..n {
         let y = min.y + s * (i as f64 + 0.5);
@@ -420,17 +418,12 @@ pub fn lawnmower_length_m(air: &Airspace, heading_deg: f64, spacing_m: f64) -> f
         }
         let (a, b) = (iv[0].0, iv.last().unwrap().1);
         if pts.len() / 2 % 2 == 0 {
-            pts.push(p(a, y));
-            pts.push(p(b, y));
+            pts.push(un(a, y));
+            pts.push(un(b, y));
         } else {
-            pts.push(p(b, y));
-            pts.push(p(a, y));
+            pts.push(un(b, y));
+            pts.push(un(a, y));
         }
     }
-    pts.windows(2).map(|w| dist(w[0], w[1])).sum()
-}
-
-#[derive(Default)]
-struct MultiRegion {
-    rings: Vec<Vec<P>>,
+    pts
 }

@@ -136,6 +136,94 @@ pub struct Region {
     edges: Vec<(P, P)>,
     min: P,
     max: P,
+    grid: Grid,
+}
+
+/// A uniform grid over the bounding box listing the edges whose bounding
+/// box touches each cell: segment and point queries look only at nearby
+/// edges.
+#[derive(Debug, Clone, Default)]
+struct Grid {
+    origin: P,
+    cell: f64,
+    nx: usize,
+    ny: usize,
+    cells: Vec<Vec<u32>>,
+}
+
+impl Grid {
+    fn new(edges: &[(P, P)], min: P, max: P) -> Grid {
+        if edges.is_empty() {
+            return Grid::default();
+        }
+        let w = (max.x - min.x).max(1e-6);
+        let h = (max.y - min.y).max(1e-6);
+        // About two edges per cell, at most 128 cells a side.
+        let target = (edges.len() as f64 / 2.0).max(1.0);
+        let cell = ((w * h) / target).sqrt().max(w.max(h) / 128.0).max(1e-3);
+        let nx = ((w / cell).ceil() as usize).clamp(1, 128);
+        let ny = ((h / cell).ceil() as usize).clamp(1, 128);
+        let cell = (w / nx as f64).max(h / ny as f64);
+        let mut g = Grid {
+            origin: min,
+            cell,
+            nx,
+            ny,
+            cells: vec![Vec::new(); nx * ny],
+        };
+        for (k, &(a, b)) in edges.iter().enumerate() {
+            let (i0, j0) = g.idx(p(a.x.min(b.x) - 1e-7, a.y.min(b.y) - 1e-7));
+            let (i1, j1) = g.idx(p(a.x.max(b.x) + 1e-7, a.y.max(b.y) + 1e-7));
+            for j in j0..=j1 {
+                for i in i0..=i1 {
+                    g.cells[j * nx + i].push(k as u32);
+                }
+            }
+        }
+        g
+    }
+
+    fn idx(&self, q: P) -> (usize, usize) {
+        let i = ((q.x - self.origin.x) / self.cell).floor();
+        let j = ((q.y - self.origin.y) / self.cell).floor();
+        (
+            (i.max(0.0) as usize).min(self.nx - 1),
+            (j.max(0.0) as usize).min(self.ny - 1),
+        )
+    }
+
+    /// Edges near the segment a–b (sorted, unique).
+    fn near_segment(&self, a: P, b: P, pad: f64, out: &mut Vec<u32>) {
+        out.clear();
+        if self.nx == 0 {
+            return;
+        }
+        let (lo, hi) = (a.x.min(b.x) - pad, a.x.max(b.x) + pad);
+        let (i0, _) = self.idx(p(lo, self.origin.y));
+        let (i1, _) = self.idx(p(hi, self.origin.y));
+        for i in i0..=i1 {
+            let cx0 = (self.origin.x + i as f64 * self.cell).max(lo);
+            let cx1 = (self.origin.x + (i + 1) as f64 * self.cell).min(hi);
+            let y_at = |x: f64| {
+                if (b.x - a.x).abs() < 1e-12 {
+                    None
+                } else {
+                    Some(a.y + (x - a.x) * (b.y - a.y) / (b.x - a.x))
+                }
+            };
+            let (ylo, yhi) = match (y_at(cx0.clamp(a.x.min(b.x), a.x.max(b.x))), y_at(cx1.clamp(a.x.min(b.x), a.x.max(b.x)))) {
+                (Some(u), Some(v)) => (u.min(v), u.max(v)),
+                _ => (a.y.min(b.y), a.y.max(b.y)),
+            };
+            let (_, j0) = self.idx(p(self.origin.x, ylo - pad));
+            let (_, j1) = self.idx(p(self.origin.x, yhi + pad));
+            for j in j0..=j1 {
+                out.extend_from_slice(&self.cells[j * self.nx + i]);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
 }
 
 impl Region {
@@ -153,11 +241,13 @@ impl Region {
                 max = p(max.x.max(a.x), max.y.max(a.y));
             }
         }
+        let grid = Grid::new(&edges, min, max);
         Region {
             rings,
             edges,
             min,
             max,
+            grid,
         }
     }
 
@@ -242,7 +332,36 @@ impl Region {
         if q.x < self.min.x || q.x > self.max.x || q.y < self.min.y || q.y > self.max.y {
             return false;
         }
-        point_in_rings(q, &self.rings)
+        // Even-odd ray to +x through the grid row; each crossing is counted
+        // in the cell whose x-range holds it.
+        let g = &self.grid;
+        let (i0, j) = g.idx(q);
+        let mut inside = false;
+        for i in i0..g.nx {
+            let cx0 = g.origin.x + i as f64 * g.cell;
+            let cx1 = cx0 + g.cell;
+            for &k in &g.cells[j * g.nx + i] {
+                let (a, b) = self.edges[k as usize];
+                if (a.y > q.y) != (b.y > q.y) {
+                    let x = a.x + (q.y - a.y) * (b.x - a.x) / (b.y - a.y);
+                    let in_cell = (x >= cx0 || i == 0) && (x < cx1 || i == g.nx - 1);
+                    if q.x < x && in_cell {
+                        inside = !inside;
+                    }
+                }
+            }
+        }
+        inside
+    }
+
+    /// Within `tol` of an edge (looks only at nearby edges).
+    fn near_boundary(&self, q: P, tol: f64) -> bool {
+        let mut v = Vec::new();
+        self.grid.near_segment(q, q, tol, &mut v);
+        v.iter().any(|&k| {
+            let (a, b) = self.edges[k as usize];
+            dist_point_segment(q, a, b) <= tol
+        })
     }
 
     /// Distance from `q` to the boundary.
@@ -256,7 +375,7 @@ impl Region {
     /// Containment where points within `tol` of the boundary count as
     /// inside (the region is closed).
     pub fn contains_closed(&self, q: P, tol: f64) -> bool {
-        self.contains(q) || self.boundary_distance(q) <= tol
+        self.contains(q) || self.near_boundary(q, tol)
     }
 
     /// True if the whole segment `a`–`b` lies in the closed region: it
@@ -270,7 +389,10 @@ impl Region {
             p(a.x.max(b.x) + EPS, a.y.max(b.y) + EPS),
         );
         let mut ts: Vec<f64> = vec![0.0, 1.0];
-        for &(c, d) in &self.edges {
+        let mut near = Vec::new();
+        self.grid.near_segment(a, b, 1e-6, &mut near);
+        for &k in &near {
+            let (c, d) = self.edges[k as usize];
             if c.x.max(d.x) < lo.x
                 || c.x.min(d.x) > hi.x
                 || c.y.max(d.y) < lo.y

@@ -59,6 +59,7 @@
 //! well within 1 mm).
 
 pub mod airspace;
+pub mod config;
 pub mod coverage;
 pub mod error;
 pub mod formats;

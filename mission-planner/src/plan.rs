@@ -484,3 +484,53 @@ pub fn check_point(req: &PlanRequest, q: LatLon) -> Result<(), PlanError> {
     let air = Airspace::new(req, cam.lane_spacing_m)?;
     air.check_point("point", q)
 }
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "route      {:.2} km, {:.1} min in {} sortie(s)",
+            self.length_m / 1000.0,
+            self.time_s / 60.0,
+            self.sorties
+        )?;
+        writeln!(
+            f,
+            "coverage   {:.1} % of {:.3} km² coverable ({:.3} km² of area)",
+            self.coverage_percent,
+            self.coverable_area_m2 / 1e6,
+            self.area_m2 / 1e6
+        )?;
+        write!(
+            f,
+            "camera     {:.0} m altitude, footprint {:.0} m wide, lanes {:.0} m apart at {:.1}°",
+            self.altitude_m, self.footprint_width_m, self.lane_spacing_m, self.sweep_heading_deg
+        )?;
+        if let Some(g) = self.gsd_cm_per_px {
+            write!(f, ", GSD {g:.2} cm/px")?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "battery    at most {:.0} % of {:.1} {} usable per sortie",
+            self.max_battery_fraction * 100.0,
+            self.battery_usable,
+            self.battery_unit
+        )?;
+        write!(
+            f,
+            "home       {:.6}, {:.6}{}",
+            self.home.lat_deg,
+            self.home.lon_deg,
+            if self.home_inferred { " (not given: first point of interest or area vertex)" } else { "" }
+        )?;
+        if self.unreachable_cells > 0 {
+            write!(
+                f,
+                "\nwarning    {} part(s) of the area cannot be reached from home without crossing a no-fly zone and are not covered",
+                self.unreachable_cells
+            )?;
+        }
+        Ok(())
+    }
+}

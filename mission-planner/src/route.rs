@@ -181,7 +181,7 @@ pub fn split(
             };
             if ok {
                 let mut b = 1.0;
-                for _ in 0..40 {
+                for _ in 0..30 {
                     let m = (a + b) / 2.0;
                     if fits_at(At { k: seg_k, f: m }) {
                         a = m;
