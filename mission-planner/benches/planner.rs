@@ -52,10 +52,15 @@ fn outline(s: f64) -> GeoPolygon {
         s,
     );
     p.holes.push(
-        [(150.0, 600.0), (140.0, 720.0), (280.0, 700.0), (260.0, 600.0)]
-            .iter()
-            .map(|&(e, n)| ll(e * s, n * s))
-            .collect(),
+        [
+            (150.0, 600.0),
+            (140.0, 720.0),
+            (280.0, 700.0),
+            (260.0, 600.0),
+        ]
+        .iter()
+        .map(|&(e, n)| ll(e * s, n * s))
+        .collect(),
     );
     p
 }
@@ -76,7 +81,11 @@ fn zones(n: usize, s: f64) -> Vec<NoFlyZone> {
             } else {
                 ZoneShape::Polygon {
                     polygon: GeoPolygon {
-                        exterior: vec![ll(e - 30.0, nn - 25.0), ll(e + 35.0, nn - 20.0), ll(e + 5.0, nn + 30.0)],
+                        exterior: vec![
+                            ll(e - 30.0, nn - 25.0),
+                            ll(e + 35.0, nn - 20.0),
+                            ll(e + 5.0, nn + 30.0),
+                        ],
                         holes: vec![],
                     },
                 }
@@ -130,7 +139,10 @@ fn compare_with_lawnmower() {
     let shapes: Vec<(&str, PlanRequest)> = vec![
         ("rectangle 1.2×0.8 km", {
             let mut r = request(1.0, 0);
-            r.areas[0].polygon = poly(&[(0.0, 0.0), (1200.0, 0.0), (1200.0, 800.0), (0.0, 800.0)], 1.0);
+            r.areas[0].polygon = poly(
+                &[(0.0, 0.0), (1200.0, 0.0), (1200.0, 800.0), (0.0, 800.0)],
+                1.0,
+            );
             r
         }),
         ("rotated rectangle (25°)", {
@@ -147,7 +159,14 @@ fn compare_with_lawnmower() {
         ("L-shape 1 km", {
             let mut r = request(1.0, 0);
             r.areas[0].polygon = poly(
-                &[(0.0, 0.0), (1000.0, 0.0), (1000.0, 300.0), (300.0, 300.0), (300.0, 1000.0), (0.0, 1000.0)],
+                &[
+                    (0.0, 0.0),
+                    (1000.0, 0.0),
+                    (1000.0, 300.0),
+                    (300.0, 300.0),
+                    (300.0, 1000.0),
+                    (0.0, 1000.0),
+                ],
                 1.0,
             );
             r
@@ -188,12 +207,23 @@ fn compare_with_lawnmower() {
             let mut pts = vec![air.home_local];
             pts.extend(lawnmower(air, h, prm.spacing_m));
             pts.push(air.home_local);
-            let lanes: Vec<_> = pts.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0], c[1])).collect();
+            let lanes: Vec<_> = pts
+                .chunks(2)
+                .filter(|c| c.len() == 2)
+                .map(|c| (c[0], c[1]))
+                .collect();
             let (len, t) = lanes_cost(&lanes, &prm);
-            (len, t + (plan.summary.altitude_m / req.vehicle.climb_rate_mps) + plan.summary.altitude_m / req.vehicle.descent_rate_mps)
+            (
+                len,
+                t + (plan.summary.altitude_m / req.vehicle.climb_rate_mps)
+                    + plan.summary.altitude_m / req.vehicle.descent_rate_mps,
+            )
         };
         let q0 = qgc(0.0);
-        let qb = (0..180).map(|h| qgc(h as f64)).min_by(|a, b| a.0.total_cmp(&b.0)).unwrap();
+        let qb = (0..180)
+            .map(|h| qgc(h as f64))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap();
         let (ml, mt) = (plan.summary.length_m, plan.summary.time_s);
         eprintln!(
             "| {name} | {:.1}° | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} |",
@@ -241,9 +271,13 @@ fn benches(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("plan");
     g.sample_size(20).measurement_time(Duration::from_secs(10));
-    g.bench_function("1km2_10nfz", |b| b.iter(|| plan_patrol(black_box(&small)).unwrap()));
+    g.bench_function("1km2_10nfz", |b| {
+        b.iter(|| plan_patrol(black_box(&small)).unwrap())
+    });
     g.sample_size(10).measurement_time(Duration::from_secs(20));
-    g.bench_function("25km2", |b| b.iter(|| plan_patrol(black_box(&big)).unwrap()));
+    g.bench_function("25km2", |b| {
+        b.iter(|| plan_patrol(black_box(&big)).unwrap())
+    });
     let mut with_pois = request(1.0, 10);
     with_pois.areas.clear();
     with_pois.points_of_interest = pois(200);
@@ -266,7 +300,9 @@ fn benches(c: &mut Criterion) {
     with_pois.vehicle.endurance_min = Some(600.0);
     let nz = with_pois.no_fly_zones.len();
     g.sample_size(20).measurement_time(Duration::from_secs(10));
-    g.bench_function(format!("200_points_{nz}nfz"), |b| b.iter(|| plan_patrol(black_box(&with_pois)).unwrap()));
+    g.bench_function(format!("200_points_{nz}nfz"), |b| {
+        b.iter(|| plan_patrol(black_box(&with_pois)).unwrap())
+    });
     g.finish();
 
     let pts: Vec<(f64, f64)> = {

@@ -196,7 +196,10 @@ fn local_ring(frame: &LocalFrame, what: &str, ring: &[LatLon]) -> Result<Vec<P>,
         });
     }
     if geom::ring_area(&pts).abs() < 1.0 {
-        return Err(PlanError::param(what, "encloses no area (are all its points on a line?)"));
+        return Err(PlanError::param(
+            what,
+            "encloses no area (are all its points on a line?)",
+        ));
     }
     Ok(pts)
 }

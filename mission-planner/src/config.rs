@@ -48,7 +48,8 @@ impl PlanConfig {
     /// Parse and validate. Errors say which key is wrong, with line and
     /// column.
     pub fn from_toml(text: &str) -> Result<Self, PlanError> {
-        let cfg: PlanConfig = toml::from_str(text).map_err(|e| PlanError::format("TOML", "config", e.to_string().trim()))?;
+        let cfg: PlanConfig = toml::from_str(text)
+            .map_err(|e| PlanError::format("TOML", "config", e.to_string().trim()))?;
         cfg.vehicle.validate()?;
         cfg.options.validate()?;
         cfg.camera.geometry()?;

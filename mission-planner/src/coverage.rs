@@ -401,7 +401,11 @@ pub fn plan_coverage(air: &Airspace, prm: &SweepParams, heading: Option<f64>) ->
 /// avoidance. Returns the polyline (local frame).
 pub fn lawnmower(air: &Airspace, heading_deg: f64, spacing_m: f64) -> Vec<P> {
     let theta = heading_to_theta(heading_deg);
-    let rings: Vec<Vec<P>> = air.areas.iter().flat_map(|a| a.rings.iter().cloned()).collect();
+    let rings: Vec<Vec<P>> = air
+        .areas
+        .iter()
+        .flat_map(|a| a.rings.iter().cloned())
+        .collect();
     let reg = Region::from_rings(rings).rotated(theta);
     let (min, max) = reg.bbox();
     let height = max.y - min.y;

@@ -211,7 +211,10 @@ impl Grid {
                     Some(a.y + (x - a.x) * (b.y - a.y) / (b.x - a.x))
                 }
             };
-            let (ylo, yhi) = match (y_at(cx0.clamp(a.x.min(b.x), a.x.max(b.x))), y_at(cx1.clamp(a.x.min(b.x), a.x.max(b.x)))) {
+            let (ylo, yhi) = match (
+                y_at(cx0.clamp(a.x.min(b.x), a.x.max(b.x))),
+                y_at(cx1.clamp(a.x.min(b.x), a.x.max(b.x))),
+            ) {
                 (Some(u), Some(v)) => (u.min(v), u.max(v)),
                 _ => (a.y.min(b.y), a.y.max(b.y)),
             };

@@ -522,7 +522,11 @@ impl std::fmt::Display for Summary {
             "home       {:.6}, {:.6}{}",
             self.home.lat_deg,
             self.home.lon_deg,
-            if self.home_inferred { " (not given: first point of interest or area vertex)" } else { "" }
+            if self.home_inferred {
+                " (not given: first point of interest or area vertex)"
+            } else {
+                ""
+            }
         )?;
         if self.unreachable_cells > 0 {
             write!(

@@ -145,6 +145,7 @@ pub fn split(
     };
     let mut out = Vec::new();
     let mut start = At { k: 0, f: 0.0 };
+    let mut prev_end: Option<At> = None;
     let last_vertex = n - 1;
     loop {
         let sp = c.pos(start);
@@ -191,7 +192,19 @@ pub fn split(
                 }
             }
             end = At { k: seg_k, f: a };
-            if !ok || dist_along(&c, start, end) < 1.0 {
+            // Progress beyond where the last sortie stopped, not just
+            // beyond the (overlapping) resume point.
+            let from = prev_end.unwrap_or(start);
+            let stuck = !ok
+                || dist_along(&c, start, end) < 1.0
+                || (from > start && dist_along(&c, from, end) < 1.0);
+            if stuck && from > start {
+                // The overlap eats the battery: resume exactly where the
+                // last sortie stopped instead.
+                start = from;
+                continue;
+            }
+            if stuck {
                 let tk = (seg_k + 1).min(n - 1);
                 let what = match c.pts[tk].mark {
                     Mark::Poi(i) => format!(
@@ -214,6 +227,7 @@ pub fn split(
             }
         }
         out.push(build_sortie(air, &c, fl, start, end, dwell));
+        prev_end = Some(end);
         if end.k >= last_vertex {
             break;
         }

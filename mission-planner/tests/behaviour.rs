@@ -10,7 +10,8 @@ use tiancha_mission_planner::geom::{dist, P};
 use tiancha_mission_planner::mission::DO_SET_CAM_TRIGG_DIST;
 use tiancha_mission_planner::tour::{Node, Problem};
 use tiancha_mission_planner::{
-    check_point, plan_patrol, verify, Airspace, Autopilot, InvestigateRequest, Plan, PlanError, PlanRequest,
+    check_point, plan_patrol, verify, Airspace, Autopilot, InvestigateRequest, Plan, PlanError,
+    PlanRequest,
 };
 use tiancha_protocol::mission::{cmd, frame, MissionItem};
 use tiancha_protocol::validate::Validate;
@@ -20,7 +21,11 @@ fn demo_request() -> PlanRequest {
         vec![village()],
         vec![
             circle_zone("hospital helipad", 900.0, 250.0, 60.0, 30.0),
-            poly_zone("prison", &[(200.0, 200.0), (380.0, 220.0), (300.0, 380.0)], 40.0),
+            poly_zone(
+                "prison",
+                &[(200.0, 200.0), (380.0, 220.0), (300.0, 380.0)],
+                40.0,
+            ),
         ],
         vec![
             poi("market", 700.0, 100.0, 30.0, 1),
@@ -49,7 +54,12 @@ fn ten_km_plan_round_trips_through_the_local_frame_within_a_millimetre() {
         let err = tiancha_geometry::geodesy::distance_m(q, back);
         assert!(err < 1e-3, "{err} m at {r} m");
         let local = air.to_local(q);
-        assert!((dist(local, tiancha_mission_planner::geom::p(r * a.cos(), r * a.sin()))) < 1e-3);
+        assert!(
+            (dist(
+                local,
+                tiancha_mission_planner::geom::p(r * a.cos(), r * a.sin())
+            )) < 1e-3
+        );
     }
 }
 
@@ -64,7 +74,9 @@ fn chosen_sweep_angle_is_within_one_percent_of_the_best_of_180() {
                 &{
                     let (s, c) = (30f64.to_radians().sin(), 30f64.to_radians().cos());
                     let pts = [(0.0, 0.0), (150.0, 0.0), (150.0, 1500.0), (0.0, 1500.0)];
-                    pts.iter().map(|&(x, y)| (x * c + y * s, -x * s + y * c)).collect::<Vec<_>>()
+                    pts.iter()
+                        .map(|&(x, y)| (x * c + y * s, -x * s + y * c))
+                        .collect::<Vec<_>>()
                 },
                 &[],
             )],
@@ -76,7 +88,14 @@ fn chosen_sweep_angle_is_within_one_percent_of_the_best_of_180() {
         request(
             vec![area(
                 "L",
-                &[(0.0, 0.0), (900.0, 0.0), (900.0, 300.0), (300.0, 300.0), (300.0, 900.0), (0.0, 900.0)],
+                &[
+                    (0.0, 0.0),
+                    (900.0, 0.0),
+                    (900.0, 300.0),
+                    (300.0, 300.0),
+                    (300.0, 900.0),
+                    (0.0, 900.0),
+                ],
                 &[],
             )],
             vec![circle_zone("mast", 250.0, 250.0, 40.0, 20.0)],
@@ -112,7 +131,12 @@ fn thin_strip_is_swept_along_its_length() {
         .iter()
         .map(|&(x, y)| (x * c + y * s, -x * s + y * c))
         .collect();
-    let req = request(vec![area("strip", &pts, &[])], vec![], vec![], (-30.0, -30.0));
+    let req = request(
+        vec![area("strip", &pts, &[])],
+        vec![],
+        vec![],
+        (-30.0, -30.0),
+    );
     let plan = plan_patrol(&req).unwrap();
     let h = plan.coverage.heading_deg;
     // The strip runs 30° east of north.
@@ -123,7 +147,11 @@ fn thin_strip_is_swept_along_its_length() {
 /// planner's own move evaluation.
 fn two_opt_improvable(order: &[usize], d: &dyn Fn(usize, usize) -> f64) -> bool {
     let n = order.len();
-    let len = |o: &[usize]| (0..o.len()).map(|i| d(o[i], o[(i + 1) % o.len()])).sum::<f64>();
+    let len = |o: &[usize]| {
+        (0..o.len())
+            .map(|i| d(o[i], o[(i + 1) % o.len()]))
+            .sum::<f64>()
+    };
     let base = len(order);
     for i in 1..n {
         for j in i + 1..n {
@@ -138,7 +166,13 @@ fn two_opt_improvable(order: &[usize], d: &dyn Fn(usize, usize) -> f64) -> bool 
 }
 
 fn brute_force(d: &dyn Fn(usize, usize) -> f64, n: usize) -> f64 {
-    fn rec(d: &dyn Fn(usize, usize) -> f64, path: &mut Vec<usize>, used: &mut [bool], cost: f64, best: &mut f64) {
+    fn rec(
+        d: &dyn Fn(usize, usize) -> f64,
+        path: &mut Vec<usize>,
+        used: &mut [bool],
+        cost: f64,
+        best: &mut f64,
+    ) {
         let n = used.len();
         if cost >= *best {
             return;
@@ -181,23 +215,42 @@ fn point_tours_are_two_opt_optimal_and_within_two_percent_of_exact() {
         let pts: Vec<(f64, f64)> = (0..n).map(|_| (rnd() * 1000.0, rnd() * 1000.0)).collect();
         let d = |a: usize, b: usize| (pts[a].0 - pts[b].0).hypot(pts[a].1 - pts[b].1);
         let nodes: Vec<Node> = (0..n).map(|i| Node::point(i, 0.0)).collect();
-        let pb = Problem { nodes: &nodes, cost: &d };
+        let pb = Problem {
+            nodes: &nodes,
+            cost: &d,
+        };
         let tour = pb.solve();
         let order: Vec<usize> = tour.iter().map(|t| t.0).collect();
         let mut sorted = order.clone();
         sorted.sort();
-        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a tour visits every point once");
-        assert!(!two_opt_improvable(&order, &d), "instance {inst}: an improving 2-opt move remains");
+        assert_eq!(
+            sorted,
+            (0..n).collect::<Vec<_>>(),
+            "a tour visits every point once"
+        );
+        assert!(
+            !two_opt_improvable(&order, &d),
+            "instance {inst}: an improving 2-opt move remains"
+        );
         let cost = pb.tour_cost(&tour);
         let (exact, _) = pb.exact().unwrap();
         if n <= 8 {
             let bf = brute_force(&d, n);
-            assert!((bf - exact).abs() < 1e-6, "Held–Karp {exact} vs brute force {bf}");
+            assert!(
+                (bf - exact).abs() < 1e-6,
+                "Held–Karp {exact} vs brute force {bf}"
+            );
         }
-        assert!(cost <= exact * 1.02 + 1e-9, "instance {inst}: {cost} vs optimum {exact}");
+        assert!(
+            cost <= exact * 1.02 + 1e-9,
+            "instance {inst}: {cost} vs optimum {exact}"
+        );
         worst = worst.max(cost / exact - 1.0);
     }
-    eprintln!("worst gap to the optimum over 60 instances: {:.3} %", worst * 100.0);
+    eprintln!(
+        "worst gap to the optimum over 60 instances: {:.3} %",
+        worst * 100.0
+    );
 }
 
 #[test]
@@ -215,7 +268,10 @@ fn the_demo_plan_is_safe_complete_and_speaks_ardupilot() {
         assert_eq!((m0.command, m0.frame), (cmd::NAV_WAYPOINT, frame::GLOBAL));
         assert!((m0.lat_deg() - req.vehicle.home.unwrap().lat_deg).abs() < 1e-7);
         assert_eq!(s.mission.mission[1].command, cmd::NAV_TAKEOFF);
-        assert_eq!(s.mission.mission.last().unwrap().command, cmd::NAV_RETURN_TO_LAUNCH);
+        assert_eq!(
+            s.mission.mission.last().unwrap().command,
+            cmd::NAV_RETURN_TO_LAUNCH
+        );
         // Fence: one inclusion polygon, the prison polygon, the helipad circle.
         let incl: Vec<&MissionItem> = s
             .mission
@@ -224,19 +280,35 @@ fn the_demo_plan_is_safe_complete_and_speaks_ardupilot() {
             .filter(|i| i.command == cmd::NAV_FENCE_POLYGON_VERTEX_INCLUSION)
             .collect();
         assert_eq!(incl.len(), incl[0].param1 as usize);
-        assert!(s.mission.fence.iter().any(|i| i.command == cmd::NAV_FENCE_POLYGON_VERTEX_EXCLUSION));
+        assert!(s
+            .mission
+            .fence
+            .iter()
+            .any(|i| i.command == cmd::NAV_FENCE_POLYGON_VERTEX_EXCLUSION));
         let circle = s
             .mission
             .fence
             .iter()
             .find(|i| i.command == cmd::NAV_FENCE_CIRCLE_EXCLUSION)
             .unwrap();
-        assert!((circle.param1 - 75.0).abs() < 1e-3, "radius + half the buffer: {}", circle.param1);
-        assert!(s.mission.rally.iter().all(|r| r.command == cmd::NAV_RALLY_POINT));
+        assert!(
+            (circle.param1 - 75.0).abs() < 1e-3,
+            "radius + half the buffer: {}",
+            circle.param1
+        );
+        assert!(s
+            .mission
+            .rally
+            .iter()
+            .all(|r| r.command == cmd::NAV_RALLY_POINT));
         assert!(!s.mission.rally.is_empty());
     }
     // Every point of interest is visited with its dwell and camera on it.
-    let all: Vec<&MissionItem> = plan.sorties.iter().flat_map(|s| s.mission.mission.iter()).collect();
+    let all: Vec<&MissionItem> = plan
+        .sorties
+        .iter()
+        .flat_map(|s| s.mission.mission.iter())
+        .collect();
     for p in &req.points_of_interest {
         let roi = all.iter().any(|i| {
             i.command == cmd::DO_SET_ROI_LOCATION
@@ -244,9 +316,9 @@ fn the_demo_plan_is_safe_complete_and_speaks_ardupilot() {
                 && (i.lon_deg() - p.position.lon_deg).abs() < 2e-7
         });
         assert!(roi, "no ROI on {}", p.name);
-        let loiter = all
-            .iter()
-            .any(|i| i.command == cmd::NAV_LOITER_TIME && (i.param1 as f64 - p.dwell_s).abs() < 1e-3);
+        let loiter = all.iter().any(|i| {
+            i.command == cmd::NAV_LOITER_TIME && (i.param1 as f64 - p.dwell_s).abs() < 1e-3
+        });
         assert!(loiter, "no dwell at {}", p.name);
     }
 }
@@ -259,10 +331,18 @@ fn px4_missions_have_no_home_item_and_use_the_gimbal_manager() {
     let plan = plan_patrol(&req).unwrap();
     let m = &plan.sorties[0].mission.mission;
     assert_eq!(m[0].command, cmd::NAV_TAKEOFF);
-    assert!(m.iter().any(|i| i.command == cmd::DO_GIMBAL_MANAGER_PITCHYAW));
+    assert!(m
+        .iter()
+        .any(|i| i.command == cmd::DO_GIMBAL_MANAGER_PITCHYAW));
     assert!(!m.iter().any(|i| i.command == cmd::DO_MOUNT_CONTROL));
-    let trig = m.iter().filter(|i| i.command == DO_SET_CAM_TRIGG_DIST).count();
-    assert!(trig >= 2 && trig % 2 == 0, "trigger on and off per lane: {trig}");
+    let trig = m
+        .iter()
+        .filter(|i| i.command == DO_SET_CAM_TRIGG_DIST)
+        .count();
+    assert!(
+        trig >= 2 && trig % 2 == 0,
+        "trigger on and off per lane: {trig}"
+    );
 }
 
 #[test]
@@ -277,13 +357,24 @@ fn small_battery_splits_into_sorties_that_resume_with_overlap() {
         assert!(s.battery_used <= 7.0 + 1e-9, "{} min used", s.battery_used);
         let first = s.route_local.first().unwrap().p;
         let last = s.route_local.last().unwrap().p;
-        assert!(dist(first, plan.airspace.home_local) < 1e-6 && dist(last, plan.airspace.home_local) < 1e-6);
+        assert!(
+            dist(first, plan.airspace.home_local) < 1e-6
+                && dist(last, plan.airspace.home_local) < 1e-6
+        );
     }
     // The sortie with the school gate (priority 3) flies first.
-    let school = req.points_of_interest.iter().position(|p| p.name == "school gate").unwrap();
+    let school = req
+        .points_of_interest
+        .iter()
+        .position(|p| p.name == "school gate")
+        .unwrap();
     assert!(plan.sorties[0].points_of_interest.contains(&school));
     // Every point of interest is visited exactly once over all sorties.
-    let mut visits: Vec<usize> = plan.sorties.iter().flat_map(|s| s.points_of_interest.clone()).collect();
+    let mut visits: Vec<usize> = plan
+        .sorties
+        .iter()
+        .flat_map(|s| s.points_of_interest.clone())
+        .collect();
     visits.sort();
     assert_eq!(visits, vec![0, 1, 2]);
 }
@@ -292,17 +383,25 @@ fn small_battery_splits_into_sorties_that_resume_with_overlap() {
 fn errors_name_the_problem_and_where_it_is() {
     // Self-intersecting area.
     let bow = request(
-        vec![area("bow", &[(0.0, 0.0), (500.0, 500.0), (500.0, 0.0), (0.0, 500.0)], &[])],
+        vec![area(
+            "bow",
+            &[(0.0, 0.0), (500.0, 500.0), (500.0, 0.0), (0.0, 500.0)],
+            &[],
+        )],
         vec![],
         vec![],
         (-20.0, -20.0),
     );
     let e = plan_patrol(&bow).unwrap_err().to_string();
-    assert!(e.starts_with("area polygon 0 ('bow') self-intersects at edge 0–1 and 2–3 near 28.45"), "{e}");
+    assert!(
+        e.starts_with("area polygon 0 ('bow') self-intersects at edge 0–1 and 2–3 near 28.45"),
+        "{e}"
+    );
 
     // Point of interest inside a buffered zone.
     let mut r = demo_request();
-    r.points_of_interest.push(poi("clinic door", 905.0, 250.0, 0.0, 0));
+    r.points_of_interest
+        .push(poi("clinic door", 905.0, 250.0, 0.0, 0));
     let e = plan_patrol(&r).unwrap_err();
     assert!(matches!(e, PlanError::InsideNoFlyZone { .. }));
     assert!(
@@ -314,13 +413,20 @@ fn errors_name_the_problem_and_where_it_is() {
 
     // Area inside a no-fly zone.
     let r = request(
-        vec![area("yard", &[(0.0, 0.0), (50.0, 0.0), (50.0, 50.0), (0.0, 50.0)], &[])],
+        vec![area(
+            "yard",
+            &[(0.0, 0.0), (50.0, 0.0), (50.0, 50.0), (0.0, 50.0)],
+            &[],
+        )],
         vec![circle_zone("airport", 25.0, 25.0, 500.0, 100.0)],
         vec![],
         (-900.0, 0.0),
     );
     let e = plan_patrol(&r).unwrap_err().to_string();
-    assert!(e.contains("area 'yard'") && e.contains("inside no-fly zone 'airport' (buffer 100 m)"), "{e}");
+    assert!(
+        e.contains("area 'yard'") && e.contains("inside no-fly zone 'airport' (buffer 100 m)"),
+        "{e}"
+    );
 
     // Battery too small for even one leg.
     let mut r = demo_request();
@@ -329,19 +435,32 @@ fn errors_name_the_problem_and_where_it_is() {
     let e = plan_patrol(&r).unwrap_err();
     assert!(matches!(e, PlanError::BatteryTooSmall { .. }), "{e}");
     let msg = e.to_string();
-    assert!(msg.starts_with("battery too small: the leg to ") && msg.contains("min, 1.0 usable"), "{msg}");
+    assert!(
+        msg.starts_with("battery too small: the leg to ") && msg.contains("min, 1.0 usable"),
+        "{msg}"
+    );
 
     // A hole outside its polygon, a ring of two points, a bad coordinate.
     let r = request(
-        vec![area("a", &[(0.0, 0.0), (100.0, 0.0), (100.0, 100.0)], &[&[(500.0, 500.0), (510.0, 500.0), (510.0, 510.0)]])],
+        vec![area(
+            "a",
+            &[(0.0, 0.0), (100.0, 0.0), (100.0, 100.0)],
+            &[&[(500.0, 500.0), (510.0, 500.0), (510.0, 510.0)]],
+        )],
         vec![],
         vec![],
         (-10.0, -10.0),
     );
-    assert!(plan_patrol(&r).unwrap_err().to_string().contains("hole 0 is not inside the exterior ring"));
+    assert!(plan_patrol(&r)
+        .unwrap_err()
+        .to_string()
+        .contains("hole 0 is not inside the exterior ring"));
     let mut r = demo_request();
     r.areas[0].polygon.exterior.truncate(2);
-    assert!(plan_patrol(&r).unwrap_err().to_string().contains("has only 2 distinct points"));
+    assert!(plan_patrol(&r)
+        .unwrap_err()
+        .to_string()
+        .contains("has only 2 distinct points"));
     let mut r = demo_request();
     r.areas[0].polygon.exterior[3] = LatLon::new(91.0, 117.0);
     assert_eq!(
@@ -351,7 +470,10 @@ fn errors_name_the_problem_and_where_it_is() {
     // Altitude above the fence ceiling.
     let mut r = demo_request();
     r.camera.altitude_agl_m = Some(150.0);
-    assert!(matches!(plan_patrol(&r).unwrap_err(), PlanError::AltitudeOutsideFence { .. }));
+    assert!(matches!(
+        plan_patrol(&r).unwrap_err(),
+        PlanError::AltitudeOutsideFence { .. }
+    ));
 }
 
 #[test]
@@ -360,13 +482,17 @@ fn check_point_refuses_with_a_reason() {
     assert!(check_point(&req, ll(100.0, 100.0)).is_ok());
     let e = check_point(&req, ll(900.0, 300.0)).unwrap_err().to_string();
     assert!(e.contains("no-fly zone 'hospital helipad'"), "{e}");
-    let e = check_point(&req, ll(5000.0, 5000.0)).unwrap_err().to_string();
+    let e = check_point(&req, ll(5000.0, 5000.0))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("outside the fence"), "{e}");
 }
 
 #[test]
 fn patrol_spec_from_the_wire_plans() {
-    use tiancha_protocol::{GeoPoint, GeoPolygon, NoFlyZone, PatrolSpec, PointOfInterest, ZoneShape};
+    use tiancha_protocol::{
+        GeoPoint, GeoPolygon, NoFlyZone, PatrolSpec, PointOfInterest, ZoneShape,
+    };
     let gp = |e: f64, n: f64| {
         let q = ll(e, n);
         GeoPoint::new(q.lat_deg, q.lon_deg)
@@ -374,7 +500,12 @@ fn patrol_spec_from_the_wire_plans() {
     let spec = PatrolSpec {
         name: Some("wire".into()),
         areas: vec![GeoPolygon {
-            exterior: vec![gp(0.0, 0.0), gp(400.0, 0.0), gp(400.0, 300.0), gp(0.0, 300.0)],
+            exterior: vec![
+                gp(0.0, 0.0),
+                gp(400.0, 0.0),
+                gp(400.0, 300.0),
+                gp(0.0, 300.0),
+            ],
             holes: vec![],
         }],
         no_fly_zones: vec![NoFlyZone {
@@ -403,7 +534,11 @@ fn patrol_spec_from_the_wire_plans() {
     assert_eq!(plan.fence.exclusion_circles.len(), 1);
 }
 
-fn investigate(plan: &Plan, target: LatLon, radius: f64) -> Result<tiancha_mission_planner::Investigation, PlanError> {
+fn investigate(
+    plan: &Plan,
+    target: LatLon,
+    radius: f64,
+) -> Result<tiancha_mission_planner::Investigation, PlanError> {
     let s = &plan.sorties[0];
     let m = &s.mission.mission;
     // The drone is on its way to the 8th navigation waypoint.
@@ -442,9 +577,15 @@ fn investigation_detours_around_zones_orbits_and_resumes() {
     let nm = &inv.mission;
     assert_eq!(nm[0], m[0], "home item kept");
     assert_eq!(inv.start_seq, 1);
-    let roi = nm.iter().position(|i| i.command == cmd::DO_SET_ROI_LOCATION).unwrap();
+    let roi = nm
+        .iter()
+        .position(|i| i.command == cmd::DO_SET_ROI_LOCATION)
+        .unwrap();
     assert!((nm[roi].lat_deg() - target.lat_deg).abs() < 1e-7);
-    let orbit = nm.iter().find(|i| i.command == cmd::NAV_LOITER_TURNS).unwrap();
+    let orbit = nm
+        .iter()
+        .find(|i| i.command == cmd::NAV_LOITER_TURNS)
+        .unwrap();
     assert_eq!(orbit.param3, 30.0);
     assert!(orbit.param1 >= 1.0);
     assert!(nm.iter().any(|i| i.command == cmd::DO_SET_ROI_NONE));
@@ -468,7 +609,10 @@ fn investigation_refuses_unsafe_targets_naming_the_zone() {
     );
     // The target is clear but the orbit would cross the buffer.
     let e = investigate(&plan, ll(900.0, 370.0), 40.0).unwrap_err();
-    assert!(e.to_string().contains("orbit radius 40 m") && e.to_string().contains("hospital helipad"), "{e}");
+    assert!(
+        e.to_string().contains("orbit radius 40 m") && e.to_string().contains("hospital helipad"),
+        "{e}"
+    );
     let e = investigate(&plan, ll(5000.0, 0.0), 30.0).unwrap_err();
     assert!(matches!(e, PlanError::OutsideFence { .. }), "{e}");
 }
@@ -496,7 +640,11 @@ fn px4_investigation_orbits_with_waypoints() {
     )
     .unwrap();
     assert_eq!(inv.start_seq, 0);
-    let roi = inv.mission.iter().position(|i| i.command == cmd::DO_SET_ROI_LOCATION).unwrap();
+    let roi = inv
+        .mission
+        .iter()
+        .position(|i| i.command == cmd::DO_SET_ROI_LOCATION)
+        .unwrap();
     let ring: Vec<&MissionItem> = inv.mission[roi + 1..]
         .iter()
         .take_while(|i| i.command == cmd::NAV_WAYPOINT)

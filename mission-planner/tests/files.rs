@@ -23,7 +23,11 @@ fn same(a: &MissionItem, b: &MissionItem) -> bool {
 }
 
 fn assert_same_set(a: &MissionSet, b: &MissionSet) {
-    for (name, x, y) in [("mission", &a.mission, &b.mission), ("fence", &a.fence, &b.fence), ("rally", &a.rally, &b.rally)] {
+    for (name, x, y) in [
+        ("mission", &a.mission, &b.mission),
+        ("fence", &a.fence, &b.fence),
+        ("rally", &a.rally, &b.rally),
+    ] {
         assert_eq!(x.len(), y.len(), "{name} length");
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
             assert!(same(p, q), "{name}[{i}]: {p:?} != {q:?}");
@@ -33,12 +37,26 @@ fn assert_same_set(a: &MissionSet, b: &MissionSet) {
 
 fn inputs() -> Inputs {
     let req = request(
-        vec![village(), area("east field", &[(1300.0, 0.0), (1700.0, 50.0), (1650.0, 400.0)], &[])],
+        vec![
+            village(),
+            area(
+                "east field",
+                &[(1300.0, 0.0), (1700.0, 50.0), (1650.0, 400.0)],
+                &[],
+            ),
+        ],
         vec![
             circle_zone("hospital helipad", 900.0, 250.0, 60.0, 30.0),
-            poly_zone("prison & yard <north>", &[(200.0, 200.0), (380.0, 220.0), (300.0, 380.0)], 40.5),
+            poly_zone(
+                "prison & yard <north>",
+                &[(200.0, 200.0), (380.0, 220.0), (300.0, 380.0)],
+                40.5,
+            ),
         ],
-        vec![poi("market", 700.0, 100.0, 30.0, 1), poi("学校门口 school gate", 450.0, 700.0, 45.25, 3)],
+        vec![
+            poi("market", 700.0, 100.0, 30.0, 1),
+            poi("学校门口 school gate", 450.0, 700.0, 45.25, 3),
+        ],
         (-50.0, -50.0),
     );
     Inputs {
@@ -63,7 +81,7 @@ fn a_plan_written_by_tiancha_reads_back_identical() {
         req.vehicle.home = i.home;
         req.vehicle.autopilot = autopilot;
         req.vehicle.home_alt_amsl_m = 71.3;
-        req.vehicle.endurance_min = Some(12.0);
+        req.vehicle.endurance_min = Some(16.0);
         let plan = plan_patrol(&req).unwrap();
         assert!(plan.sorties.len() >= 2);
         let home = LatLonAlt::new(plan.summary.home.lat_deg, plan.summary.home.lon_deg, 71.3);
@@ -73,13 +91,23 @@ fn a_plan_written_by_tiancha_reads_back_identical() {
             assert_eq!(back.autopilot, autopilot);
             assert_same_set(&s.mission, &back.missions);
             // Written again, the text is the same.
-            assert_eq!(qgc::write_plan(&back.missions, autopilot, back.home, 8.0, 5.0), text);
+            assert_eq!(
+                qgc::write_plan(&back.missions, autopilot, back.home, 8.0, 5.0),
+                text
+            );
             // QGroundControl's structure.
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             assert_eq!(v["fileType"], "Plan");
             assert_eq!(v["geoFence"]["version"], 2);
             assert_eq!(v["rallyPoints"]["version"], 2);
-            assert_eq!(v["mission"]["firmwareType"], if autopilot == Autopilot::Ardupilot { 3 } else { 12 });
+            assert_eq!(
+                v["mission"]["firmwareType"],
+                if autopilot == Autopilot::Ardupilot {
+                    3
+                } else {
+                    12
+                }
+            );
             for it in v["mission"]["items"].as_array().unwrap() {
                 assert_eq!(it["type"], "SimpleItem");
                 assert_eq!(it["params"].as_array().unwrap().len(), 7);
@@ -146,15 +174,24 @@ fn reads_a_qgroundcontrol_survey_and_fence() {
 #[test]
 fn bad_plan_files_say_where() {
     let e = qgc::read_plan("{").unwrap_err().to_string();
-    assert!(e.starts_with("QGroundControl plan (document): not JSON"), "{e}");
+    assert!(
+        e.starts_with("QGroundControl plan (document): not JSON"),
+        "{e}"
+    );
     let e = qgc::read_plan(r#"{"fileType":"Plan","mission":{"items":[{"type":"SimpleItem","command":16,"frame":3,"autoContinue":true,"params":[0,0,0]}]}}"#)
         .unwrap_err()
         .to_string();
-    assert_eq!(e, "QGroundControl plan mission.items[0].params: must hold 7 values, has 3");
+    assert_eq!(
+        e,
+        "QGroundControl plan mission.items[0].params: must hold 7 values, has 3"
+    );
     let e = qgc::read_plan(r#"{"fileType":"Plan","mission":{"items":[]},"geoFence":{"polygons":[{"polygon":[[95,1],[1,1],[1,2]]}]}}"#)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("geoFence.polygons[0].polygon[0]") && e.contains("not a valid WGS84"), "{e}");
+    assert!(
+        e.contains("geoFence.polygons[0].polygon[0]") && e.contains("not a valid WGS84"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -216,9 +253,12 @@ fn kml_from_other_tools_uses_folders_and_defaults() {
     assert_eq!(i.no_fly_zones.len(), 1);
     assert_eq!(i.no_fly_zones[0].name, "airport");
     assert_eq!(i.areas.len(), 1);
-    let e = kml::read_kml("<kml><Placemark><Point><coordinates>x,y</coordinates></Point></Placemark></kml>", Role::PointOfInterest)
-        .unwrap_err()
-        .to_string();
+    let e = kml::read_kml(
+        "<kml><Placemark><Point><coordinates>x,y</coordinates></Point></Placemark></kml>",
+        Role::PointOfInterest,
+    )
+    .unwrap_err()
+    .to_string();
     assert_eq!(e, "KML Placemark 0 tuple 0: 'x,y' is not lon,lat[,alt]");
 }
 
@@ -230,7 +270,10 @@ fn geojson_errors_say_which_feature() {
     )
     .unwrap_err()
     .to_string();
-    assert_eq!(e, "GeoJSON features[0]: a point_of_interest must be a Point, not a Polygon");
+    assert_eq!(
+        e,
+        "GeoJSON features[0]: a point_of_interest must be a Point, not a Polygon"
+    );
     let e = geojson::read_geojson(
         r#"{"type":"Feature","properties":{"kind":"no_fly_zone"},"geometry":{"type":"Point","coordinates":[117.9,28.4]}}"#,
         Role::Area,
@@ -243,11 +286,22 @@ fn geojson_errors_say_which_feature() {
 #[test]
 fn toml_config_is_validated_with_the_key() {
     use tiancha_mission_planner::config::PlanConfig;
-    let ok = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shangrao/plan.toml")).unwrap();
+    let ok = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/shangrao/plan.toml"
+    ))
+    .unwrap();
     let cfg = PlanConfig::from_toml(&ok).unwrap();
     assert_eq!(cfg.inputs.area, vec!["area.geojson".to_string()]);
-    let e = PlanConfig::from_toml("[vehicle]\ncruise_speed = 8.0\n").unwrap_err().to_string();
+    let e = PlanConfig::from_toml("[vehicle]\ncruise_speed = 8.0\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown field `cruise_speed`"), "{e}");
-    let e = PlanConfig::from_toml("[camera]\nside_overlap = 1.5\n").unwrap_err().to_string();
-    assert_eq!(e, "invalid camera.side_overlap: must be between 0 and 0.95, got 1.5");
+    let e = PlanConfig::from_toml("[camera]\nside_overlap = 1.5\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "invalid camera.side_overlap: must be between 0 and 0.95, got 1.5"
+    );
 }

@@ -48,7 +48,16 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec(-1.0f64..1.0, 12),
         prop::collection::vec(0.0f64..1.0, 12),
         prop::collection::vec((-0.12f64..0.12, -0.12f64..0.12, 0.05f64..0.14), 0..3),
-        prop::collection::vec((-1.1f64..1.1, -1.1f64..1.1, 10.0f64..60.0, 0.0f64..40.0, any::<bool>()), 0..4),
+        prop::collection::vec(
+            (
+                -1.1f64..1.1,
+                -1.1f64..1.1,
+                10.0f64..60.0,
+                0.0f64..40.0,
+                any::<bool>(),
+            ),
+            0..4,
+        ),
         prop::collection::vec((-0.3f64..0.3, -0.3f64..0.3), 0..4),
         6.0f64..14.0,
     )
@@ -59,7 +68,11 @@ fn case() -> impl Strategy<Value = Case> {
                 .enumerate()
                 .map(|(i, &(x, y, s))| {
                     let c = (x * r + (i as f64 - 1.0) * 0.0, y * r);
-                    vec![(c.0 - s * r, c.1 - s * r), (c.0 + s * r, c.1 - s * r), (c.0, c.1 + s * r)]
+                    vec![
+                        (c.0 - s * r, c.1 - s * r),
+                        (c.0 + s * r, c.1 - s * r),
+                        (c.0, c.1 + s * r),
+                    ]
                 })
                 .collect();
             // Keep holes apart from each other.
@@ -83,7 +96,11 @@ fn case() -> impl Strategy<Value = Case> {
                     } else {
                         poly_zone(
                             &format!("zone {i}"),
-                            &[(e - size, n - size), (e + size, n - 0.5 * size), (e + 0.3 * size, n + size)],
+                            &[
+                                (e - size, n - size),
+                                (e + size, n - 0.5 * size),
+                                (e + 0.3 * size, n + size),
+                            ],
                             buffer,
                         )
                     }
@@ -128,7 +145,9 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         // point walled in by zones.
         Err(PlanError::InsideNoFlyZone { .. })
         | Err(PlanError::AreaNotCoverable { .. })
-        | Err(PlanError::Unreachable { .. }) => return Err(TestCaseError::reject("unplannable input")),
+        | Err(PlanError::Unreachable { .. }) => {
+            return Err(TestCaseError::reject("unplannable input"))
+        }
         Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
     };
     let air = &plan.airspace;
@@ -152,10 +171,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
                 );
             }
         }
-        prop_assert!(verify::inside_emitted_fence(air, &line), "sortie {i} leaves the fence");
+        prop_assert!(
+            verify::inside_emitted_fence(air, &line),
+            "sortie {i} leaves the fence"
+        );
         // 3. Battery: time re-costed from the polyline.
         let len: f64 = line.windows(2).map(|w| dist(w[0], w[1])).sum();
-        let turns: f64 = line.windows(3).map(|w| turn_s(v.turn_cost_s, w[0], w[1], w[2])).sum();
+        let turns: f64 = line
+            .windows(3)
+            .map(|w| turn_s(v.turn_cost_s, w[0], w[1], w[2]))
+            .sum();
         let dwell: f64 = s
             .route_local
             .iter()
@@ -164,8 +189,15 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
                 _ => None,
             })
             .sum();
-        let t = len / v.cruise_speed_mps + turns + dwell + alt / v.climb_rate_mps + alt / v.descent_rate_mps;
-        prop_assert!(t <= usable_s + 1e-6, "sortie {i} needs {t:.1} s, {usable_s:.1} usable");
+        let t = len / v.cruise_speed_mps
+            + turns
+            + dwell
+            + alt / v.climb_rate_mps
+            + alt / v.descent_rate_mps;
+        prop_assert!(
+            t <= usable_s + 1e-6,
+            "sortie {i} needs {t:.1} s, {usable_s:.1} usable"
+        );
         lanes.extend(verify::lanes_of(&s.route_local));
     }
     // 2. Coverage on a raster, with an independent "coverable" predicate.
@@ -211,7 +243,11 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     }
     if total > 50 {
         let frac = hit as f64 / total as f64;
-        prop_assert!(frac >= 0.99, "coverage {:.2} % ({hit}/{total})", frac * 100.0);
+        prop_assert!(
+            frac >= 0.99,
+            "coverage {:.2} % ({hit}/{total})",
+            frac * 100.0
+        );
     }
     Ok(())
 }

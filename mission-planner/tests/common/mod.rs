@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use tiancha_geometry::geodesy::{LatLon, LocalFrame};
-use tiancha_mission_planner::{Area, GeoPolygon, NoFlyZone, PlanRequest, PointOfInterest, ZoneShape};
+use tiancha_mission_planner::{
+    Area, GeoPolygon, NoFlyZone, PlanRequest, PointOfInterest, ZoneShape,
+};
 
 pub const ORIGIN: LatLon = LatLon::new(28.45, 117.94);
 
@@ -63,7 +65,12 @@ pub fn poi(name: &str, e: f64, n: f64, dwell: f64, prio: u8) -> PointOfInterest 
 }
 
 /// A request with home at the local origin's south-west and defaults.
-pub fn request(areas: Vec<Area>, zones: Vec<NoFlyZone>, pois: Vec<PointOfInterest>, home: (f64, f64)) -> PlanRequest {
+pub fn request(
+    areas: Vec<Area>,
+    zones: Vec<NoFlyZone>,
+    pois: Vec<PointOfInterest>,
+    home: (f64, f64),
+) -> PlanRequest {
     let mut r = PlanRequest {
         areas,
         no_fly_zones: zones,
@@ -78,7 +85,19 @@ pub fn request(areas: Vec<Area>, zones: Vec<NoFlyZone>, pois: Vec<PointOfInteres
 pub fn village() -> Area {
     area(
         "village",
-        &[(0.0, 0.0), (1200.0, 0.0), (1200.0, 500.0), (600.0, 450.0), (550.0, 1100.0), (0.0, 1100.0)],
-        &[&[(150.0, 600.0), (140.0, 720.0), (280.0, 700.0), (260.0, 600.0)]],
+        &[
+            (0.0, 0.0),
+            (1200.0, 0.0),
+            (1200.0, 500.0),
+            (600.0, 450.0),
+            (550.0, 1100.0),
+            (0.0, 1100.0),
+        ],
+        &[&[
+            (150.0, 600.0),
+            (140.0, 720.0),
+            (280.0, 700.0),
+            (260.0, 600.0),
+        ]],
     )
 }
