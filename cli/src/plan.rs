@@ -6,10 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use tiancha_geometry::geodesy::{LatLon, LatLonAlt};
 use tiancha_mission_planner::config::PlanConfig;
 use tiancha_mission_planner::formats::{geojson, kml, qgc, Inputs, Role};
-use tiancha_mission_planner::{plan_patrol, Autopilot, PlanRequest};
+use tiancha_mission_planner::{plan_patrol, Autopilot, LatLon, LatLonAlt, PlanRequest};
 
 /// Arguments of `tiancha plan`.
 #[derive(clap::Args, Debug)]

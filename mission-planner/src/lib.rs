@@ -81,6 +81,7 @@ pub use request::{
     Area, Autopilot, Camera, GeoPolygon, NoFlyZone, PlanOptions, PlanRequest, PointOfInterest,
     Vehicle, ZoneShape,
 };
+pub use tiancha_geometry::geodesy::{LatLon, LatLonAlt};
 
 impl Plan {
     /// Re-plan the running sortie for an investigation (see

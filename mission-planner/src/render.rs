@@ -160,7 +160,7 @@ pub fn svg(plan: &Plan, req: &PlanRequest, width_px: u32) -> String {
         let (x, y) = v.pt(c);
         let _ = writeln!(
             s,
-            r##"<text x="{x:.1}" y="{y:.1}" font-size="12" fill="#a50f15" text-anchor="middle">⛔ {}</text>"##,
+            r##"<text x="{x:.1}" y="{y:.1}" font-size="12" fill="#a50f15" text-anchor="middle">no-fly: {}</text>"##,
             esc(&z.name)
         );
     }
