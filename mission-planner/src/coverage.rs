@@ -89,7 +89,7 @@ fn heading_to_theta(heading_deg: f64) -> f64 {
 fn rows(cov: &Region, free: &Region, prm: &SweepParams) -> Vec<Vec<Seg>> {
     let (min, max) = cov.bbox();
     let height = max.y - min.y;
-    if !(height > 0.0) {
+    if height.is_nan() || height <= 0.0 {
         return vec![];
     }
     let n = (height / prm.spacing_m).ceil().max(1.0) as usize;
@@ -421,7 +421,7 @@ pub fn lawnmower(air: &Airspace, heading_deg: f64, spacing_m: f64) -> Vec<P> {
             continue;
         }
         let (a, b) = (iv[0].0, iv.last().unwrap().1);
-        if pts.len() / 2 % 2 == 0 {
+        if (pts.len() / 2).is_multiple_of(2) {
             pts.push(un(a, y));
             pts.push(un(b, y));
         } else {

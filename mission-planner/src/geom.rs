@@ -682,7 +682,7 @@ mod tests {
         );
         // Along the hole's edge and through its corner: allowed (closed).
         assert!(r.segment_inside(p(1.0, 4.0), p(9.0, 4.0)));
-        assert!(r.segment_inside(p(2.0, 2.0), p(8.0, 8.0)) == false);
+        assert!(!r.segment_inside(p(2.0, 2.0), p(8.0, 8.0)));
         assert!(
             r.segment_inside(p(3.0, 5.0), p(5.0, 7.0)),
             "touches corner 4,6 from outside"

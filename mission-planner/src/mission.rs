@@ -99,7 +99,7 @@ pub fn dwell_items(
         out.push(it);
     } else {
         let circumference = 2.0 * std::f64::consts::PI * radius_m;
-        let orbit_speed = speed_mps.min(5.0).max(1.0);
+        let orbit_speed = speed_mps.clamp(1.0, 5.0);
         let turns = (dwell_s * orbit_speed / circumference).ceil().max(1.0);
         match autopilot {
             Autopilot::Ardupilot => {

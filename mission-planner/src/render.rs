@@ -215,12 +215,7 @@ pub fn svg(plan: &Plan, req: &PlanRequest, width_px: u32) -> String {
         10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0,
     ];
     let target = span_x / 5.0;
-    let bar = nice
-        .iter()
-        .copied()
-        .filter(|b| *b <= target)
-        .last()
-        .unwrap_or(10.0);
+    let bar = nice.iter().copied().rfind(|b| *b <= target).unwrap_or(10.0);
     let by = pad + h + 25.0;
     let _ = writeln!(
         s,

@@ -302,12 +302,8 @@ fn build_sortie(
         p: sp,
         mark: start_mark,
     });
-    let first = if start.f == 0.0 {
-        start.k + 1
-    } else {
-        start.k + 1
-    };
-    let last = if end.f > 0.0 { end.k } else { end.k };
+    let first = start.k + 1;
+    let last = end.k;
     let mut pois = Vec::new();
     if let Mark::Poi(i) = start_mark {
         pois.push(i);

@@ -357,11 +357,7 @@ mod tests {
         let pts = square_pts();
         let d: Vec<Vec<f64>> = pts
             .iter()
-            .map(|a| {
-                pts.iter()
-                    .map(|b| ((a.0 - b.0) as f64).hypot(a.1 - b.1))
-                    .collect()
-            })
+            .map(|a| pts.iter().map(|b| (a.0 - b.0).hypot(a.1 - b.1)).collect())
             .collect();
         let nodes: Vec<Node> = (0..pts.len()).map(|i| Node::point(i, 0.0)).collect();
         let cost = |a: usize, b: usize| d[a][b];
@@ -383,10 +379,10 @@ mod tests {
     #[test]
     fn variants_reverse_with_the_tour() {
         // A "cell" from port 1 to port 2, or back.
-        let ports = [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 20.0)];
+        let ports: [(f64, f64); 4] = [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 20.0)];
         let d = |a: usize, b: usize| {
             let (x, y) = (ports[a], ports[b]);
-            ((x.0 - y.0) as f64).hypot(x.1 - y.1)
+            (x.0 - y.0).hypot(x.1 - y.1)
         };
         let nodes = vec![
             Node::point(0, 0.0),

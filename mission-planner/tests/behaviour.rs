@@ -525,8 +525,10 @@ fn patrol_spec_from_the_wire_plans() {
         altitude_rel_m: Some(50.0),
         qgc_plan: None,
     };
-    let mut v = tiancha_mission_planner::Vehicle::default();
-    v.home = Some(ll(-20.0, -20.0));
+    let v = tiancha_mission_planner::Vehicle {
+        home: Some(ll(-20.0, -20.0)),
+        ..Default::default()
+    };
     let req = PlanRequest::from_patrol_spec(&spec, &v, &Default::default()).unwrap();
     assert_eq!(req.camera.altitude_agl_m, Some(50.0));
     let plan = plan_patrol(&req).unwrap();
