@@ -1449,27 +1449,66 @@ mod tests {
     }
 
     #[test]
-    fn tilted_view_ellipse_is_long_along_the_look_direction() {
+    fn tilted_view_ellipse_follows_the_error_source() {
+        // Looking east, 30° down, from 50 m: a gimbal pitch error moves the
+        // point along the look direction by h / sin²(30°) per radian; a yaw
+        // error moves it across by the ground distance per radian.
         let model = CameraModel::ideal(1280, 720, 70.0);
-        let pose = CameraPose::new(
-            0,
-            above_home(50.0),
-            Attitude::new(0.0, 0.0, 90.0),
-            GimbalAngles::new(0.0, -30.0, 0.0, GimbalMount::Stabilized),
+        let pose = |sigma: PoseSigma| {
+            CameraPose::new(
+                0,
+                above_home(50.0),
+                Attitude::new(0.0, 0.0, 90.0),
+                GimbalAngles::new(0.0, -30.0, 0.0, GimbalMount::Stabilized),
+            )
+            .with_sigma(sigma)
+        };
+        let ground = FlatGround::new(HOME.alt_m);
+        let centre = Point2::new(640.0, 360.0);
+        let est = CameraView::new(
+            model,
+            pose(PoseSigma {
+                gimbal_pitch_deg: 1.0,
+                ..PoseSigma::default()
+            }),
         )
-        .with_sigma(PoseSigma::typical());
-        let est = CameraView::new(model, pose)
-            .locate(Point2::new(640.0, 360.0), &FlatGround::new(HOME.alt_m), 2.0)
-            .unwrap();
-        // Looking east at a shallow angle: pitch errors stretch the ellipse
-        // east-west.
+        .locate(centre, &ground, 0.0)
+        .unwrap();
+        let along = 50.0 / 30f64.to_radians().sin().powi(2) * 1f64.to_radians();
         assert!(
-            (est.sigma.orientation_deg - 90.0).abs() < 10.0,
+            (est.sigma.orientation_deg - 90.0).abs() < 0.01,
             "{:?}",
             est.sigma
         );
         assert!(
-            est.sigma.semi_major_m > 2.0 * est.sigma.semi_minor_m,
+            (est.sigma.semi_major_m - along).abs() < 0.01 * along,
+            "{:?} vs {along}",
+            est.sigma
+        );
+        assert!(est.sigma.semi_minor_m < 1e-3);
+        let est = CameraView::new(
+            model,
+            pose(PoseSigma {
+                yaw_deg: 2.0,
+                ..PoseSigma::default()
+            }),
+        )
+        .locate(centre, &ground, 0.0)
+        .unwrap();
+        let across = 50.0 / 30f64.to_radians().tan() * 2f64.to_radians();
+        let o = est.sigma.orientation_deg;
+        assert!(o < 0.01 || o > 179.99, "{:?}", est.sigma);
+        assert!(
+            (est.sigma.semi_major_m - across).abs() < 0.01 * across,
+            "{:?} vs {across}",
+            est.sigma
+        );
+        // Typical sigmas: metres, in both directions.
+        let est = CameraView::new(model, pose(PoseSigma::typical()))
+            .locate(centre, &ground, 2.0)
+            .unwrap();
+        assert!(
+            est.sigma.semi_minor_m > 2.0 && est.sigma.semi_major_m < 10.0,
             "{:?}",
             est.sigma
         );

@@ -191,7 +191,6 @@ pub fn encode_jpeg(img: &Mat, cfg: &SnapshotConfig) -> Result<Jpeg> {
 mod tests {
     use super::*;
     use opencv::core::CV_8UC3;
-    use opencv::prelude::*;
 
     #[test]
     fn noisy_frames_are_squeezed_under_the_limit() {

@@ -739,6 +739,30 @@ hazards = ["smoke", "fire"]
         assert!(parse(&text).unwrap_err().to_string().contains("volcano"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Damaged manifests (bytes flipped, cut short, junk inserted) are
+        /// errors or valid manifests, never panics.
+        #[test]
+        fn damaged_manifests_never_panic(
+            cut in 0usize..GOOD.len(),
+            flips in proptest::collection::vec((0usize..GOOD.len(), proptest::prelude::any::<u8>()), 0..8),
+            junk in "[ -~]{0,20}",
+            at in 0usize..GOOD.len(),
+        ) {
+            let mut b = GOOD.as_bytes().to_vec();
+            for (i, v) in flips {
+                b[i] = v;
+            }
+            b.truncate(cut.max(at));
+            let mut text = String::from_utf8_lossy(&b).into_owned();
+            let at = (0..=at.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.insert_str(at, &junk);
+            let _ = parse(&text);
+        }
+    }
+
     #[test]
     fn the_shipped_manifests_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");

@@ -278,7 +278,7 @@ impl SourceKind {
             }),
             "file" | "" => {
                 let path = PathBuf::from(if scheme.is_empty() { uri } else { body });
-                if path.starts_with("/dev/video") {
+                if path.to_string_lossy().starts_with("/dev/video") {
                     return Ok(SourceKind::V4l2 { device: path });
                 }
                 if path.is_dir() {
@@ -369,6 +369,10 @@ struct Shared {
     delivery: Delivery,
     /// Declared duration of a file, ms (−1: unknown).
     duration_ms: AtomicI64,
+    /// Size of the latest frame, `width << 32 | height`.
+    last_size: AtomicU64,
+    /// Stream position of the latest frame, ms (−1: none).
+    last_pts_ms: AtomicI64,
 }
 
 impl Shared {
@@ -393,7 +397,15 @@ impl Shared {
     /// Offer a decoded frame (called from GStreamer's streaming thread).
     /// Returns false when the source is stopping.
     fn offer(&self, frame: Frame) -> bool {
-        self.decoded.fetch_add(1, Ordering::Relaxed);
+        self.last_size.store(
+            (frame.width as u64) << 32 | frame.height as u64,
+            Ordering::Relaxed,
+        );
+        if let Some(p) = frame.pts_ms {
+            self.last_pts_ms.store(p, Ordering::Relaxed);
+        }
+        // After the size: whoever sees the count sees the size.
+        self.decoded.fetch_add(1, Ordering::Release);
         self.last_frame_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let mut g = self.inner.lock().unwrap();
@@ -479,6 +491,8 @@ impl FrameSource {
             epoch: Instant::now(),
             delivery,
             duration_ms: AtomicI64::new(-1),
+            last_size: AtomicU64::new(0),
+            last_pts_ms: AtomicI64::new(-1),
         });
         let uri = cfg.uri.clone();
         let thread = {
@@ -874,6 +888,10 @@ fn run_once(
     attempt: u32,
 ) -> Outcome {
     let uri = cfg.uri.clone();
+    let declared = match kind {
+        SourceKind::File { path } => declared_duration(path),
+        _ => None,
+    };
     let start_unix_ms = cfg.start_unix_ms.unwrap_or_else(unix_ms_now);
     let built = match build(
         shared,
@@ -911,16 +929,11 @@ fn run_once(
         if shared.stop.load(Ordering::Relaxed) {
             break Outcome::Stopped;
         }
-        let got_frames = shared.decoded.load(Ordering::Relaxed) > decoded_before;
+        let got_frames = shared.decoded.load(Ordering::Acquire) > decoded_before;
         if got_frames && !connected {
             connected = true;
-            let (w, h) = {
-                let g = shared.inner.lock().unwrap();
-                g.slot
-                    .as_ref()
-                    .map(|f| (f.width, f.height))
-                    .unwrap_or((0, 0))
-            };
+            let size = shared.last_size.load(Ordering::Relaxed);
+            let (w, h) = ((size >> 32) as u32, size as u32);
             if attempt > 0 {
                 shared.reconnects.fetch_add(1, Ordering::Relaxed);
             }
@@ -934,6 +947,10 @@ fn run_once(
         if duration.is_none() && !kind.is_live() {
             duration = pipeline.query_duration::<gst::ClockTime>();
             if let Some(d) = duration {
+                // The header's claim wins when it is longer: a demuxer that
+                // rebuilt its index from a cut file reports what is left.
+                let d = d.max(declared.unwrap_or(gst::ClockTime::ZERO));
+                duration = Some(d);
                 shared
                     .duration_ms
                     .store(d.mseconds() as i64, Ordering::Relaxed);
@@ -984,11 +1001,13 @@ fn run_once(
     // Files: compare where we ended with the declared duration.
     let outcome = match outcome {
         Outcome::Eos => {
-            let decoded = shared.decoded.load(Ordering::Relaxed) - decoded_before;
-            let last_pts = {
-                let g = shared.inner.lock().unwrap();
-                g.slot.as_ref().and_then(|f| f.pts_ms)
+            let duration = match (duration, declared) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
             };
+            tracing::debug!(?duration, ?declared, "end of file");
+            let decoded = shared.decoded.load(Ordering::Relaxed) - decoded_before;
+            let last_pts = Some(shared.last_pts_ms.load(Ordering::Relaxed)).filter(|p| *p >= 0);
             let ended_ms = last_pts.or_else(|| {
                 pipeline
                     .query_position::<gst::ClockTime>()
@@ -1013,6 +1032,22 @@ fn run_once(
     };
     teardown(pipeline);
     outcome
+}
+
+/// The duration a file's container header declares (frame count / frame
+/// rate as FFmpeg reads them through OpenCV), independent of what the
+/// GStreamer demuxer managed to index.
+fn declared_duration(path: &Path) -> Option<gst::ClockTime> {
+    use opencv::prelude::*;
+    use opencv::videoio;
+    let cap = videoio::VideoCapture::from_file(path, videoio::CAP_FFMPEG).ok()?;
+    if !cap.is_opened().ok()? {
+        return None;
+    }
+    let frames = cap.get(videoio::CAP_PROP_FRAME_COUNT).ok()?;
+    let fps = cap.get(videoio::CAP_PROP_FPS).ok()?;
+    (frames > 0.0 && fps > 0.0 && frames.is_finite() && fps.is_finite())
+        .then(|| gst::ClockTime::from_mseconds((frames / fps * 1000.0) as u64))
 }
 
 /// Set a pipeline to NULL without letting a stuck element (an RTSP

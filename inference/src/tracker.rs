@@ -419,14 +419,10 @@ mod tests {
                 .filter(|t| t.state == TrackState::Tracked)
                 .collect();
             assert_eq!(live.len(), 2, "frame {f}: {tracks:?}");
-            let a = live
-                .iter()
-                .min_by(|p, q| (p.bbox.x1 - xa).abs().total_cmp(&(q.bbox.x1 - xa).abs()))
-                .unwrap();
-            let b = live
-                .iter()
-                .min_by(|p, q| (p.bbox.x1 - xb).abs().total_cmp(&(q.bbox.x1 - xb).abs()))
-                .unwrap();
+            // a walks at y = 100, b at y = 110: tell them apart by height.
+            let a = live.iter().find(|t| t.bbox.y1 == 100.0).unwrap();
+            let b = live.iter().find(|t| t.bbox.y1 == 110.0).unwrap();
+            assert!((a.bbox.x1 - xa).abs() < 1e-3 && (b.bbox.x1 - xb).abs() < 1e-3);
             ids_a.push(a.id);
             ids_b.push(b.id);
         }

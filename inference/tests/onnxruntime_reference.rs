@@ -129,7 +129,7 @@ fn tract_detections_equal_onnxruntime_on_vtest_frames() {
         }
     }
     eprintln!(
-        "compared {compared} detections with onnxruntime {}: largest box difference {:.4} px, score {:.5}",
+        "compared {compared} detections with onnxruntime {}: largest box difference {:.2e} px, score {:.2e}",
         run.onnxruntime, worst.0, worst.1
     );
     assert!(

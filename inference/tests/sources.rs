@@ -327,12 +327,8 @@ fn an_image_folder_is_a_source_and_bad_images_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     for (i, v) in [10.0, 120.0, 250.0].iter().enumerate() {
         let m = Mat::new_rows_cols_with_default(60, 80, CV_8UC3, Scalar::all(*v)).unwrap();
-        opencv::imgcodecs::imwrite(
-            &dir.path().join(format!("img_{i}.png")).to_string_lossy(),
-            &m,
-            &Vector::new(),
-        )
-        .unwrap();
+        opencv::imgcodecs::imwrite(dir.path().join(format!("img_{i}.png")), &m, &Vector::new())
+            .unwrap();
     }
     std::fs::write(dir.path().join("img_1b.jpg"), b"not a jpeg").unwrap();
     std::fs::write(dir.path().join("readme.txt"), b"ignored").unwrap();
