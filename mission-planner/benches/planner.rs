@@ -248,6 +248,9 @@ fn benches(c: &mut Criterion) {
     let big = {
         let mut r = request(5.0, 4);
         r.camera.altitude_agl_m = Some(100.0);
+        // A larger drone launched from the middle of the area.
+        r.vehicle.home = Some(ll(1500.0, 1000.0));
+        r.vehicle.endurance_min = Some(45.0);
         r
     };
     {

@@ -92,7 +92,23 @@ pub struct LocalArea {
 #[derive(Debug, Clone, Default)]
 struct VisGraph {
     verts: Vec<P>,
+    /// Ring neighbours of each corner (for the tangent test).
+    nbr: Vec<(P, P)>,
     adj: Vec<Vec<(u32, f64)>>,
+}
+
+impl VisGraph {
+    /// A shortest path only turns at corner `i` if the line to `other`
+    /// keeps both of the corner's neighbours on one side (it grazes the
+    /// obstacle); other segments through the corner are never needed.
+    fn tangent(&self, i: usize, other: P) -> bool {
+        let v = self.verts[i];
+        let (a, b) = self.nbr[i];
+        let scale = dist(v, other).max(1e-9);
+        let c1 = geom::cross(v, other, a) / scale;
+        let c2 = geom::cross(v, other, b) / scale;
+        !((c1 > 1e-9 && c2 < -1e-9) || (c1 < -1e-9 && c2 > 1e-9))
+    }
 }
 
 /// The airspace of one plan. Built once per request; re-plans and point
@@ -316,7 +332,7 @@ impl Airspace {
                     }
                     let (e, n) = frame.to_en(*center);
                     let c = p(e, n);
-                    let poly = geom::circle_polygon(c, radius_m + grow, 32, true);
+                    let poly = geom::circle_polygon(c, radius_m + grow, 16, true);
                     (
                         LocalShape::Circle(c, *radius_m),
                         MultiPolygon(vec![geom::polygon(&poly, &[])]),
@@ -599,7 +615,7 @@ impl Airspace {
         let g = &self.graph;
         let n = g.verts.len();
         let vis_b: Vec<(usize, f64)> = (0..n)
-            .filter(|&i| self.free.segment_inside(g.verts[i], b))
+            .filter(|&i| g.tangent(i, b) && self.free.segment_inside(g.verts[i], b))
             .map(|i| (i, dist(g.verts[i], b)))
             .collect();
         if vis_b.is_empty() {
@@ -614,7 +630,7 @@ impl Airspace {
         let mut prev = vec![u32::MAX; n + 1];
         let mut heap = BinaryHeap::new();
         for i in 0..n {
-            if self.free.segment_inside(a, g.verts[i]) {
+            if g.tangent(i, a) && self.free.segment_inside(a, g.verts[i]) {
                 let d = dist(a, g.verts[i]);
                 best[i] = d;
                 prev[i] = u32::MAX - 1; // from a
@@ -673,7 +689,7 @@ impl Airspace {
             .iter()
             .map(|&q| {
                 (0..n)
-                    .filter(|&i| self.free.segment_inside(q, g.verts[i]))
+                    .filter(|&i| g.tangent(i, q) && self.free.segment_inside(q, g.verts[i]))
                     .map(|i| (i, dist(q, g.verts[i])))
                     .collect()
             })
@@ -825,6 +841,7 @@ fn connect_components(mp: MultiPolygon<f64>, half_width: f64) -> MultiPolygon<f6
 
 fn build_graph(free: &Region) -> VisGraph {
     let mut verts = Vec::new();
+    let mut nbr = Vec::new();
     for ring in &free.rings {
         let n = ring.len();
         for i in 0..n {
@@ -849,19 +866,25 @@ fn build_graph(free: &Region) -> VisGraph {
             // outside the free space the corner is reflex for it.
             if !free.contains(probe) {
                 verts.push(v);
+                nbr.push((a, b));
             }
         }
     }
     let n = verts.len();
-    let mut adj = vec![Vec::new(); n];
+    let mut g = VisGraph {
+        verts,
+        nbr,
+        adj: vec![Vec::new(); n],
+    };
     for i in 0..n {
         for j in i + 1..n {
-            if free.segment_inside(verts[i], verts[j]) {
-                let d = dist(verts[i], verts[j]);
-                adj[i].push((j as u32, d));
-                adj[j].push((i as u32, d));
+            let (vi, vj) = (g.verts[i], g.verts[j]);
+            if g.tangent(i, vj) && g.tangent(j, vi) && free.segment_inside(vi, vj) {
+                let d = dist(vi, vj);
+                g.adj[i].push((j as u32, d));
+                g.adj[j].push((i as u32, d));
             }
         }
     }
-    VisGraph { verts, adj }
+    g
 }

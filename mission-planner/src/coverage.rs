@@ -73,7 +73,7 @@ pub struct SweepParams {
 pub fn turn_s(turn_cost_s: f64, a: P, b: P, c: P) -> f64 {
     let (ux, uy) = (b.x - a.x, b.y - a.y);
     let (vx, vy) = (c.x - b.x, c.y - b.y);
-    let (lu, lv) = (ux.hypot(uy), vx.hypot(vy));
+    let (lu, lv) = ((ux * ux + uy * uy).sqrt(), (vx * vx + vy * vy).sqrt());
     if lu < 1e-9 || lv < 1e-9 {
         return 0.0;
     }
@@ -316,11 +316,11 @@ fn objective(cells: &[Vec<Variant>], home: P, prm: &SweepParams) -> f64 {
     total + dist(at, home) / prm.speed_mps
 }
 
-/// Choose the heading: a coarse scan (every 3° and along every long edge
+/// Choose the heading: a coarse scan (every 5° and along the 12 longest edges
 /// of the coverable area), then golden-section refinement around the
 /// three best.
 pub fn choose_heading(air: &Airspace, prm: &SweepParams) -> f64 {
-    let mut cand: Vec<f64> = (0..60).map(|i| i as f64 * 3.0).collect();
+    let mut cand: Vec<f64> = (0..36).map(|i| i as f64 * 5.0).collect();
     // Edge directions of the coverable area, longest first.
     let mut edges: Vec<(f64, f64)> = air
         .coverable
@@ -332,7 +332,7 @@ pub fn choose_heading(air: &Airspace, prm: &SweepParams) -> f64 {
         })
         .collect();
     edges.sort_by(|a, b| b.0.total_cmp(&a.0));
-    cand.extend(edges.iter().take(24).map(|e| e.1));
+    cand.extend(edges.iter().take(12).map(|e| e.1));
     let mut scored: Vec<(f64, f64)> = cand
         .into_iter()
         .map(|h| (sweep_time_s(air, h, prm), h))
@@ -340,13 +340,13 @@ pub fn choose_heading(air: &Airspace, prm: &SweepParams) -> f64 {
     scored.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut best = scored[0];
     for &(_, h0) in scored.iter().take(3) {
-        let (mut lo, mut hi) = (h0 - 3.0, h0 + 3.0);
+        let (mut lo, mut hi) = (h0 - 5.0, h0 + 5.0);
         let g = (5f64.sqrt() - 1.0) / 2.0;
         let mut x1 = hi - g * (hi - lo);
         let mut x2 = lo + g * (hi - lo);
         let mut f1 = sweep_time_s(air, x1.rem_euclid(180.0), prm);
         let mut f2 = sweep_time_s(air, x2.rem_euclid(180.0), prm);
-        for _ in 0..10 {
+        for _ in 0..9 {
             if f1 < f2 {
                 hi = x2;
                 x2 = x1;

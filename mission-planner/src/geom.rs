@@ -14,11 +14,12 @@ pub fn p(x: f64, y: f64) -> P {
 
 #[inline]
 pub fn dist(a: P, b: P) -> f64 {
-    (a.x - b.x).hypot(a.y - b.y)
+    let (dx, dy) = (a.x - b.x, a.y - b.y);
+    (dx * dx + dy * dy).sqrt()
 }
 
 #[inline]
-fn cross(o: P, a: P, b: P) -> f64 {
+pub fn cross(o: P, a: P, b: P) -> f64 {
     (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x)
 }
 
@@ -70,6 +71,11 @@ pub fn segments_intersect(a: P, b: P, c: P, d: P) -> bool {
 fn proper_crossing(a: P, b: P, c: P, d: P, eps: f64) -> bool {
     let lab = dist(a, b).max(1e-12);
     let lcd = dist(c, d).max(1e-12);
+    // Quick reject: both ends of cd strictly on one side of ab.
+    let (c1, c2) = (cross(a, b, c), cross(a, b, d));
+    if (c1 > eps * lab && c2 > eps * lab) || (c1 < -eps * lab && c2 < -eps * lab) {
+        return false;
+    }
     // Signed distances of c, d from line ab and of a, b from line cd.
     let d1 = cross(a, b, c) / lab;
     let d2 = cross(a, b, d) / lab;
@@ -149,6 +155,7 @@ struct Grid {
     nx: usize,
     ny: usize,
     cells: Vec<Vec<u32>>,
+    n_edges: usize,
 }
 
 impl Grid {
@@ -170,6 +177,7 @@ impl Grid {
             nx,
             ny,
             cells: vec![Vec::new(); nx * ny],
+            n_edges: edges.len(),
         };
         for (k, &(a, b)) in edges.iter().enumerate() {
             let (i0, j0) = g.idx(p(a.x.min(b.x) - 1e-7, a.y.min(b.y) - 1e-7));
@@ -198,6 +206,7 @@ impl Grid {
         if self.nx == 0 {
             return;
         }
+        let mut seen = vec![0u64; self.n_edges.div_ceil(64)];
         let (lo, hi) = (a.x.min(b.x) - pad, a.x.max(b.x) + pad);
         let (i0, _) = self.idx(p(lo, self.origin.y));
         let (i1, _) = self.idx(p(hi, self.origin.y));
@@ -221,11 +230,15 @@ impl Grid {
             let (_, j0) = self.idx(p(self.origin.x, ylo - pad));
             let (_, j1) = self.idx(p(self.origin.x, yhi + pad));
             for j in j0..=j1 {
-                out.extend_from_slice(&self.cells[j * self.nx + i]);
+                for &k in &self.cells[j * self.nx + i] {
+                    let (w, bit) = ((k / 64) as usize, 1u64 << (k % 64));
+                    if seen[w] & bit == 0 {
+                        seen[w] |= bit;
+                        out.push(k);
+                    }
+                }
             }
         }
-        out.sort_unstable();
-        out.dedup();
     }
 }
 
@@ -551,7 +564,7 @@ pub fn polygon(exterior: &[P], holes: &[Vec<P>]) -> Polygon<f64> {
 }
 
 /// Step of the polygonal arcs used when buffering, radians.
-pub const ARC_STEP: f64 = std::f64::consts::PI / 12.0;
+pub const ARC_STEP: f64 = std::f64::consts::PI / 8.0;
 
 /// Grow a polygon by `d` metres so that the result contains every point
 /// within `d` of it (the arcs' chords are pushed out to stay outside the
