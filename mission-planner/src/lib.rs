@@ -23,7 +23,17 @@
 //!   sortie, and refuses unsafe targets with an error naming the zone.
 //!
 //! Files are text ↔ data in [`formats`]: QGroundControl `.plan`
-//! ([`formats::qgc`]), GeoJSON and KML; [`render::svg`] draws the plan.
+//! ([`formats::qgc`]), GeoJSON and KML; [`render::svg`] draws the plan;
+//! [`config::PlanConfig`] is the `tiancha plan` TOML file.
+//!
+//! **For the companion.** [`PlanRequest::from_patrol_spec`] turns a
+//! launch-patrol command's `PatrolSpec` (plus the drone's configured
+//! [`Vehicle`] and [`Camera`]) into a request, reading an attached
+//! QGroundControl plan; [`formats::qgc::read_plan`] gives a plan's
+//! `MissionSet` to fly as-is; [`plan_patrol`] plans; [`Plan::investigate`] /
+//! [`plan_investigation`] re-plan; [`Airspace::check_point`],
+//! [`Plan::check_point`] and [`check_point`] refuse unsafe targets with a
+//! readable reason.
 //!
 //! **What it does not do.** No file or network I/O, no clock, no
 //! threads: the `tiancha plan` command and the companion daemon do those.

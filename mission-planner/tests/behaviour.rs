@@ -659,3 +659,60 @@ fn px4_investigation_orbits_with_waypoints() {
         assert!((r - 25.0).abs() < 0.05, "{r}");
     }
 }
+
+#[test]
+fn energy_battery_model_keeps_every_sortie_within_usable_wh() {
+    let mut req = demo_request();
+    req.vehicle.endurance_min = None;
+    req.vehicle.reserve_min = None;
+    req.vehicle.capacity_wh = Some(60.0);
+    req.vehicle.reserve_wh = Some(12.0);
+    req.vehicle.cruise_power_w = Some(300.0);
+    req.vehicle.hover_power_w = Some(350.0);
+    let plan = plan_patrol(&req).unwrap();
+    assert_eq!(plan.summary.battery_unit, "Wh");
+    assert!((plan.summary.battery_usable - 48.0).abs() < 1e-9);
+    assert!(plan.sorties.len() >= 2, "{}", plan.summary);
+    for s in &plan.sorties {
+        assert!(s.battery_used <= 48.0 + 1e-9, "{} Wh", s.battery_used);
+        // At least cruise power for the flight time's share spent moving.
+        assert!(s.battery_used >= 300.0 * (s.length_m / 8.0) / 3600.0);
+    }
+    // Missing cruise power is refused by name.
+    req.vehicle.cruise_power_w = None;
+    let e = plan_patrol(&req).unwrap_err().to_string();
+    assert_eq!(e, "invalid vehicle.cruise_power_w: needed with capacity_wh");
+}
+
+#[test]
+fn patrol_spec_with_a_qgc_plan_takes_its_survey_polygon_and_fence() {
+    let q = |e: f64, n: f64| {
+        let p = ll(e, n);
+        serde_json::json!([p.lat_deg, p.lon_deg])
+    };
+    let doc = serde_json::json!({
+        "fileType": "Plan", "version": 1, "groundStation": "QGroundControl",
+        "geoFence": {"version": 2, "polygons": [], "circles": [
+            {"inclusion": false, "version": 1, "circle": {"center": q(200.0, 150.0), "radius": 30.0}}]},
+        "mission": {"version": 2, "firmwareType": 3, "plannedHomePosition": [ll(-20.0, -20.0).lat_deg, ll(-20.0, -20.0).lon_deg, 50.0],
+            "items": [{"type": "ComplexItem", "complexItemType": "survey",
+                "polygon": [q(0.0, 0.0), q(400.0, 0.0), q(400.0, 300.0), q(0.0, 300.0)],
+                "TransectStyleComplexItem": {"Items": []}}]},
+        "rallyPoints": {"version": 2, "points": []}
+    });
+    let spec = tiancha_protocol::PatrolSpec {
+        name: None,
+        areas: vec![],
+        no_fly_zones: vec![],
+        points_of_interest: vec![],
+        altitude_rel_m: None,
+        qgc_plan: Some(doc),
+    };
+    let req =
+        PlanRequest::from_patrol_spec(&spec, &Default::default(), &Default::default()).unwrap();
+    assert_eq!(req.areas.len(), 1);
+    assert_eq!(req.no_fly_zones.len(), 1);
+    assert!(req.vehicle.home.is_some());
+    let plan = plan_patrol(&req).unwrap();
+    assert!(plan.summary.coverage_percent >= 99.0);
+}
