@@ -108,7 +108,7 @@ pub enum PlanError {
     },
 
     /// Even the shortest leg does not fit the battery.
-    #[error("battery too small: {what} needs {needed:.1} {unit}, {usable:.1} usable")]
+    #[error("battery too small: {what} needs {needed:.2} {unit}, {usable:.2} usable")]
     BatteryTooSmall {
         what: String,
         needed: f64,

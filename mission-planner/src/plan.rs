@@ -201,6 +201,21 @@ pub fn plan_patrol(req: &PlanRequest) -> Result<Plan, PlanError> {
         });
         node_kind.push(NodeKind::Cell(ci));
     }
+    if nodes.len() == 1 && !cov.cells.is_empty() {
+        // Every cell is walled off from home (by zones across the way in).
+        let c = cov.cells[0][0].entry();
+        return Err(PlanError::Unreachable {
+            what: format!(
+                "the area{}",
+                air.areas
+                    .first()
+                    .map(|a| format!(" '{}'", a.name))
+                    .unwrap_or_default()
+            ),
+            from: air.home.into(),
+            to: air.to_latlon(c).into(),
+        });
+    }
     let speed = v.cruise_speed_mps;
     let cost = |a: usize, b: usize| dm[a][b] / speed;
     let pb = Problem {

@@ -436,7 +436,7 @@ fn errors_name_the_problem_and_where_it_is() {
     assert!(matches!(e, PlanError::BatteryTooSmall { .. }), "{e}");
     let msg = e.to_string();
     assert!(
-        msg.starts_with("battery too small: the leg to ") && msg.contains("min, 1.0 usable"),
+        msg.starts_with("battery too small: the leg to ") && msg.contains("min, 1.00 usable"),
         "{msg}"
     );
 
