@@ -163,8 +163,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         handle.shutdown();
         let _ = task.await;
+        if let Some(kb) = peak_rss_kb() {
+            eprintln!("loadgen: peak RSS {:.1} MB", kb as f64 / 1024.0);
+        }
         Ok(())
     })
+}
+
+/// VmHWM (peak resident set) of this process, from /proc.
+fn peak_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 type Joined = Option<
@@ -188,11 +203,8 @@ fn record(j: Joined, out: &mut Option<std::fs::File>) -> anyhow::Result<()> {
                 .expect("loadgen alerts have snapshots")
                 .jpeg,
         ));
-        writeln!(
-            f,
-            "{}",
-            serde_json::json!({"alert_id": a.alert_id, "snapshot_sha256": sha})
-        )?;
+        let line = serde_json::json!({"alert_id": a.alert_id, "snapshot_sha256": sha});
+        f.write_all(format!("{line}\n").as_bytes())?;
         f.flush()?;
     }
     Ok(())

@@ -165,7 +165,7 @@ mod tests {
         NewEntry {
             seq,
             id: Uuid::now_v7(),
-            priority: if seq % 2 == 0 {
+            priority: if seq.is_multiple_of(2) {
                 Priority::High
             } else {
                 Priority::Normal
