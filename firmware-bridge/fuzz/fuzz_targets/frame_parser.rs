@@ -3,6 +3,7 @@
 //! whatever decodes. Must never panic; anything decoded must re-encode to
 //! a frame that decodes to the same bytes again.
 #![no_main]
+#![allow(deprecated)]
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

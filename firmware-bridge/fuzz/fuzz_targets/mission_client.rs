@@ -3,6 +3,7 @@
 //! panic or hang, must only send items that exist with their true content,
 //! and must only report success consistent with what it saw.
 #![no_main]
+#![allow(deprecated)]
 
 use std::time::{Duration, Instant};
 
