@@ -144,7 +144,11 @@ impl Eye {
         };
         let subjects: Vec<Subject> = tracks
             .iter()
-            .filter(|t| t.confirmed && t.state == TrackState::Tracked)
+            .filter(|t| {
+                t.confirmed
+                    && t.state == TrackState::Tracked
+                    && t.score_ema >= self.manifest.thresholds[t.class_id]
+            })
             .map(|t| Subject {
                 track_id: t.id,
                 class_id: t.class_id,

@@ -40,7 +40,7 @@ impl Default for TrackerConfig {
             new_track_score: 0.3,
             match_iou: 0.2,
             low_match_iou: 0.5,
-            max_lost_ms: 3_000,
+            max_lost_ms: 2_000,
             confirm_hits: 2,
         }
     }
@@ -67,6 +67,12 @@ pub struct Track {
     pub bbox: BBox,
     /// Score of the last matched detection.
     pub score: f32,
+    /// Running mean of the matched scores (exponential, weight
+    /// [`SCORE_EMA_WEIGHT`] for the newest): what a track has looked like
+    /// over time, not just now. Event rules count tracks by it, so that a
+    /// stone that looks like a person in one frame out of ten, and lives on
+    /// through low-score matches, never counts as one.
+    pub score_ema: f32,
     pub state: TrackState,
     pub hits: u32,
     pub first_seen_unix_ms: i64,
@@ -80,6 +86,9 @@ type M8 = SMatrix<f32, 8, 8>;
 type V4 = SVector<f32, 4>;
 type M4 = SMatrix<f32, 4, 4>;
 type M48 = SMatrix<f32, 4, 8>;
+
+/// Weight of the newest score in [`Track::score_ema`].
+pub const SCORE_EMA_WEIGHT: f32 = 0.2;
 
 const W_POS: f32 = 1.0 / 20.0;
 const W_VEL: f32 = 1.0 / 160.0;
@@ -291,6 +300,7 @@ impl Tracker {
                     class_id: d.class_id,
                     bbox: d.bbox,
                     score: d.score,
+                    score_ema: d.score,
                     state: if confirmed {
                         TrackState::Tracked
                     } else {
@@ -313,6 +323,7 @@ impl Tracker {
         t.kf.update(&d.bbox);
         t.track.bbox = d.bbox;
         t.track.score = d.score;
+        t.track.score_ema += SCORE_EMA_WEIGHT * (d.score - t.track.score_ema);
         t.track.hits += 1;
         t.track.last_seen_unix_ms = t_unix_ms;
         if !t.track.confirmed && t.track.hits >= cfg.confirm_hits {
@@ -453,6 +464,17 @@ mod tests {
         );
         assert_eq!(tracks.len(), 1);
         assert_eq!(t.ids_issued(), 1);
+        // The running score remembers the weak spell.
+        let mut ema = 0.9f32;
+        for s in [0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.9] {
+            ema += SCORE_EMA_WEIGHT * (s - ema);
+        }
+        assert!(
+            (tracks[0].score_ema - ema).abs() < 1e-5,
+            "{} vs {ema}",
+            tracks[0].score_ema
+        );
+        assert!(tracks[0].score_ema < 0.6);
     }
 
     #[test]
@@ -478,7 +500,7 @@ mod tests {
             (1, 1, TrackState::Tracked)
         );
         // Gone for longer than max_lost_ms: forgotten.
-        assert!(t.update(&[], 1300 + 3_001).is_empty());
+        assert!(t.update(&[], 1300 + 2_001).is_empty());
     }
 
     #[test]
