@@ -1,9 +1,181 @@
-//! `tiancha sim` (issue 3).
+//! `tiancha sim`: the simulated ArduCopter on a MAVLink address.
+//!
+//! Settings come from an optional TOML file (`--config`, the fields of
+//! `tiancha_sim::SimConfig`) and are overridden by the flags given.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tiancha_sim::{ImpairmentConfig, NoiseConfig, Sim, SimConfig};
 
 /// Arguments of `tiancha sim`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// MAVLink address to serve: udpin:IP:PORT (reply to whoever sends),
+    /// udpout:HOST:PORT, tcpin:IP:PORT, tcp:HOST:PORT or serial:/dev/X:BAUD.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// TOML file with any `SimConfig` fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Home (and ground) position: LAT,LON,ALT_AMSL (default Shangrao 28.45,117.94,70).
+    #[arg(long, value_parser = parse_home)]
+    pub home: Option<(f64, f64, f64)>,
+    /// Battery at start, percent.
+    #[arg(long)]
+    pub battery: Option<f64>,
+    /// Time scale (10 = ten times faster than real time).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Require MAVLink 2 signing with this key (64 hex digits, or a passphrase).
+    #[arg(long)]
+    pub signing_key: Option<String>,
+    /// Packet loss probability, each direction.
+    #[arg(long)]
+    pub loss: Option<f64>,
+    /// Duplication probability, each direction.
+    #[arg(long)]
+    pub dup: Option<f64>,
+    /// Reordering probability, each direction.
+    #[arg(long)]
+    pub reorder: Option<f64>,
+    /// One-way delay (ms), each direction.
+    #[arg(long)]
+    pub delay_ms: Option<f64>,
+    /// Uniform extra delay (ms), each direction.
+    #[arg(long)]
+    pub jitter_ms: Option<f64>,
+    /// Seed of the impairment and noise generators.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Realistic telemetry noise (GPS 1.5 m, attitude 0.5°, gimbal 0.3°, 2 ms timestamps).
+    #[arg(long)]
+    pub noise: bool,
+    /// No GPS: never gets a fix, refuses to arm.
+    #[arg(long)]
+    pub no_gps: bool,
+    /// Only legacy mount commands (no gimbal manager v2).
+    #[arg(long)]
+    pub legacy_gimbal: bool,
+    /// Refuse SET_MESSAGE_INTERVAL (REQUEST_DATA_STREAM only, like old firmware).
+    #[arg(long)]
+    pub legacy_streams: bool,
+    /// Waypoint speed, m/s.
+    #[arg(long)]
+    pub wp_speed: Option<f64>,
+    /// MAVLink system id.
+    #[arg(long)]
+    pub system_id: Option<u8>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`tiancha sim` is not built yet (issue 3)")
+fn parse_home(s: &str) -> Result<(f64, f64, f64), String> {
+    let v: Vec<&str> = s.split(',').map(str::trim).collect();
+    if v.len() != 3 {
+        return Err(format!("expected LAT,LON,ALT, got {s:?}"));
+    }
+    let n = |x: &str, what: &str| {
+        x.parse::<f64>()
+            .map_err(|_| format!("{what} {x:?} is not a number"))
+    };
+    Ok((
+        n(v[0], "latitude")?,
+        n(v[1], "longitude")?,
+        n(v[2], "altitude")?,
+    ))
+}
+
+/// Merge the file and the flags into one validated config.
+pub fn config(args: &Args) -> anyhow::Result<SimConfig> {
+    let mut c = match &args.config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            SimConfig::from_toml(&text).with_context(|| format!("in {}", p.display()))?
+        }
+        None => SimConfig::default(),
+    };
+    if let Some(l) = &args.listen {
+        c.listen = l.clone();
+    }
+    if let Some((lat, lon, alt)) = args.home {
+        c.home.lat_deg = lat;
+        c.home.lon_deg = lon;
+        c.home.alt_m = alt;
+    }
+    if let Some(b) = args.battery {
+        c.battery_pct = b;
+    }
+    if let Some(s) = args.speed {
+        c.speed = s;
+    }
+    if args.signing_key.is_some() {
+        c.signing_key = args.signing_key.clone();
+    }
+    let seed = args.seed.unwrap_or(1);
+    let touch = |i: &mut ImpairmentConfig, seed: u64| {
+        if let Some(v) = args.loss {
+            i.loss = v;
+        }
+        if let Some(v) = args.dup {
+            i.duplicate = v;
+        }
+        if let Some(v) = args.reorder {
+            i.reorder = v;
+        }
+        if let Some(v) = args.delay_ms {
+            i.delay_ms = v;
+        }
+        if let Some(v) = args.jitter_ms {
+            i.jitter_ms = v;
+        }
+        if args.seed.is_some() {
+            i.seed = seed;
+        }
+    };
+    touch(&mut c.impair_in, seed);
+    touch(&mut c.impair_out, seed.wrapping_add(1));
+    if args.noise {
+        c.noise = NoiseConfig::realistic(seed);
+    }
+    if args.no_gps {
+        c.gps = false;
+    }
+    if args.legacy_gimbal {
+        c.gimbal_manager = false;
+    }
+    if args.legacy_streams {
+        c.legacy_streams_only = true;
+    }
+    if let Some(s) = args.wp_speed {
+        c.wp_speed_mps = s;
+    }
+    if let Some(id) = args.system_id {
+        c.system_id = id;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = config(&args)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let sim = Sim::start(cfg.clone()).await?;
+        eprintln!(
+            "tiancha sim: ArduCopter-like vehicle at {:.5},{:.5} ({} m AMSL), {}x speed, serving {} — connect with {}",
+            cfg.home.lat_deg,
+            cfg.home.lon_deg,
+            cfg.home.alt_m,
+            cfg.speed,
+            cfg.listen,
+            sim.client_address()
+        );
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("tiancha sim: stopping");
+                sim.stop().await;
+            }
+        }
+        anyhow::Ok(())
+    })
 }

@@ -583,6 +583,29 @@ impl Bridge {
         }
     }
 
+    /// Upload one list without reading it back: one protocol transfer, no
+    /// restart. Returns whether the final MISSION_ACK arrived. For
+    /// measurements and special cases; [`upload`](Self::upload) is the one
+    /// to use.
+    pub async fn upload_unverified(
+        &self,
+        ty: MissionType,
+        items: &[MissionItem],
+    ) -> Result<bool, MissionError> {
+        match self
+            .mission_op(MissionOp::Upload {
+                ty,
+                items: items.to_vec(),
+            })
+            .await?
+        {
+            MissionOutcome::Uploaded { acked, .. } => Ok(acked),
+            other => Err(MissionError::Invalid(format!(
+                "unexpected outcome {other:?}"
+            ))),
+        }
+    }
+
     /// Upload and verify the mission, fence and rally lists (each, in that
     /// order). The set is validated first; nothing is sent if it is invalid.
     pub async fn upload_set(&self, set: &MissionSet) -> Result<Vec<UploadReport>, MissionError> {

@@ -149,6 +149,8 @@ pub struct Autopilot {
     pub signing_change: Option<Option<SigningKey>>,
     pub stats: AutopilotStats,
     signing: bool,
+    /// Bumped whenever a list changes.
+    pub lists_version: u64,
 }
 
 fn is_global_frame(f: u8) -> bool {
@@ -191,6 +193,7 @@ impl Autopilot {
             signing_change: None,
             stats: AutopilotStats::default(),
             signing: false,
+            lists_version: 0,
             cfg,
         }
     }
@@ -327,6 +330,7 @@ impl Autopilot {
     }
 
     fn apply_list(&mut self, t: MissionType) {
+        self.lists_version += 1;
         match t {
             MissionType::Mission => {
                 self.lists.mission[0] = home_item(self.vehicle.home);

@@ -1,7 +1,59 @@
-//! A simulated ArduPilot-like multicopter, for tests and the demo.
-#![allow(deprecated)]
+//! A simulated ArduPilot-like multicopter, for tests and the demo (the
+//! simulated camera will join it, reading [`Truth`]).
 //!
-//! placeholder docs (rewritten once complete)
+//! # What it does
+//!
+//! - **On the wire, ArduCopter** ([`autopilot`]): heartbeat
+//!   (`MAV_AUTOPILOT_ARDUPILOTMEGA`, quadrotor), ArduCopter mode numbers,
+//!   COMMAND_LONG/INT with COMMAND_ACK, SET_MESSAGE_INTERVAL and
+//!   REQUEST_DATA_STREAM streams, TIMESYNC, SYSTEM_TIME (0 until GPS time),
+//!   STATUSTEXT, gimbal manager v2 and legacy mount commands, MAVLink 2
+//!   signing (required when a key is set; SETUP_SIGNING accepted).
+//! - **Mission protocol as ArduPilot** ([`mission_server`]): MISSION_REQUEST
+//!   (40) for uploads, 1 s re-requests, 8 s cancel, INVALID_SEQUENCE for
+//!   out-of-order items, silence for items after completion, in-place
+//!   writes for mission and rally, staged fence, home in mission item 0,
+//!   float MISSION_ITEM for MISSION_REQUEST downloads, frames without `_INT`.
+//! - **Flight** ([`vehicle`]): point-mass kinematics with ArduCopter's speed,
+//!   acceleration and climb limits; arming checks (GPS fix, EKF, battery,
+//!   mode, fence); takeoff; GUIDED go-to; AUTO missions (waypoint, takeoff,
+//!   land, RTL, loiter time/turns/unlimited, change speed, ROI, yaw, jump,
+//!   gimbal); RTL; LAND; CIRCLE/orbit; pause/continue; geofence breach →
+//!   RTL ([`fence`]); battery drain with low (RTL) and critical (LAND)
+//!   failsafes; a stabilised gimbal that slews and tracks an ROI.
+//! - **Truth and noise**: the exact state on a `watch` ([`Sim::truth`]);
+//!   reported telemetry can carry GPS random-walk error, attitude and gimbal
+//!   noise, timestamp jitter and latency ([`noise`]).
+//! - **Time scale**: `speed` simulated seconds per real second; every
+//!   timer, stream and protocol timeout scales with it.
+//! - **Impairment** ([`impair`]): seeded loss, duplication, reordering,
+//!   delay and jitter, applied by the simulator to its own socket
+//!   (`impair_in`/`impair_out`) or by a [`UdpProxy`] any test can put
+//!   between two UDP peers.
+//! - **Virtual time** ([`harness::VirtualLink`]): the bridge's and the
+//!   simulator's sans-IO cores exchanging real bytes through the impairment
+//!   with no sockets or clock: minutes of lossy flight in milliseconds,
+//!   reproducible by seed.
+//!
+//! # What it does not
+//!
+//! Aerodynamics, wind, sensors below the EKF, parameters (PARAM_* is not
+//! served), MAVLink routing, or anything a real autopilot would need to
+//! be flown by a pilot. It is a test double: the pymavlink referees
+//! (`tests/referees`) keep it honest.
+//!
+//! # Main types
+//!
+//! - [`Sim`] / [`SimConfig`]: `Sim::start(config)` serves MAVLink on an
+//!   address (as `tiancha sim` does); [`Sim::truth`], [`Sim::lists`],
+//!   [`Sim::stats`].
+//! - [`SimNode`] / [`Autopilot`]: the sans-IO autopilot (bytes or messages
+//!   and simulated time in, bytes out).
+//! - [`Truth`]: position, attitude, gimbal, camera orientation, time.
+
+// The legacy MAVLink messages (MISSION_ITEM, REQUEST_DATA_STREAM, mount
+// commands) are part of what an ArduPilot double must answer.
+#![allow(deprecated)]
 
 pub mod autopilot;
 pub mod fence;
@@ -15,6 +67,7 @@ pub mod vehicle;
 
 pub use crate::autopilot::{Autopilot, AutopilotConfig, SimNode};
 pub use crate::impair::{Impairment, ImpairmentConfig, UdpProxy};
+pub use crate::mission_server::Lists;
 pub use crate::noise::NoiseConfig;
 pub use crate::runner::{Home, Sim, SimConfig, SimError, SimStats};
 pub use crate::truth::Truth;

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::autopilot::{AutopilotConfig, AutopilotStats, SimNode};
 use crate::impair::{Impairment, ImpairmentConfig, ImpairmentStats};
-use crate::mission_server::ServerStats;
+use crate::mission_server::{Lists, ServerStats};
 use crate::noise::NoiseConfig;
 use crate::truth::Truth;
 use crate::vehicle::Airframe;
@@ -202,6 +202,7 @@ pub struct SimStats {
 /// A running simulator. Dropping it stops it.
 pub struct Sim {
     truth: watch::Receiver<Truth>,
+    lists: watch::Receiver<Arc<Lists>>,
     local_addr: Option<SocketAddr>,
     address: Address,
     stats: Arc<Mutex<SimStats>>,
@@ -274,6 +275,7 @@ impl Sim {
         };
         let node = SimNode::new(ap, key);
         let (truth_tx, truth) = watch::channel(node.autopilot.truth());
+        let (lists_tx, lists) = watch::channel(Arc::new(node.autopilot.lists.clone()));
         let stats = Arc::new(Mutex::new(SimStats::default()));
         let (stop_tx, stop_rx) = oneshot::channel();
         tracing::info!(listen = %address, speed = cfg.speed, "simulated ArduCopter started");
@@ -282,11 +284,13 @@ impl Sim {
             transport,
             cfg,
             truth_tx,
+            lists_tx,
             stats.clone(),
             stop_rx,
         ));
         Ok(Sim {
             truth,
+            lists,
             local_addr,
             address,
             stats,
@@ -298,6 +302,12 @@ impl Sim {
     /// The true state, updated every step batch.
     pub fn truth(&self) -> watch::Receiver<Truth> {
         self.truth.clone()
+    }
+
+    /// What the autopilot stores (mission with home at 0, fence, rally),
+    /// updated whenever a transfer completes, is cancelled or clears.
+    pub fn lists(&self) -> Arc<Lists> {
+        self.lists.borrow().clone()
     }
 
     /// The bound socket address (useful with port 0).
@@ -342,9 +352,11 @@ async fn drive(
     mut transport: Transport,
     cfg: SimConfig,
     truth_tx: watch::Sender<Truth>,
+    lists_tx: watch::Sender<Arc<Lists>>,
     stats: Arc<Mutex<SimStats>>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let mut lists_version = node.autopilot.lists_version;
     let speed = cfg.speed;
     let t0 = Instant::now();
     let sim_now = |at: Instant| at.saturating_duration_since(t0).as_secs_f64() * speed;
@@ -393,6 +405,10 @@ async fn drive(
             }
         }
         truth_tx.send_replace(node.autopilot.truth());
+        if node.autopilot.lists_version != lists_version {
+            lists_version = node.autopilot.lists_version;
+            lists_tx.send_replace(Arc::new(node.autopilot.lists.clone()));
+        }
         if now.duration_since(last_stats) > Duration::from_millis(200) {
             last_stats = now;
             let mut s = stats.lock().expect("stats lock");
