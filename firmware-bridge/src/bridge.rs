@@ -40,6 +40,8 @@ pub enum BridgeError {
     WaitTimeout(Duration, String),
     #[error("the bridge has stopped")]
     Stopped,
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
 }
 
 enum Request {
@@ -132,6 +134,12 @@ impl Bridge {
             address: addr.to_string(),
             _task: Arc::new(AbortOnDrop(task)),
         })
+    }
+
+    /// Validate file settings and connect.
+    pub async fn from_settings(s: &crate::settings::BridgeSettings) -> Result<Bridge, BridgeError> {
+        let (addr, cfg) = s.validate()?;
+        Self::connect(&addr.to_string(), cfg).await
     }
 
     pub fn address(&self) -> &str {

@@ -73,7 +73,8 @@
 //! ```
 //!
 //! - [`Bridge`] / [`BridgeConfig`]: the async handle (cheap to clone) and
-//!   its settings; [`VehicleState`], [`Event`], [`FlightMode`].
+//!   its settings ([`BridgeSettings`] is the TOML form, validated);
+//!   [`VehicleState`], [`Event`], [`FlightMode`].
 //! - [`Core`]: the sans-IO link; [`MissionJob`] / [`MissionJobResult`] /
 //!   [`UploadReport`].
 //! - [`pose::CameraPose`]: position, vehicle attitude, gimbal attitude and
@@ -89,6 +90,7 @@ pub mod command;
 pub mod core;
 pub mod mission;
 pub mod pose;
+pub mod settings;
 pub mod signing;
 pub mod state;
 pub mod transport;
@@ -97,4 +99,5 @@ pub use crate::bridge::{Bridge, BridgeError, GimbalPath};
 pub use crate::core::{
     BridgeConfig, BridgeStats, Core, MissionJob, MissionJobResult, SigningConfig, UploadReport,
 };
+pub use crate::settings::{BridgeSettings, SettingsError};
 pub use crate::state::{Event, FlightMode, VehicleState};
