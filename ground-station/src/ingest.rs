@@ -209,6 +209,14 @@ enum Net {
     Down(String),
 }
 
+/// The MQTT client ingest runs on (manual acks, persistent session).
+/// The same client publishes receipts and the operators' commands.
+pub fn client(endpoint: &Endpoint, client_id: &str) -> (AsyncClient, EventLoop) {
+    let mut opts = endpoint.options(client_id);
+    opts.set_manual_acks(true).set_inflight(1000);
+    AsyncClient::new(opts, 1024)
+}
+
 /// Run ingest until the process ends. Reconnects on its own.
 pub async fn run(
     endpoint: Endpoint,
@@ -218,9 +226,20 @@ pub async fn run(
     stats: Arc<IngestStats>,
     notices: broadcast::Sender<Notice>,
 ) {
-    let mut opts = endpoint.options(&client_id);
-    opts.set_manual_acks(true).set_inflight(1000);
-    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let (client, eventloop) = client(&endpoint, &client_id);
+    run_with(client, eventloop, cfg, store, stats, notices).await
+}
+
+/// [`run`] on a client made by [`client`] (whose handle the caller keeps
+/// to publish commands).
+pub async fn run_with(
+    client: AsyncClient,
+    eventloop: EventLoop,
+    cfg: IngestConfig,
+    store: Arc<Mutex<Store>>,
+    stats: Arc<IngestStats>,
+    notices: broadcast::Sender<Notice>,
+) {
     let (net_tx, mut net_rx) = mpsc::channel::<Net>(8192);
     let pump = tokio::spawn(pump(eventloop, net_tx));
     let filters = cfg.filters();

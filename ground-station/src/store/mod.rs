@@ -6,6 +6,17 @@
 //! the reason. Writes come in batches ([`Store::ingest_batch`]), one
 //! transaction each; alert and event ids are primary keys, so a message
 //! delivered twice is stored once.
+//!
+//! This module is the only place that speaks SQL: cases and their timeline
+//! ([`cases`]), the dispatch outbox ([`outbox`]), users, sessions, API
+//! tokens and the audit log ([`auth`]), commands and retention ([`ops`]).
+//! Everything else calls these methods, so another engine (PostgreSQL)
+//! can take its place behind the same API.
+
+pub mod auth;
+pub mod cases;
+pub mod ops;
+pub mod outbox;
 
 use std::path::Path;
 
@@ -28,6 +39,12 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store: stored JSON does not parse: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// One validated (or rejected) message, ready to be written.
@@ -155,6 +172,110 @@ CREATE TABLE IF NOT EXISTS telemetry (
     json TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS telemetry_by_drone ON telemetry (drone_id, t_unix_ms);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_triage (
+    alert_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    case_id TEXT,
+    reason TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL,
+    t_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_triage_by_case ON alert_triage (case_id);
+CREATE TABLE IF NOT EXISTS cases (
+    case_id TEXT PRIMARY KEY,
+    category TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    priority_reasons TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL,
+    lat_deg REAL NOT NULL,
+    lon_deg REAL NOT NULL,
+    grid_id TEXT NOT NULL DEFAULT '',
+    county TEXT NOT NULL DEFAULT '',
+    township TEXT NOT NULL DEFAULT '',
+    village TEXT NOT NULL DEFAULT '',
+    t_start_unix_ms INTEGER NOT NULL,
+    t_end_unix_ms INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    confirmed_by TEXT,
+    route TEXT,
+    max_person_count INTEGER,
+    created_unix_ms INTEGER NOT NULL,
+    updated_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cases_by_status ON cases (status, updated_unix_ms);
+CREATE INDEX IF NOT EXISTS cases_by_end ON cases (t_end_unix_ms);
+CREATE TABLE IF NOT EXISTS case_timeline (
+    id INTEGER PRIMARY KEY,
+    case_id TEXT NOT NULL,
+    t_unix_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT,
+    actor TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    dedup TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS case_timeline_by_case ON case_timeline (case_id, t_unix_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    case_id TEXT PRIMARY KEY,
+    route TEXT NOT NULL,
+    state TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    body BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_unix_ms INTEGER NOT NULL,
+    failing_since_unix_ms INTEGER,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_unix_ms INTEGER NOT NULL,
+    delivered_unix_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS outbox_by_state ON outbox (state);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    user_name TEXT NOT NULL,
+    created_unix_ms INTEGER NOT NULL,
+    last_used_unix_ms INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    t_unix_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    client TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (t_unix_ms);
+CREATE TABLE IF NOT EXISTS commands (
+    command_id TEXT PRIMARY KEY,
+    drone_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    json TEXT NOT NULL,
+    issued_by TEXT NOT NULL,
+    t_unix_ms INTEGER NOT NULL,
+    expires_unix_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_by_drone ON commands (drone_id, t_unix_ms);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY,
     received_unix_ms INTEGER NOT NULL,
@@ -193,6 +314,17 @@ impl Store {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Run `f` in one transaction (committed if it returns Ok).
+    pub fn with_tx<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.transaction()?;
+        let v = f(&tx)?;
+        tx.commit()?;
+        Ok(v)
     }
 
     /// Write a batch in one transaction. Commit happens before the caller
