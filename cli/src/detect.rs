@@ -272,7 +272,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Some((Arc::new(h), args.ground_alt.unwrap_or(origin[2])))
     } else if let Some(h) = args.camera_height {
-        if !(h > 0.0) {
+        if h.is_nan() || h <= 0.0 {
             bail!("--camera-height {h}: must be above the ground");
         }
         let pose = CameraPose::new(

@@ -5,7 +5,9 @@
 use clap::{Parser, Subcommand};
 
 mod broker;
+mod companion;
 mod detect;
+mod dispute_receiver;
 mod ground_station;
 mod loadgen;
 mod plan;
@@ -30,8 +32,12 @@ enum Command {
     Detect(detect::Args),
     /// Run the simulated autopilot (and camera) on an address.
     Sim(sim::Args),
+    /// Run the companion daemon on the drone.
+    Companion(companion::Args),
     /// Run the ground station: ingest, store, HTTP API, embedded broker.
     GroundStation(ground_station::Args),
+    /// A local dispute-system endpoint (signatures, idempotency, status callbacks) for the demo and tests.
+    DisputeReceiver(dispute_receiver::Args),
     /// Run the MQTT broker (rumqttd) on its own.
     Broker(broker::Args),
     /// Publish synthetic alerts through a real spool and MQTT channel (tests, benchmarks).
@@ -45,7 +51,9 @@ fn main() -> anyhow::Result<()> {
         Command::Plan(a) => plan::run(a),
         Command::Detect(a) => detect::run(a),
         Command::Sim(a) => sim::run(a),
+        Command::Companion(a) => companion::run(a),
         Command::GroundStation(a) => ground_station::run(a),
+        Command::DisputeReceiver(a) => dispute_receiver::run(a),
         Command::Broker(a) => broker::run(a),
         Command::Loadgen(a) => loadgen::run(a),
     }

@@ -1,5 +1,5 @@
 //! `tiancha plan`: read an area, no-fly zones and points of interest (files
-//! + flags, or a TOML config), plan the patrol, and write QGroundControl
+//! and flags, or a TOML config), plan the patrol, and write QGroundControl
 //! `.plan` files (one per sortie), the route as GeoJSON and KML, and a
 //! picture (SVG and PNG), then print a summary.
 

@@ -5,4 +5,12 @@
 //! every alert on disk until the ground has it, and the rumqttc driver
 //! around it.
 pub mod channel;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod eye;
+pub mod failsafe;
+pub mod metrics;
+pub mod signing;
 pub mod spool;
+pub mod vehicle;

@@ -1177,8 +1177,8 @@ mod tests {
                 .pixel_to_ground(Point2::new(640.0, 360.0), &ground)
                 .unwrap();
             let (n, e) = ne_of(hit.point, HOME);
-            let dist = 80.0 / (-pitch as f64).to_radians().tan();
-            let bearing = (heading + yaw as f64).to_radians();
+            let dist = 80.0 / (-pitch).to_radians().tan();
+            let bearing = (heading + yaw).to_radians();
             assert!(
                 (n - dist * bearing.cos()).abs() < 0.01,
                 "pitch {pitch}: n {n}"
@@ -1497,7 +1497,7 @@ mod tests {
         .unwrap();
         let across = 50.0 / 30f64.to_radians().tan() * 2f64.to_radians();
         let o = est.sigma.orientation_deg;
-        assert!(o < 0.01 || o > 179.99, "{:?}", est.sigma);
+        assert!(!(0.01..=179.99).contains(&o), "{:?}", est.sigma);
         assert!(
             (est.sigma.semi_major_m - across).abs() < 0.01 * across,
             "{:?} vs {across}",

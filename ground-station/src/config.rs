@@ -534,7 +534,8 @@ impl Config {
                 return Err("cases.priority_rules: every rule needs a name".into());
             }
             for s in &r.near {
-                if !(s.radius_m > 0.0)
+                if s.radius_m.is_nan()
+                    || s.radius_m <= 0.0
                     || !(-90.0..=90.0).contains(&s.lat_deg)
                     || !(-180.0..=180.0).contains(&s.lon_deg)
                 {

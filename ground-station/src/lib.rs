@@ -75,18 +75,16 @@ pub fn open_store(cfg: &Config) -> Result<store::Store, store::StoreError> {
     store::Store::open(&cfg.store_path(), cfg.ingest.telemetry_interval_ms)
 }
 
+/// What [`load_map`] returns: the layers, the named zones, the grid index.
+pub type MapData = (
+    serde_json::Value,
+    Vec<(String, geo::MultiPolygon<f64>)>,
+    grid::GridIndex,
+);
+
 /// The map layers (one FeatureCollection, grid cells marked `kind: grid`),
 /// the named zones for priority rules, and the grid index.
-pub fn load_map(
-    cfg: &Config,
-) -> Result<
-    (
-        serde_json::Value,
-        Vec<(String, geo::MultiPolygon<f64>)>,
-        grid::GridIndex,
-    ),
-    GroundStationError,
-> {
+pub fn load_map(cfg: &Config) -> Result<MapData, GroundStationError> {
     let mut features = vec![];
     let mut zones = vec![];
     let read = |p: &std::path::Path| -> Result<serde_json::Value, GroundStationError> {

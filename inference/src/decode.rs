@@ -218,7 +218,7 @@ pub fn decode(
             for i in 0..n {
                 let r = &o.data[i * stride..(i + 1) * stride];
                 let score = r[4];
-                if !(score >= min_thr) {
+                if score.is_nan() || score < min_thr {
                     continue;
                 }
                 let cls = r[5];
@@ -247,7 +247,7 @@ pub fn decode(
             let at = |y: usize, x: usize, k: usize| data[(y * w + x) * c + k];
             let mut peaks: Vec<(f32, usize)> = Vec::new();
             for (idx, &v) in data.iter().enumerate() {
-                if !(v >= min_thr) {
+                if v.is_nan() || v < min_thr {
                     continue;
                 }
                 let k = idx % c;
@@ -290,12 +290,12 @@ pub fn decode(
             for i in 0..n {
                 let r = &o.data[i * stride..(i + 1) * stride];
                 let obj = r[4];
-                if !(obj >= min_thr) {
+                if obj.is_nan() || obj < min_thr {
                     continue;
                 }
                 let (k, cls_score) = argmax(&r[5..]);
                 let score = obj * cls_score;
-                if !(score >= thr[k]) {
+                if score.is_nan() || score < thr[k] {
                     continue;
                 }
                 let mut b = BBox::from_cxcywh(r[0], r[1], r[2], r[3]);
@@ -328,7 +328,7 @@ pub fn decode(
                     }
                 }
                 let (k, score) = best;
-                if !(score >= thr[k]) {
+                if score.is_nan() || score < thr[k] {
                     continue;
                 }
                 let mut b = BBox::from_cxcywh(get(j, 0), get(j, 1), get(j, 2), get(j, 3));

@@ -293,6 +293,8 @@ struct HazardState {
     last_update_ms: i64,
 }
 
+// One per rule, a handful per engine: boxing the big variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 enum RuleState {
     Gathering {
         min_people: u32,
@@ -347,7 +349,7 @@ impl EventEngine {
                 cfg.update_interval_s
             ));
         }
-        if !(cfg.person_height_m > 0.0) {
+        if cfg.person_height_m.is_nan() || cfg.person_height_m <= 0.0 {
             return bad("person_height_m must be positive".into());
         }
         let mut rules = Vec::new();
@@ -683,9 +685,9 @@ impl EventEngine {
             }
         }
         let mut groups: BTreeMap<usize, Vec<&Member>> = BTreeMap::new();
-        for i in 0..n {
+        for (i, p) in people.iter().enumerate() {
             let r = find(&mut comp, i);
-            groups.entry(r).or_default().push(people[i]);
+            groups.entry(r).or_default().push(p);
         }
         let candidates: Vec<Vec<&Member>> = groups
             .into_values()

@@ -300,7 +300,7 @@ pub struct FrameTiming {
 
 /// What the pipeline says.
 pub enum EyeOutput {
-    Incident(EyeIncident),
+    Incident(Box<EyeIncident>),
     Source(SourceEvent),
     Frame(Box<FrameReport>),
     /// A frame failed (it is skipped; the pipeline goes on).
@@ -346,18 +346,10 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Pipeline settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct PipelineOptions {
     /// Send a [`FrameReport`] for every frame (the CLI draws them).
     pub report_frames: bool,
-}
-
-impl Default for PipelineOptions {
-    fn default() -> Self {
-        Self {
-            report_frames: false,
-        }
-    }
 }
 
 enum Work {
@@ -560,7 +552,7 @@ fn infer_loop(
                 latencies.push(timing.latency_ms);
                 count(&mut s, &outcome.incidents);
                 for i in &outcome.incidents {
-                    if out.send(EyeOutput::Incident(i.clone())).is_err() {
+                    if out.send(EyeOutput::Incident(Box::new(i.clone()))).is_err() {
                         return;
                     }
                 }
@@ -584,7 +576,7 @@ fn infer_loop(
     let closing = eye.finish();
     count(&mut s, &closing);
     for i in closing {
-        let _ = out.send(EyeOutput::Incident(i));
+        let _ = out.send(EyeOutput::Incident(Box::new(i)));
     }
     latencies.sort_by(f64::total_cmp);
     let n = s.frames.max(1) as f64;

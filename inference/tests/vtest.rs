@@ -156,7 +156,7 @@ fn over_the_clip_tracks_stay_stable_and_each_gathering_fires_once() {
                 }
             }
         }
-        EyeOutput::Incident(i) => incidents.push(i.clone()),
+        EyeOutput::Incident(i) => incidents.push((**i).clone()),
         EyeOutput::FrameError(e) => panic!("{e}"),
         _ => {}
     });

@@ -56,6 +56,7 @@
 #![allow(deprecated)]
 
 pub mod autopilot;
+pub mod camera;
 pub mod fence;
 pub mod harness;
 pub mod impair;

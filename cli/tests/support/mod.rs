@@ -254,3 +254,115 @@ pub fn count(dir: &Path, sql: &str) -> i64 {
         .and_then(|c| c.query_row(sql, [], |r| r.get(0)).ok())
         .unwrap_or(-1)
 }
+
+/// A drone test double on MQTT (until the companion daemon exists): it
+/// publishes status and 2 Hz telemetry, and answers every command on its
+/// commands topic with `accepted` then `succeeded` (QoS 1), as the
+/// companion will.
+pub struct DroneDouble {
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DroneDouble {
+    pub fn start(mqtt_port: u16, drone: &str) -> DroneDouble {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let answered = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut opts = rumqttc::MqttOptions::new(format!("double-{drone}"), "127.0.0.1", mqtt_port);
+        opts.set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut conn) = rumqttc::Client::new(opts, 100);
+        let drone = drone.to_string();
+        let base = format!("tiancha/v1/drones/{drone}");
+        client
+            .subscribe(format!("{base}/commands"), rumqttc::QoS::AtLeastOnce)
+            .unwrap();
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        let status = serde_json::json!({"schema": 1, "drone_id": drone, "t_unix_ms": now(), "online": true,
+            "state": "patrolling", "mode": "AUTO", "armed": true, "battery_pct": 76.0,
+            "links": {"autopilot": "up", "camera": "up", "ground": "up"}, "spool_depth": 0, "software_version": "double"});
+        client
+            .publish(
+                format!("{base}/status"),
+                rumqttc::QoS::AtLeastOnce,
+                true,
+                status.to_string(),
+            )
+            .unwrap();
+        {
+            let (c, d, b, s) = (client.clone(), drone.clone(), base.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0.0f64;
+                while !s.load(Ordering::Relaxed) {
+                    let (lat, lon) = (
+                        28.4490 + 0.0004 * (i / 10.0).sin(),
+                        117.9410 + 0.0006 * (i / 10.0).cos(),
+                    );
+                    let t = serde_json::json!({"schema": 1, "drone_id": d, "t_unix_ms": now(),
+                        "position": {"lat_deg": lat, "lon_deg": lon, "alt_m": 130.0, "alt_rel_m": 60.0},
+                        "attitude": {"roll_deg": 0.0, "pitch_deg": 0.0, "yaw_deg": (i * 6.0) % 360.0},
+                        "battery": {"remaining_pct": 76.0}, "mode": "AUTO", "armed": true, "in_air": true,
+                        "mission": {"current_seq": 3, "total": 42},
+                        "home": {"lat_deg": 28.4476392, "lon_deg": 117.9383877, "alt_m": 70.0}});
+                    let _ = c.try_publish(
+                        format!("{b}/telemetry"),
+                        rumqttc::QoS::AtMostOnce,
+                        false,
+                        t.to_string(),
+                    );
+                    i += 1.0;
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            });
+        }
+        {
+            let (a, s) = (answered.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for ev in conn.iter() {
+                    if s.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = ev else {
+                        if ev.is_err() {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        continue;
+                    };
+                    let Ok(cmd) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
+                        continue;
+                    };
+                    for status in ["accepted", "succeeded"] {
+                        let r = serde_json::json!({"schema": 1, "command_id": cmd["command_id"], "drone_id": drone,
+                            "t_unix_ms": now(), "status": status, "reason": ""});
+                        let _ = client.try_publish(
+                            format!("{base}/command-results"),
+                            rumqttc::QoS::AtLeastOnce,
+                            false,
+                            r.to_string(),
+                        );
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    a.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        DroneDouble { answered, stop }
+    }
+
+    pub fn commands_answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for DroneDouble {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,311 @@
+//! The companion flies a real patrol, across real processes on loopback:
+//! `tiancha sim` (fast time) ← MAVLink → `tiancha companion` ← MQTT →
+//! `tiancha ground-station` (embedded broker). Commands are published by an
+//! independent MQTT client (mosquitto_pub); results and events are read from
+//! the ground station's store.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command as Shell;
+use std::time::Duration;
+
+use support::*;
+use tiancha_protocol::{self as proto, Command, CommandKind, DroneId, GeoPoint, PatrolSpec};
+use uuid::Uuid;
+
+struct Rig {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    mqtt: u16,
+    gs: Proc,
+    _sim: Proc,
+    companion: Proc,
+}
+
+const DRONE: &str = "sr-01";
+
+fn start(battery_pct: f64) -> Rig {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let mqtt = free_port();
+    let http = free_port();
+    let mav = free_port();
+    let conf = ground_station_config(&dir, mqtt, http, true);
+    let gs = Proc::tiancha(
+        "ground-station",
+        &dir,
+        &["ground-station", "--config", conf.to_str().unwrap()],
+    );
+    wait_port(mqtt, Duration::from_secs(20));
+    let sim = Proc::tiancha(
+        "sim",
+        &dir,
+        &[
+            "sim",
+            "--listen",
+            &format!("udpin:127.0.0.1:{mav}"),
+            "--speed",
+            "8",
+            "--battery",
+            &battery_pct.to_string(),
+        ],
+    );
+    let cconf = dir.join("companion.toml");
+    std::fs::write(
+        &cconf,
+        format!(
+            "drone_id = \"{DRONE}\"\n\
+             [mqtt]\nport = {mqtt}\n\
+             [spool]\npath = \"{}\"\nreceipt_timeout_s = 5\n\
+             [autopilot]\naddress = \"udpout:127.0.0.1:{mav}\"\n\
+             [patrol]\naltitude_rel_m = 40.0\ncruise_speed_mps = 10.0\n\
+             [telemetry]\nrate_hz = 2.0\n",
+            dir.join("spool.db").display()
+        ),
+    )
+    .unwrap();
+    let companion = Proc::tiancha(
+        "companion",
+        &dir,
+        &["companion", "--config", cconf.to_str().unwrap()],
+    );
+    // The ground sees the drone's telemetry once everything is connected.
+    wait_for(
+        "telemetry at the ground station",
+        Duration::from_secs(60),
+        || (count(&dir, "SELECT count(*) FROM telemetry") > 0).then_some(()),
+    );
+    Rig {
+        _tmp: tmp,
+        dir,
+        mqtt,
+        gs,
+        _sim: sim,
+        companion,
+    }
+}
+
+fn command(rig: &Rig, kind: CommandKind) -> Uuid {
+    let now = proto::unix_ms(std::time::SystemTime::now());
+    let c = Command {
+        schema: proto::SCHEMA_VERSION,
+        command_id: Uuid::now_v7(),
+        drone_id: DroneId::new(DRONE).unwrap(),
+        issued_by: "test-operator".into(),
+        t_unix_ms: now,
+        expires_unix_ms: now + 120_000,
+        kind,
+        auth: None,
+    };
+    let file = rig.dir.join(format!("{}.json", c.command_id));
+    std::fs::write(&file, proto::encode(&c).unwrap()).unwrap();
+    let st = Shell::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &rig.mqtt.to_string(),
+            "-q",
+            "1",
+            "-t",
+            &format!("tiancha/v1/drones/{DRONE}/commands"),
+            "-f",
+            file.to_str().unwrap(),
+        ])
+        .status()
+        .expect("mosquitto_pub (mosquitto-clients) is needed");
+    assert!(st.success());
+    c.command_id
+}
+
+/// The final result of a command: (status, reason).
+fn final_result(rig: &Rig, id: Uuid, timeout: Duration) -> (String, String) {
+    wait_for(&format!("final result of {id}"), timeout, || {
+        let db = open_store(&rig.dir)?;
+        let rows: Vec<(String, String)> = db
+            .prepare(
+                "SELECT status, json FROM command_results WHERE command_id = ?1 ORDER BY t_unix_ms",
+            )
+            .ok()?
+            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ok()?
+            .map(Result::unwrap)
+            .collect();
+        rows.into_iter()
+            .find(|(s, _)| !matches!(s.as_str(), "accepted" | "in_progress"))
+            .map(|(s, json)| {
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                (s, v["reason"].as_str().unwrap_or_default().to_string())
+            })
+    })
+}
+
+fn patrol() -> PatrolSpec {
+    // A 200 m × 150 m field just north-east of home (Shangrao).
+    let p = |dn: f64, de: f64| GeoPoint::new(28.45 + dn / 111_000.0, 117.94 + de / 97_800.0);
+    PatrolSpec {
+        name: Some("test field".into()),
+        areas: vec![proto::GeoPolygon {
+            exterior: vec![
+                p(50.0, 50.0),
+                p(50.0, 250.0),
+                p(200.0, 250.0),
+                p(200.0, 50.0),
+            ],
+            holes: vec![],
+        }],
+        no_fly_zones: vec![proto::NoFlyZone {
+            name: "clinic helipad".into(),
+            shape: proto::ZoneShape::Circle {
+                center: p(120.0, 400.0),
+                radius_m: 30.0,
+            },
+            buffer_m: 20.0,
+        }],
+        points_of_interest: vec![],
+        altitude_rel_m: Some(40.0),
+        qgc_plan: None,
+    }
+}
+
+fn events(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let Some(db) = open_store(dir) else {
+        return vec![];
+    };
+    let Ok(mut st) = db.prepare("SELECT json FROM events WHERE kind = ?1 ORDER BY t_unix_ms")
+    else {
+        return vec![];
+    };
+    st.query_map([kind], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|j| serde_json::from_str(&j.unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn launch_patrol_rtl_land_with_every_command_answered() {
+    let rig = start(100.0);
+    let launch = command(&rig, CommandKind::LaunchPatrol { patrol: patrol() });
+    let (status, reason) = final_result(&rig, launch, Duration::from_secs(120));
+    assert_eq!(
+        status,
+        "succeeded",
+        "launch: {reason}\ncompanion:\n{}",
+        rig.companion.log_tail(30)
+    );
+    assert!(reason.starts_with("patrol started"), "{reason}");
+
+    // The patrol flies: waypoints are reached in order.
+    let progress = wait_for("mission progress", Duration::from_secs(120), || {
+        let p = events(&rig.dir, "mission_progress");
+        (p.len() >= 3).then_some(p)
+    });
+    let reached: Vec<u64> = progress
+        .iter()
+        .filter_map(|e| e["reached_seq"].as_u64())
+        .collect();
+    assert!(
+        reached.windows(2).all(|w| w[0] < w[1]),
+        "in order: {reached:?}"
+    );
+
+    // Investigating a point inside the no-fly zone is refused by name, and
+    // the patrol goes on unchanged.
+    let inv = command(
+        &rig,
+        CommandKind::Investigate {
+            target: GeoPoint::new(28.45 + 120.0 / 111_000.0, 117.94 + 400.0 / 97_800.0),
+            orbit_radius_m: 20.0,
+            duration_s: 30.0,
+            alert_id: None,
+        },
+    );
+    let (status, reason) = final_result(&rig, inv, Duration::from_secs(60));
+    assert_eq!(status, "refused", "{reason}");
+    assert!(reason.contains("clinic helipad"), "{reason}");
+    assert!(!events(&rig.dir, "mission_state")
+        .iter()
+        .any(|e| e["state"] == "investigating"));
+
+    // Pause and resume, then bring it home.
+    let pause = command(&rig, CommandKind::Pause);
+    assert_eq!(
+        final_result(&rig, pause, Duration::from_secs(30)).0,
+        "succeeded"
+    );
+    let resume = command(&rig, CommandKind::Resume);
+    assert_eq!(
+        final_result(&rig, resume, Duration::from_secs(30)).0,
+        "succeeded"
+    );
+    let rtl = command(&rig, CommandKind::ReturnToLaunch);
+    assert_eq!(
+        final_result(&rig, rtl, Duration::from_secs(30)).0,
+        "succeeded"
+    );
+    wait_for("landed", Duration::from_secs(180), || {
+        events(&rig.dir, "mission_state")
+            .iter()
+            .any(|e| e["state"] == "landed")
+            .then_some(())
+    });
+    let states: Vec<String> = events(&rig.dir, "mission_state")
+        .iter()
+        .map(|e| e["state"].as_str().unwrap().to_string())
+        .collect();
+    for s in ["planned", "uploaded", "started", "returning", "landed"] {
+        assert!(
+            states.iter().any(|x| x == s),
+            "mission state {s} in {states:?}"
+        );
+    }
+    // Every command has exactly one final result.
+    let db = open_store(&rig.dir).unwrap();
+    for id in [launch, inv, pause, resume, rtl] {
+        let finals: i64 = db
+            .query_row(
+                "SELECT count(*) FROM command_results WHERE command_id = ?1 AND status NOT IN ('accepted','in_progress')",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(finals, 1, "command {id}");
+    }
+    drop(db);
+    let mut rig = rig;
+    assert!(rig.gs.is_running(), "ground station alive");
+    assert!(rig.companion.is_running(), "companion alive");
+}
+
+#[test]
+fn unsafe_commands_are_refused_with_reasons_and_nothing_moves() {
+    let rig = start(15.0);
+    let launch = command(&rig, CommandKind::LaunchPatrol { patrol: patrol() });
+    let (status, reason) = final_result(&rig, launch, Duration::from_secs(60));
+    assert_eq!(status, "refused");
+    assert!(reason.contains("battery at 15 %"), "{reason}");
+    // Investigating needs a running patrol: refused, with the reason.
+    let inv = command(
+        &rig,
+        CommandKind::Investigate {
+            target: GeoPoint::new(28.451, 117.941),
+            orbit_radius_m: 20.0,
+            duration_s: 30.0,
+            alert_id: None,
+        },
+    );
+    let (status, reason) = final_result(&rig, inv, Duration::from_secs(60));
+    assert_eq!(status, "refused", "{reason}");
+    assert!(reason.contains("no patrol"), "{reason}");
+    std::thread::sleep(Duration::from_secs(2));
+    let db = open_store(&rig.dir).unwrap();
+    let armed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM telemetry WHERE json LIKE '%\"armed\":true%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(armed, 0, "the drone never armed");
+}

@@ -1,0 +1,411 @@
+//! Commands from the ground, each answered with results: `accepted`, then
+//! `in_progress` steps for long ones, then exactly one final status
+//! (`succeeded`, `refused` with the reason, `failed`, `expired`).
+//!
+//! Short commands (pause, resume, RTL, land, detection zones) run at once,
+//! even while a long one (launch, investigate) is under way, so RTL always
+//! gets through. Two long commands never overlap: the second is refused
+//! ("busy"). A command id seen before is not executed again (MQTT may
+//! deliver twice).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tiancha_firmware_bridge::{Bridge, FlightMode, VehicleState};
+use tiancha_mission_planner::{self as planner, Plan, PlanRequest};
+use tiancha_protocol::{
+    self as proto, mission::MissionSet, Command, CommandKind, CommandResult, CommandStatus,
+    DetectionZone, EventKind, GeoPoint, MissionState, PatrolSpec,
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::channel::ChannelHandle;
+use crate::config::CompanionConfig;
+use crate::vehicle::{in_air, launch_refusal};
+
+/// The patrol the drone is flying (or last flew).
+#[derive(Debug, Clone)]
+pub struct Patrol {
+    pub mission_id: Uuid,
+    pub plan: Arc<Plan>,
+    pub sortie: usize,
+    /// What is on board now (the sortie, or the sortie with a detour).
+    pub on_board: MissionSet,
+}
+
+pub struct Executor {
+    bridge: Bridge,
+    channel: ChannelHandle,
+    cfg: Arc<CompanionConfig>,
+    patrol: Arc<Mutex<Option<Patrol>>>,
+    busy: Arc<tokio::sync::Mutex<()>>,
+    seen: Mutex<(HashSet<Uuid>, VecDeque<Uuid>)>,
+    zones: watch::Sender<Vec<DetectionZone>>,
+}
+
+/// How long to wait for the vehicle to climb to patrol altitude.
+const TAKEOFF_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Executor {
+    pub fn new(
+        bridge: Bridge,
+        channel: ChannelHandle,
+        cfg: Arc<CompanionConfig>,
+        zones: watch::Sender<Vec<DetectionZone>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            bridge,
+            channel,
+            cfg,
+            patrol: Arc::new(Mutex::new(None)),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            seen: Mutex::new((HashSet::new(), VecDeque::new())),
+            zones,
+        })
+    }
+
+    pub fn patrol(&self) -> Option<Patrol> {
+        self.patrol.lock().unwrap().clone()
+    }
+
+    /// Take a command: check it, then run it in its own task.
+    pub fn dispatch(self: &Arc<Self>, cmd: Command) {
+        {
+            let mut seen = self.seen.lock().unwrap();
+            if !seen.0.insert(cmd.command_id) {
+                info!(command = %cmd.command_id, "duplicate delivery of a command ignored");
+                return;
+            }
+            seen.1.push_back(cmd.command_id);
+            if seen.1.len() > 10_000 {
+                let old = seen.1.pop_front().expect("non-empty");
+                seen.0.remove(&old);
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.execute(cmd).await });
+    }
+
+    async fn execute(self: Arc<Self>, cmd: Command) {
+        let now = proto::unix_ms(std::time::SystemTime::now());
+        info!(command = %cmd.command_id, kind = cmd.kind.name(), by = %cmd.issued_by, "command received");
+        if now > cmd.expires_unix_ms {
+            let late = (now - cmd.expires_unix_ms) / 1000;
+            self.result(
+                &cmd,
+                CommandStatus::Expired,
+                None,
+                format!("arrived {late} s after it expired"),
+            )
+            .await;
+            return;
+        }
+        let outcome = match &cmd.kind {
+            CommandKind::LaunchPatrol { patrol } => match self.begin_long(&cmd).await {
+                Some(_busy) => self.launch(&cmd, patrol.clone()).await,
+                None => busy(),
+            },
+            CommandKind::Investigate {
+                target,
+                orbit_radius_m,
+                duration_s,
+                ..
+            } => match self.begin_long(&cmd).await {
+                Some(_busy) => {
+                    self.investigate(*target, *orbit_radius_m, *duration_s)
+                        .await
+                }
+                None => busy(),
+            },
+            CommandKind::Pause => self.simple(self.bridge.pause().await, "paused"),
+            CommandKind::Resume => self.simple(self.bridge.resume().await, "resumed"),
+            CommandKind::ReturnToLaunch => {
+                let r = self.simple(self.bridge.rtl().await, "returning to launch");
+                if r.0 == CommandStatus::Succeeded {
+                    self.mission_event(MissionState::Returning, "return to launch commanded")
+                        .await;
+                }
+                r
+            }
+            CommandKind::Land => self.simple(self.bridge.land().await, "landing"),
+            CommandKind::SetDetectionZones { zones } => {
+                let _ = self.zones.send(zones.clone());
+                (
+                    CommandStatus::Succeeded,
+                    format!("{} detection zone(s) in force", zones.len()),
+                )
+            }
+        };
+        self.result(&cmd, outcome.0, None, outcome.1).await;
+    }
+
+    /// Start a long command unless another is under way: the guard holds
+    /// the slot until dropped.
+    async fn begin_long(&self, cmd: &Command) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let guard = self.busy.clone().try_lock_owned().ok()?;
+        self.result(cmd, CommandStatus::Accepted, None, String::new())
+            .await;
+        Some(guard)
+    }
+
+    fn simple<T, E: std::fmt::Display>(
+        &self,
+        r: Result<T, E>,
+        ok: &str,
+    ) -> (CommandStatus, String) {
+        match r {
+            Ok(_) => (CommandStatus::Succeeded, ok.into()),
+            Err(e) => (CommandStatus::Failed, e.to_string()),
+        }
+    }
+
+    async fn result(
+        &self,
+        cmd: &Command,
+        status: CommandStatus,
+        progress_pct: Option<f64>,
+        reason: String,
+    ) {
+        let r = CommandResult {
+            schema: proto::SCHEMA_VERSION,
+            command_id: cmd.command_id,
+            drone_id: self.channel.drone_id().clone(),
+            t_unix_ms: proto::unix_ms(std::time::SystemTime::now()),
+            status,
+            progress_pct,
+            reason,
+            detail: None,
+        };
+        if status.is_final() {
+            info!(command = %cmd.command_id, ?status, reason = %r.reason, "command result");
+        }
+        if let Err(e) = self.channel.submit_command_result(&r).await {
+            warn!(error = %e, "could not spool a command result");
+        }
+    }
+
+    async fn progress(&self, cmd: &Command, pct: f64, what: &str) {
+        self.result(cmd, CommandStatus::InProgress, Some(pct), what.into())
+            .await;
+    }
+
+    async fn mission_event(&self, state: MissionState, detail: &str) {
+        let mission_id = self.patrol().map(|p| p.mission_id);
+        let ev = proto::DroneEvent {
+            schema: proto::SCHEMA_VERSION,
+            event_id: Uuid::now_v7(),
+            drone_id: self.channel.drone_id().clone(),
+            t_unix_ms: proto::unix_ms(std::time::SystemTime::now()),
+            kind: EventKind::MissionState {
+                mission_id,
+                state,
+                detail: detail.into(),
+            },
+        };
+        if let Err(e) = self.channel.submit_event(&ev).await {
+            warn!(error = %e, "could not spool a mission event");
+        }
+    }
+
+    /// Plan the patrol (or take the ready plan) for the current vehicle.
+    fn plan(&self, spec: &PatrolSpec, s: &VehicleState) -> Result<Plan, String> {
+        let (vehicle, camera) = planner_inputs(&self.cfg, s, spec.altitude_rel_m);
+        let req =
+            PlanRequest::from_patrol_spec(spec, &vehicle, &camera).map_err(|e| e.to_string())?;
+        planner::plan_patrol(&req).map_err(|e| e.to_string())
+    }
+
+    async fn launch(&self, cmd: &Command, spec: PatrolSpec) -> (CommandStatus, String) {
+        let s = self.bridge.snapshot();
+        if let Some(why) = launch_refusal(&s, &self.cfg.safety) {
+            return (CommandStatus::Refused, why);
+        }
+        let plan = match self.plan(&spec, &s) {
+            Ok(p) => p,
+            Err(why) => return (CommandStatus::Refused, why),
+        };
+        let sortie = &plan.sorties[0];
+        let set = sortie.mission.clone();
+        let summary = format!(
+            "{} waypoints, sortie 1 of {}, {:.1} km, about {:.0} min",
+            set.mission.len(),
+            plan.sorties.len(),
+            sortie.length_m / 1000.0,
+            sortie.time_s / 60.0
+        );
+        self.progress(cmd, 10.0, &format!("planned: {summary}"))
+            .await;
+        let mission_id = Uuid::now_v7();
+        *self.patrol.lock().unwrap() = Some(Patrol {
+            mission_id,
+            plan: Arc::new(plan.clone()),
+            sortie: 0,
+            on_board: set.clone(),
+        });
+        self.mission_event(MissionState::Planned, &summary).await;
+        if let Err(e) = self.bridge.upload_set(&set).await {
+            return (CommandStatus::Failed, format!("upload failed: {e}"));
+        }
+        if set.fence.is_empty() {
+            return (
+                CommandStatus::Refused,
+                "no fence in the plan: refusing to fly without one".into(),
+            );
+        }
+        self.progress(cmd, 40.0, "mission, fence and rally uploaded and verified")
+            .await;
+        self.mission_event(
+            MissionState::Uploaded,
+            "mission, fence and rally verified on board",
+        )
+        .await;
+        // Conditions may have changed while uploading.
+        if let Some(why) = launch_refusal(&self.bridge.snapshot(), &self.cfg.safety) {
+            return (CommandStatus::Refused, why);
+        }
+        let alt = spec
+            .altitude_rel_m
+            .unwrap_or(self.cfg.patrol.altitude_rel_m);
+        if let Err(e) = self.bridge.set_mode(FlightMode::Guided).await {
+            return (CommandStatus::Failed, format!("set GUIDED: {e}"));
+        }
+        if let Err(e) = self.bridge.arm().await {
+            return (CommandStatus::Failed, format!("arming refused: {e}"));
+        }
+        self.progress(cmd, 55.0, "armed").await;
+        if let Err(e) = self.bridge.takeoff(alt as f32).await {
+            return (CommandStatus::Failed, format!("takeoff refused: {e}"));
+        }
+        let reached = self
+            .bridge
+            .wait_for("patrol altitude", TAKEOFF_TIMEOUT, |s| {
+                s.position.is_some_and(|p| p.alt_rel_m >= alt * 0.9)
+            })
+            .await;
+        if let Err(e) = reached {
+            return (CommandStatus::Failed, format!("takeoff: {e}"));
+        }
+        self.progress(cmd, 80.0, "at patrol altitude").await;
+        if let Err(e) = self.bridge.set_mode(FlightMode::Auto).await {
+            return (CommandStatus::Failed, format!("set AUTO: {e}"));
+        }
+        self.mission_event(MissionState::Started, &summary).await;
+        (
+            CommandStatus::Succeeded,
+            format!("patrol started: {summary}"),
+        )
+    }
+
+    async fn investigate(
+        &self,
+        target: GeoPoint,
+        radius_m: f64,
+        duration_s: f64,
+    ) -> (CommandStatus, String) {
+        let Some(patrol) = self.patrol() else {
+            return (
+                CommandStatus::Refused,
+                "no patrol is running to investigate from".into(),
+            );
+        };
+        let s = self.bridge.snapshot();
+        if !in_air(&s) {
+            return (CommandStatus::Refused, "the drone is not flying".into());
+        }
+        let (Some(pos), Some(seq)) = (s.position, s.mission.current_seq) else {
+            return (
+                CommandStatus::Refused,
+                "position or mission progress unknown".into(),
+            );
+        };
+        let inv = match patrol.plan.investigate(
+            &patrol.on_board.mission,
+            seq,
+            planner::LatLon::new(pos.lat_deg, pos.lon_deg),
+            pos.alt_rel_m,
+            planner::LatLon::new(target.lat_deg, target.lon_deg),
+            radius_m,
+            duration_s,
+        ) {
+            Ok(i) => i,
+            Err(e) => return (CommandStatus::Refused, e.to_string()),
+        };
+        let mut set = patrol.on_board.clone();
+        set.mission = inv.mission.clone();
+        if let Err(e) = self
+            .bridge
+            .upload(proto::MissionType::Mission, &set.mission)
+            .await
+        {
+            return (CommandStatus::Failed, format!("upload failed: {e}"));
+        }
+        if let Err(e) = self.bridge.set_current(inv.start_seq).await {
+            return (CommandStatus::Failed, format!("set current item: {e}"));
+        }
+        if s.mode != FlightMode::Auto {
+            if let Err(e) = self.bridge.set_mode(FlightMode::Auto).await {
+                return (CommandStatus::Failed, format!("set AUTO: {e}"));
+            }
+        }
+        if let Some(p) = self.patrol.lock().unwrap().as_mut() {
+            p.on_board = set;
+        }
+        self.mission_event(
+            MissionState::Investigating,
+            &format!(
+                "investigating {:.5}, {:.5}: orbit {radius_m:.0} m for {duration_s:.0} s, then resume",
+                target.lat_deg, target.lon_deg
+            ),
+        )
+        .await;
+        (
+            CommandStatus::Succeeded,
+            format!(
+                "investigating: detour uploaded ({} items), resuming the patrol afterwards",
+                inv.mission.len()
+            ),
+        )
+    }
+}
+
+fn busy() -> (CommandStatus, String) {
+    (
+        CommandStatus::Refused,
+        "busy: another launch or investigation is under way".into(),
+    )
+}
+
+/// The planner's vehicle and camera for this drone, home from the vehicle.
+pub fn planner_inputs(
+    cfg: &CompanionConfig,
+    s: &VehicleState,
+    altitude_rel_m: Option<f64>,
+) -> (planner::Vehicle, planner::Camera) {
+    let p = &cfg.patrol;
+    let vehicle = planner::Vehicle {
+        autopilot: if p.autopilot == "px4" {
+            planner::Autopilot::Px4
+        } else {
+            planner::Autopilot::Ardupilot
+        },
+        cruise_speed_mps: p.cruise_speed_mps,
+        endurance_min: Some(p.battery_minutes),
+        reserve_min: Some(p.reserve_minutes),
+        home: s.home.map(|h| planner::LatLon::new(h.lat_deg, h.lon_deg)),
+        home_alt_amsl_m: s.home.map_or(0.0, |h| h.alt_m),
+        max_distance_from_home_m: Some(p.max_distance_from_home_m),
+        ..planner::Vehicle::default()
+    };
+    let camera = planner::Camera {
+        hfov_deg: Some(p.camera_hfov_deg),
+        vfov_deg: Some(p.camera_vfov_deg),
+        altitude_agl_m: Some(altitude_rel_m.unwrap_or(p.altitude_rel_m)),
+        side_overlap: p.side_overlap,
+        front_overlap: p.front_overlap,
+        ..planner::Camera::default()
+    };
+    (vehicle, camera)
+}

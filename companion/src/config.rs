@@ -1,0 +1,354 @@
+//! The companion's configuration (`companion.toml`), validated at start-up.
+//! See `examples/companion.toml` for a commented example.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tiancha_protocol::{mqtt::Endpoint, DetectionZone, DroneId, Validate};
+
+use crate::spool::SpoolConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompanionConfig {
+    pub drone_id: String,
+    #[serde(default)]
+    pub mqtt: Endpoint,
+    #[serde(default)]
+    pub spool: SpoolSection,
+    pub autopilot: AutopilotSection,
+    #[serde(default)]
+    pub camera: Option<CameraSection>,
+    #[serde(default)]
+    pub patrol: PatrolSection,
+    #[serde(default)]
+    pub safety: SafetySection,
+    #[serde(default)]
+    pub detection: DetectionSection,
+    #[serde(default)]
+    pub telemetry: TelemetrySection,
+    /// Prometheus metrics (`/metrics`) on this local address.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolSection {
+    pub path: PathBuf,
+    pub max_entries: u64,
+    pub max_mb: u64,
+    /// Seconds an alert the broker acknowledged waits for the ground's
+    /// receipt before it is published again.
+    pub receipt_timeout_s: u64,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("var/companion/spool.db"),
+            max_entries: 100_000,
+            max_mb: 2048,
+            receipt_timeout_s: 60,
+        }
+    }
+}
+
+impl SpoolSection {
+    pub fn spool_config(&self) -> SpoolConfig {
+        SpoolConfig {
+            max_entries: self.max_entries,
+            max_bytes: self.max_mb * 1024 * 1024,
+            receipt_timeout: Duration::from_secs(self.receipt_timeout_s),
+            max_receipt_backoff: Duration::from_secs(self.receipt_timeout_s * 10),
+            ..SpoolConfig::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutopilotSection {
+    /// `serial:/dev/ttyAMA0:921600`, `udpin:0.0.0.0:14550`, `udpout:...`,
+    /// `tcp:host:port`.
+    pub address: String,
+    /// MAVLink 2 signing key (64 hex digits), or a file holding it.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+    /// Refuse unsigned packets from the autopilot.
+    #[serde(default)]
+    pub require_signing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraSection {
+    /// Source URI (rtsp://, udp://host:port RTP H.264, a file, v4l2 ...).
+    pub uri: String,
+    /// The detector's model manifest.
+    #[serde(default = "default_manifest")]
+    pub model_manifest: PathBuf,
+    /// Image size the camera model refers to.
+    pub width: u32,
+    pub height: u32,
+    /// Horizontal field of view (ideal pinhole), degrees.
+    pub hfov_deg: f64,
+    /// Cut frames into overlapping tiles before detection (small people
+    /// seen from altitude).
+    #[serde(default)]
+    pub tiles: Option<(u32, u32)>,
+    /// Ground altitude AMSL for geotagging; home altitude when absent.
+    #[serde(default)]
+    pub ground_alt_m: Option<f64>,
+}
+
+fn default_manifest() -> PathBuf {
+    PathBuf::from("models/centernet_mnv3_coco80.toml")
+}
+
+/// What the planner needs to know about this drone and its camera.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatrolSection {
+    pub altitude_rel_m: f64,
+    pub cruise_speed_mps: f64,
+    pub battery_minutes: f64,
+    pub reserve_minutes: f64,
+    pub max_distance_from_home_m: f64,
+    pub camera_hfov_deg: f64,
+    pub camera_vfov_deg: f64,
+    pub side_overlap: f64,
+    pub front_overlap: f64,
+    /// "ardupilot" (home at seq 0) or "px4".
+    pub autopilot: String,
+}
+
+impl Default for PatrolSection {
+    fn default() -> Self {
+        Self {
+            altitude_rel_m: 60.0,
+            cruise_speed_mps: 8.0,
+            battery_minutes: 25.0,
+            reserve_minutes: 5.0,
+            max_distance_from_home_m: 5_000.0,
+            camera_hfov_deg: 60.0,
+            camera_vfov_deg: 45.0,
+            side_overlap: 0.2,
+            front_overlap: 0.2,
+            autopilot: "ardupilot".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SafetySection {
+    /// Refuse to launch below this battery percentage.
+    pub min_launch_battery_pct: f64,
+    /// Return to launch at or below this battery percentage.
+    pub low_battery_rtl_pct: f64,
+    /// Return to launch after the ground link has been down this long
+    /// (seconds; 0 = never, keep patrolling and spooling).
+    pub ground_link_rtl_s: u64,
+    /// Minimum GPS fix (MAVLink GPS_FIX_TYPE; 3 = 3D) to launch.
+    pub require_gps_fix: u8,
+}
+
+impl Default for SafetySection {
+    fn default() -> Self {
+        Self {
+            min_launch_battery_pct: 30.0,
+            low_battery_rtl_pct: 20.0,
+            ground_link_rtl_s: 600,
+            require_gps_fix: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionSection {
+    /// Zones with their rules (as the ground's `set_detection_zones`
+    /// command sends them).
+    pub zones: Vec<DetectionZone>,
+    /// Without zones: a gathering rule everywhere with these thresholds.
+    pub default_gathering_min_people: u32,
+    pub default_gathering_radius_m: f64,
+    pub default_gathering_min_duration_s: f64,
+    /// Investigate on our own when a gathering reaches this many people
+    /// (0 = never).
+    pub auto_investigate_min_people: u32,
+}
+
+impl Default for DetectionSection {
+    fn default() -> Self {
+        Self {
+            zones: vec![],
+            default_gathering_min_people: 5,
+            default_gathering_radius_m: 15.0,
+            default_gathering_min_duration_s: 5.0,
+            auto_investigate_min_people: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySection {
+    /// Telemetry rate to the ground, 1–5 Hz.
+    pub rate_hz: f64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self { rate_hz: 2.0 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl CompanionConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.into(),
+            message,
+        };
+        let cfg: Self = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        cfg.check().map_err(invalid)?;
+        Ok(cfg)
+    }
+
+    pub fn drone_id(&self) -> DroneId {
+        DroneId::new(self.drone_id.clone()).expect("checked at load")
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        DroneId::new(self.drone_id.clone()).map_err(|e| format!("drone_id: {e}"))?;
+        self.mqtt.check()?;
+        if self.autopilot.address.trim().is_empty() {
+            return Err("autopilot.address must not be empty".into());
+        }
+        if self.autopilot.signing_key.is_some() && self.autopilot.signing_key_file.is_some() {
+            return Err("autopilot: give signing_key or signing_key_file, not both".into());
+        }
+        if let Some(k) = &self.autopilot.signing_key {
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err("autopilot.signing_key must be 64 hex digits (32 bytes)".into());
+            }
+        }
+        if self.autopilot.require_signing
+            && self.autopilot.signing_key.is_none()
+            && self.autopilot.signing_key_file.is_none()
+        {
+            return Err("autopilot.require_signing needs a signing key".into());
+        }
+        if !(1.0..=5.0).contains(&self.telemetry.rate_hz) {
+            return Err(format!(
+                "telemetry.rate_hz = {} is outside 1..=5",
+                self.telemetry.rate_hz
+            ));
+        }
+        let s = &self.safety;
+        if !(0.0..=100.0).contains(&s.min_launch_battery_pct)
+            || !(0.0..=100.0).contains(&s.low_battery_rtl_pct)
+        {
+            return Err("safety battery percentages must be within 0..=100".into());
+        }
+        if s.low_battery_rtl_pct >= s.min_launch_battery_pct {
+            return Err(format!(
+                "safety.low_battery_rtl_pct ({}) must be below min_launch_battery_pct ({})",
+                s.low_battery_rtl_pct, s.min_launch_battery_pct
+            ));
+        }
+        let p = &self.patrol;
+        if !(2.0..=500.0).contains(&p.altitude_rel_m) {
+            return Err(format!(
+                "patrol.altitude_rel_m = {} is outside 2..=500",
+                p.altitude_rel_m
+            ));
+        }
+        if !(0.5..=40.0).contains(&p.cruise_speed_mps) {
+            return Err("patrol.cruise_speed_mps must be within 0.5..=40".into());
+        }
+        if p.reserve_minutes >= p.battery_minutes {
+            return Err("patrol.reserve_minutes must be below battery_minutes".into());
+        }
+        if !matches!(p.autopilot.as_str(), "ardupilot" | "px4") {
+            return Err(format!(
+                "patrol.autopilot = `{}` must be \"ardupilot\" or \"px4\"",
+                p.autopilot
+            ));
+        }
+        if let Some(c) = &self.camera {
+            if c.uri.trim().is_empty() {
+                return Err("camera.uri must not be empty".into());
+            }
+            if c.width == 0 || c.height == 0 {
+                return Err("camera.width and camera.height must be positive".into());
+            }
+            if !(1.0..=170.0).contains(&c.hfov_deg) {
+                return Err("camera.hfov_deg must be within 1..=170".into());
+            }
+        }
+        for (i, z) in self.detection.zones.iter().enumerate() {
+            z.validate_at(&format!("detection.zones[{i}]"))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "drone_id = \"sr-01\"\n[autopilot]\naddress = \"udpin:0.0.0.0:14550\"\n";
+
+    #[test]
+    fn minimal_config_is_valid() {
+        let c = CompanionConfig::parse(MIN, Path::new("c.toml")).unwrap();
+        assert_eq!(c.drone_id().as_str(), "sr-01");
+        assert_eq!(c.safety.min_launch_battery_pct, 30.0);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = |extra: &str| {
+            CompanionConfig::parse(&format!("{MIN}{extra}"), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(bad("[telemetry]\nrate_hz = 50\n").contains("telemetry.rate_hz = 50"));
+        assert!(bad("[safety]\nlow_battery_rtl_pct = 40\n").contains("low_battery_rtl_pct"));
+        assert!(bad("[patrol]\nautopilot = \"inav\"\n").contains("patrol.autopilot"));
+        assert!(bad("typo = 1\n").contains("unknown field `typo`"));
+        let e = CompanionConfig::parse(
+            "drone_id = \"a/b\"\n[autopilot]\naddress = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("drone_id"), "{e}");
+    }
+}

@@ -1,0 +1,260 @@
+//! The companion daemon: one process on the drone that connects the
+//! autopilot (firmware bridge), the camera (the eye) and the ground (the
+//! spooling channel), each reconnecting on its own, and runs the
+//! commands, the failsafes and the telemetry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tiancha_firmware_bridge::state::LandedState;
+use tiancha_firmware_bridge::{Bridge, BridgeConfig, Event as BridgeEvent, FlightMode};
+use tiancha_protocol::{
+    self as proto, DroneEvent, DroneStatus, EventKind, LinkState, LinkStates, MissionState,
+};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::channel::{self, ChannelConfig, ChannelHandle};
+use crate::commands::Executor;
+use crate::config::CompanionConfig;
+use crate::failsafe::{self, Failsafe};
+use crate::metrics::Metrics;
+use crate::vehicle::{battery_pct, in_air, mode_name, telemetry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("channel: {0}")]
+    Channel(#[from] channel::ChannelError),
+    #[error("autopilot link {address}: {message}")]
+    Bridge { address: String, message: String },
+    #[error("signing key: {0}")]
+    Signing(String),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Run until the process is stopped.
+pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
+    let cfg = Arc::new(cfg);
+    let drone = cfg.drone_id();
+    let (channel, mut commands, _channel_task) = channel::start(ChannelConfig {
+        drone_id: drone.clone(),
+        mqtt: cfg.mqtt.clone(),
+        spool_path: cfg.spool.path.clone(),
+        spool: cfg.spool.spool_config(),
+        software_version: env!("CARGO_PKG_VERSION").into(),
+    })?;
+    info!(drone = %drone, "channel started (spool {})", cfg.spool.path.display());
+
+    let bridge_cfg = BridgeConfig {
+        signing: crate::signing::signing_config(&cfg.autopilot).map_err(DaemonError::Signing)?,
+        ..BridgeConfig::default()
+    };
+    let bridge = Bridge::connect(&cfg.autopilot.address, bridge_cfg)
+        .await
+        .map_err(|e| DaemonError::Bridge {
+            address: cfg.autopilot.address.clone(),
+            message: e.to_string(),
+        })?;
+    info!(address = %cfg.autopilot.address, "autopilot link open");
+
+    let (zones_tx, zones_rx) = watch::channel(cfg.detection.zones.clone());
+    let exec = Executor::new(bridge.clone(), channel.clone(), cfg.clone(), zones_tx);
+    let metrics = Arc::new(Metrics::default());
+    if let Some(addr) = cfg.metrics_listen {
+        crate::metrics::serve(addr, metrics.clone())
+            .await
+            .map_err(|source| DaemonError::Metrics { addr, source })?;
+    }
+
+    // The eye, if a camera is configured.
+    let eye_status = match &cfg.camera {
+        Some(cam) => crate::eye::start(
+            cam.clone(),
+            cfg.detection.clone(),
+            zones_rx,
+            bridge.clone(),
+            channel.clone(),
+            exec.clone(),
+            metrics.clone(),
+        ),
+        None => {
+            info!("no camera configured: telemetry and commands only");
+            drop(zones_rx);
+            watch::channel(crate::eye::EyeStatus::default()).1
+        }
+    };
+
+    // Commands from the ground.
+    tokio::spawn({
+        let exec = exec.clone();
+        async move {
+            while let Some(c) = commands.recv().await {
+                exec.dispatch(c);
+            }
+        }
+    });
+
+    tokio::spawn(mission_events(
+        bridge.clone(),
+        channel.clone(),
+        exec.clone(),
+    ));
+
+    // Telemetry, status and failsafes on one clock.
+    let period = Duration::from_secs_f64(1.0 / cfg.telemetry.rate_hz);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failsafe = Failsafe::new(&cfg.safety);
+    let mut last_status: Option<(DroneStatus, Instant)> = None;
+    loop {
+        tick.tick().await;
+        let now_ms = proto::unix_ms(std::time::SystemTime::now());
+        let s = bridge.snapshot();
+        if let Some(t) = telemetry(&drone, &s, now_ms) {
+            channel.set_telemetry(t);
+        }
+        let ch = channel.stats();
+        let eye_now = eye_status.borrow().clone();
+        let status = DroneStatus {
+            schema: proto::SCHEMA_VERSION,
+            drone_id: drone.clone(),
+            t_unix_ms: now_ms,
+            online: true,
+            state: state_text(&s, exec.patrol().is_some()),
+            mode: Some(mode_name(s.mode)),
+            armed: s.armed,
+            battery_pct: battery_pct(&s).map(|b| b.clamp(0.0, 100.0)),
+            links: LinkStates {
+                autopilot: up_down(s.link_up),
+                camera: match eye_now.camera_up {
+                    Some(up) => up_down(up),
+                    None => LinkState::Unknown,
+                },
+                ground: up_down(ch.connected),
+            },
+            spool_depth: ch.spool.depth,
+            software_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        // Retained status: on change of anything but the time, or every 10 s.
+        let changed = last_status.as_ref().is_none_or(|(prev, at)| {
+            at.elapsed() > Duration::from_secs(10)
+                || DroneStatus {
+                    t_unix_ms: now_ms,
+                    spool_depth: status.spool_depth,
+                    ..prev.clone()
+                } != status
+        });
+        if changed {
+            channel.set_status(status.clone());
+            last_status = Some((status, Instant::now()));
+        }
+        metrics.update_vehicle(&s, &ch);
+
+        let actions = failsafe.update(
+            Instant::now(),
+            failsafe::Inputs {
+                ground_up: ch.connected,
+                autopilot_up: s.link_up,
+                camera_up: eye_now.camera_up,
+                in_air: in_air(&s),
+                battery_pct: battery_pct(&s),
+                returning: matches!(
+                    s.mode,
+                    FlightMode::Rtl | FlightMode::SmartRtl | FlightMode::Land
+                ),
+            },
+        );
+        for a in actions {
+            match a {
+                failsafe::Action::Event(kind) => submit_event(&channel, kind).await,
+                failsafe::Action::ReturnToLaunch { reason } => {
+                    warn!(%reason, "FAILSAFE: return to launch");
+                    if let Err(e) = bridge.rtl().await {
+                        error!(error = %e, "failsafe RTL was refused by the autopilot");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn up_down(up: bool) -> LinkState {
+    if up {
+        LinkState::Up
+    } else {
+        LinkState::Down
+    }
+}
+
+fn state_text(s: &tiancha_firmware_bridge::VehicleState, patrol: bool) -> String {
+    if !s.link_up {
+        return "autopilot link down".into();
+    }
+    match (in_air(s), s.mode) {
+        (true, FlightMode::Auto) if patrol => "patrolling".into(),
+        (true, FlightMode::Rtl | FlightMode::SmartRtl) => "returning".into(),
+        (true, FlightMode::Land) => "landing".into(),
+        (true, m) => format!("flying ({})", mode_name(m).to_lowercase()),
+        (false, _) if s.armed => "armed on the ground".into(),
+        (false, _) => "on the ground".into(),
+    }
+}
+
+async fn submit_event(channel: &ChannelHandle, kind: EventKind) {
+    let ev = DroneEvent {
+        schema: proto::SCHEMA_VERSION,
+        event_id: Uuid::now_v7(),
+        drone_id: channel.drone_id().clone(),
+        t_unix_ms: proto::unix_ms(std::time::SystemTime::now()),
+        kind,
+    };
+    if let Err(e) = channel.submit_event(&ev).await {
+        warn!(error = %e, "could not spool an event");
+    }
+}
+
+/// Mission progress and landing, from the bridge's events.
+async fn mission_events(bridge: Bridge, channel: ChannelHandle, exec: Arc<Executor>) {
+    let mut rx = bridge.events();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "mission events lagged");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let mission_id = exec.patrol().map(|p| p.mission_id);
+        let kind = match ev {
+            BridgeEvent::MissionItemReached { seq } => {
+                let s = bridge.snapshot();
+                let total = s.mission.total.unwrap_or(seq + 1).max(seq + 1) as u32;
+                EventKind::MissionProgress {
+                    mission_id,
+                    current_seq: s.mission.current_seq.unwrap_or(seq).min(total as u16) as u32,
+                    total,
+                    reached_seq: Some(seq as u32),
+                }
+            }
+            BridgeEvent::LandedStateChanged {
+                state: LandedState::OnGround,
+            } if mission_id.is_some() => EventKind::MissionState {
+                mission_id,
+                state: MissionState::Landed,
+                detail: "landed".into(),
+            },
+            BridgeEvent::StatusText { severity, text } if severity <= 4 => EventKind::Log {
+                level: if severity <= 3 { "error" } else { "warning" }.into(),
+                message: format!("autopilot: {text}"),
+            },
+            _ => continue,
+        };
+        submit_event(&channel, kind).await;
+    }
+}
