@@ -3,8 +3,13 @@
 //! it. Prints the run's summary as JSON with the peak RSS.
 //!
 //! ```text
-//! bench_pipeline [VIDEO] [THREADS]
+//! bench_pipeline [VIDEO] [THREADS] [file|live]
 //! ```
+//!
+//! `file` (default): every frame, as fast as the eye goes — throughput.
+//! `live`: the file replayed at its own frame rate with newest-frame
+//! delivery, as a camera would feed the eye — frame-to-event latency and
+//! drops under live conditions.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +30,11 @@ fn main() {
         .cloned()
         .unwrap_or_else(|| "/usr/share/doc/opencv-doc/examples/data/vtest.avi".into());
     let threads: usize = args.get(2).map(|s| s.parse().unwrap()).unwrap_or(2);
+    let live = match args.get(3).map(|s| s.as_str()) {
+        None | Some("file") => false,
+        Some("live") => true,
+        Some(other) => panic!("mode {other:?}: expected file or live"),
+    };
     let det = Arc::new(
         Detector::from_manifest_path(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centernet_mnv3_coco80.toml"),
@@ -69,6 +79,10 @@ fn main() {
     .unwrap();
     let mut cfg = SourceConfig::new(video);
     cfg.start_unix_ms = Some(1_700_000_000_000);
+    if live {
+        cfg.realtime = true;
+        cfg.delivery = Some(tiancha_inference::source::Delivery::Newest);
+    }
     let src = FrameSource::open(cfg).unwrap();
     let p = Pipeline::start(src, det, eye, PipelineOptions::default()).unwrap();
     let s = p.run_to_end(|o| {

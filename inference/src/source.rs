@@ -129,6 +129,11 @@ pub struct SourceConfig {
     pub start_unix_ms: Option<i64>,
     /// Frame interval for image folders, ms.
     pub folder_interval_ms: i64,
+    /// Play a file at its own frame rate, as a live camera would deliver
+    /// it (the appsink waits for each frame's time). With
+    /// [`Delivery::Newest`] this replays a recording under live
+    /// conditions: benchmarks measure frame-to-event latency this way.
+    pub realtime: bool,
 }
 
 impl SourceConfig {
@@ -142,6 +147,7 @@ impl SourceConfig {
             latency_ms: 200,
             start_unix_ms: None,
             folder_interval_ms: 1000,
+            realtime: false,
         }
     }
 }
@@ -651,7 +657,7 @@ fn build(
         .caps(&caps)
         .max_buffers(2)
         .drop(false)
-        .sync(false)
+        .sync(cfg.realtime && !kind.is_live())
         .build();
     pipeline
         .add_many([&convert, appsink.upcast_ref()])
