@@ -353,3 +353,29 @@ fn an_image_folder_is_a_source_and_bad_images_are_skipped() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_file_replayed_in_real_time_is_paced_at_its_frame_rate() {
+    // vtest.avi is 10 fps: 15 frames replayed as a live camera would
+    // deliver them take at least 1.4 s (as fast as possible, they take a
+    // few tens of ms), and every frame comes through when the reader keeps
+    // up, stamped with its own capture time (a frame dropped on a very
+    // loaded machine shows as a gap of a whole frame interval).
+    let mut cfg = SourceConfig::new(common::vtest().to_string_lossy());
+    cfg.realtime = true;
+    cfg.delivery = Some(Delivery::Newest);
+    cfg.start_unix_ms = Some(1_700_000_000_000);
+    let src = FrameSource::open(cfg).unwrap();
+    let t0 = Instant::now();
+    let (frames, _, end) = collect(&src, 15, Duration::from_secs(30));
+    let took = t0.elapsed();
+    assert!(end.is_none(), "{end:?}");
+    assert_eq!(frames.len(), 15);
+    let span = frames[14].received_mono - frames[0].received_mono;
+    assert!(span >= Duration::from_millis(1300), "15 frames in {span:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    for w in frames.windows(2) {
+        let gap = w[1].capture_unix_ms - w[0].capture_unix_ms;
+        assert!(gap > 0 && gap % 100 == 0, "capture times step by {gap} ms");
+    }
+}
