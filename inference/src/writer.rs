@@ -165,10 +165,16 @@ mod tests {
     use opencv::core::{Scalar, CV_8UC3};
 
     #[test]
-    fn writes_a_playable_mp4() {
+    fn writes_a_playable_mp4_and_mkv() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.mp4");
-        let mut w = VideoWriter::create(&p, 160, 120, 10).unwrap();
+        for name in ["a.mp4", "a.mkv"] {
+            written_and_read_back(&dir.path().join(name));
+        }
+        assert!(VideoWriter::create(dir.path().join("a.gif"), 16, 16, 1).is_err());
+    }
+
+    fn written_and_read_back(p: &std::path::Path) {
+        let mut w = VideoWriter::create(p, 160, 120, 10).unwrap();
         for i in 0..12 {
             let img =
                 Mat::new_rows_cols_with_default(120, 160, CV_8UC3, Scalar::all(i as f64 * 20.0))
@@ -197,7 +203,6 @@ mod tests {
                 crate::source::SourceItem::Event(_) => {}
             }
         }
-        assert_eq!(n, 12);
-        assert!(VideoWriter::create(dir.path().join("a.gif"), 16, 16, 1).is_err());
+        assert_eq!(n, 12, "{}", p.display());
     }
 }
