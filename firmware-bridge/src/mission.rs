@@ -970,6 +970,15 @@ impl MissionClient {
                     self.stats.unexpected += 1;
                     self.active = Some(Active::Download(d));
                 }
+                Some(MissionResult::InvalidSequence) => {
+                    // Never an answer to this download (only items below
+                    // the count are requested): ArduPilot's reply to a
+                    // duplicated or late item of the upload just before,
+                    // delayed or duplicated by the radio. Not a verdict;
+                    // if the list really changed, the timeouts decide.
+                    self.stats.unexpected += 1;
+                    self.active = Some(Active::Download(d));
+                }
                 Some(MissionResult::OperationCancelled) => {
                     self.finish(Err(MissionError::Cancelled {
                         op: "download",

@@ -225,3 +225,168 @@ async fn refusals_are_typed_and_fallbacks_work() {
     let n1 = b.stats().link.frames_rx;
     assert!(n1 - n0 > 40, "only {} frames/s after the fallback", n1 - n0);
 }
+
+/// Wait (real time) until the simulator's truth satisfies `f`.
+async fn until_truth(
+    rx: &mut tokio::sync::watch::Receiver<tiancha_sim::Truth>,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&tiancha_sim::Truth) -> bool,
+) -> tiancha_sim::Truth {
+    tokio::time::timeout(timeout, async {
+        loop {
+            {
+                let t = rx.borrow_and_update();
+                if f(&t) {
+                    eprintln!(
+                        "{what}: t={:.1} {} ned {:?}",
+                        t.sim_time_s, t.mode_name, t.ned_m
+                    );
+                    return t.clone();
+                }
+            }
+            rx.changed().await.expect("simulator running");
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {timeout:?}; truth {:?}", rx.borrow()))
+}
+
+fn ground_speed(t: &tiancha_sim::Truth) -> f64 {
+    t.velocity_ned_mps[0].hypot(t.velocity_ned_mps[1])
+}
+
+/// The rest of the command set, each seen to act on the simulated vehicle
+/// (its truth, not only its COMMAND_ACK): disarm, pause/continue, set
+/// current, set speed, orbit, land; mission clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flight_commands_act_on_the_vehicle() {
+    let sim = sim(10.0, |c| c.wp_speed_mps = 10.0).await;
+    let mut truth = sim.truth();
+    let b = bridge_to(&sim, BridgeConfig::default()).await;
+    b.wait_for("GPS and EKF", Duration::from_secs(10), |s| {
+        s.gps.is_some_and(|g| g.fix >= GpsFix::Fix3d) && s.ekf.is_some_and(|e| e.healthy)
+    })
+    .await
+    .unwrap();
+    b.set_mode(FlightMode::Guided).await.unwrap();
+    b.arm().await.unwrap();
+    until_truth(&mut truth, "armed", Duration::from_secs(3), |t| t.armed).await;
+    b.disarm(false).await.unwrap();
+    until_truth(&mut truth, "disarmed", Duration::from_secs(3), |t| !t.armed).await;
+    b.arm().await.unwrap();
+    b.takeoff(20.0).await.unwrap();
+    until_truth(&mut truth, "at 19 m", Duration::from_secs(10), |t| {
+        t.ned_m[2] < -19.0
+    })
+    .await;
+
+    // A wide loop so that legs are long; fly it.
+    let mission = waypoint_loop(6, 400.0);
+    b.upload(MissionType::Mission, &mission).await.unwrap();
+    b.start_mission().await.unwrap();
+    until_truth(&mut truth, "AUTO, cruising", Duration::from_secs(10), |t| {
+        t.mode_name == "AUTO" && ground_speed(t) > 8.0
+    })
+    .await;
+
+    // Pause: the vehicle brakes and holds; continue: it flies on.
+    b.pause().await.unwrap();
+    let held = until_truth(&mut truth, "stopped", Duration::from_secs(5), |t| {
+        ground_speed(t) < 0.3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // 5 s simulated
+    let still = truth.borrow().clone();
+    let drift = (still.ned_m[0] - held.ned_m[0]).hypot(still.ned_m[1] - held.ned_m[1]);
+    assert!(
+        drift < 1.0,
+        "paused vehicle drifted {drift:.2} m: from {held:?} to {still:?}"
+    );
+    assert_eq!(still.mode_name, "AUTO", "pause keeps the mode");
+    b.resume().await.unwrap();
+    until_truth(&mut truth, "moving again", Duration::from_secs(5), |t| {
+        ground_speed(t) > 5.0
+    })
+    .await;
+
+    // Set current: the autopilot and the bridge's state both go to item 4.
+    b.set_current(4).await.unwrap();
+    until_truth(&mut truth, "current 4", Duration::from_secs(3), |t| {
+        t.mission_current == 4
+    })
+    .await;
+    b.wait_for("bridge sees item 4", Duration::from_secs(3), |s| {
+        s.mission.current_seq == Some(4)
+    })
+    .await
+    .unwrap();
+
+    // Set speed: cruise settles at 4 m/s and never exceeds it much.
+    b.set_speed(4.0).await.unwrap();
+    until_truth(&mut truth, "4 m/s", Duration::from_secs(5), |t| {
+        (ground_speed(t) - 4.0).abs() < 0.3
+    })
+    .await;
+    let mut fastest: f64 = 0.0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        fastest = fastest.max(ground_speed(&truth.borrow()));
+    }
+    assert!(fastest < 4.3, "flew {fastest:.2} m/s after set_speed(4)");
+
+    // Orbit a point 100 m north of home at 50 m radius: CIRCLE, on the
+    // circle, and going round.
+    let (clat, clon) = (HOME.0 + 100.0 / 111_320.0, HOME.1);
+    b.orbit(clat, clon, f32::NAN, 50.0, 8.0).await.unwrap();
+    b.wait_for("CIRCLE", Duration::from_secs(3), |s| {
+        s.mode == FlightMode::Circle
+    })
+    .await
+    .unwrap();
+    let on_circle = |t: &tiancha_sim::Truth| {
+        let d = distance_m(
+            LatLon::new(t.position.lat_deg, t.position.lon_deg),
+            LatLon::new(clat, clon),
+        );
+        // A point mass chasing the moving point on the circle runs a few
+        // metres inside it.
+        (d - 50.0).abs() < 6.0 && ground_speed(t) > 6.0
+    };
+    let a = until_truth(
+        &mut truth,
+        "on the circle",
+        Duration::from_secs(15),
+        on_circle,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await; // 10 s: 80 m of arc
+    let c = truth.borrow().clone();
+    assert!(on_circle(&c), "left the circle: {c:?}");
+    let moved = (c.ned_m[0] - a.ned_m[0]).hypot(c.ned_m[1] - a.ned_m[1]);
+    assert!(moved > 30.0, "orbited only {moved:.1} m in 10 s");
+
+    // Land where it is: on the ground, disarmed, about where it was.
+    let before = truth.borrow().clone();
+    b.land().await.unwrap();
+    b.wait_for("landed and disarmed", Duration::from_secs(30), |s| {
+        !s.armed && s.landed == LandedState::OnGround
+    })
+    .await
+    .unwrap();
+    let t = truth.borrow().clone();
+    assert!(t.landed && !t.armed && t.mode_name == "LAND", "{t:?}");
+    let d = distance_m(
+        LatLon::new(t.position.lat_deg, t.position.lon_deg),
+        LatLon::new(before.position.lat_deg, before.position.lon_deg),
+    );
+    assert!(d < 15.0, "landed {d:.1} m from where LAND was commanded");
+
+    // Clear: nothing left to fly (ArduPilot keeps home at 0).
+    b.clear(MissionType::Mission).await.unwrap();
+    until_truth(&mut truth, "mission cleared", Duration::from_secs(3), |t| {
+        t.mission_len <= 1
+    })
+    .await;
+    assert!(b.download(MissionType::Mission).await.unwrap().len() <= 1);
+}

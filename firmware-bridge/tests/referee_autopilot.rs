@@ -198,6 +198,16 @@ async fn run_flavour(flavour: &str) {
     );
     check_lists(&report, &set, ardupilot);
     let st = &report["stats"];
+    // Identity and liveness as pymavlink sees it: companion heartbeats
+    // (type and component checked by the referee's violations) at 1 Hz.
+    let hbs = st["heartbeats"].as_u64().unwrap();
+    let span = st["heartbeat_last"].as_f64().unwrap() - st["heartbeat_first"].as_f64().unwrap();
+    assert!(span > 3.0, "heartbeats over only {span:.1} s: {st}");
+    let rate = (hbs - 1) as f64 / span;
+    assert!(
+        (0.8..=1.25).contains(&rate),
+        "{hbs} heartbeats over {span:.1} s = {rate:.2} Hz, not 1 Hz"
+    );
     assert!(
         st["dropped_in"].as_u64().unwrap() > 5,
         "the referee dropped messages: {st}"
@@ -281,4 +291,56 @@ async fn signing_interoperates_with_pymavlink() {
     assert!(b.stats().link.bad_signatures > 0);
     let report = r.stop();
     assert_eq!(report["stats"]["goodsig"].as_u64().unwrap(), 0);
+}
+
+/// Typed failures from an independent autopilot: a MAV_MISSION_NO_SPACE
+/// refusal, and a vehicle that acknowledges a mission but stores one item
+/// differently — caught only by the read-back, named by item and field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_silent_corruption_are_typed_errors() {
+    use tiancha_firmware_bridge::mission::{MissionError, MissionResult};
+    let r = Referee::start("ardupilot", &["--max-items", "20", "--corrupt-seq", "3"]);
+    let b = Bridge::connect(&r.address(), BridgeConfig::default())
+        .await
+        .unwrap();
+    b.wait_for_autopilot(Duration::from_secs(15)).await.unwrap();
+
+    let long = waypoint_loop(30, 200.0);
+    match b.upload(MissionType::Mission, &long).await {
+        Err(MissionError::Rejected {
+            result: MissionResult::NoSpace,
+            ty: MissionType::Mission,
+            ..
+        }) => {}
+        other => panic!("expected NO_SPACE, got {other:?}"),
+    }
+
+    let short = waypoint_loop(8, 200.0);
+    match b.upload(MissionType::Mission, &short).await {
+        Err(MissionError::VerificationFailed {
+            ty: MissionType::Mission,
+            sent,
+            on_board,
+            diffs,
+        }) => {
+            assert_eq!((sent, on_board), (9, 9));
+            assert_eq!(diffs.len(), 1, "{diffs:?}");
+            assert_eq!((diffs[0].seq, diffs[0].field), (3, "z"), "{diffs:?}");
+        }
+        other => panic!("expected a verification failure, got {other:?}"),
+    }
+    // Unverified, the same upload "succeeds": the read-back is what caught it.
+    b.upload_unverified(MissionType::Mission, &short)
+        .await
+        .expect("ACCEPTED without read-back");
+
+    let report = r.stop();
+    let v = report["violations"].as_array().unwrap();
+    assert!(v.is_empty(), "{v:?}");
+    let on_board = report["lists"]["mission"].as_array().unwrap();
+    assert_eq!(
+        on_board[3]["z"].as_f64().unwrap() as f32,
+        short[3].z + 1.0,
+        "the referee really stored it 1 m off"
+    );
 }

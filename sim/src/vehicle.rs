@@ -406,7 +406,13 @@ impl Vehicle {
                 self.target = self.pos;
                 self.takeoff_alt = None;
             }
-            Mode::Land | Mode::Circle => {}
+            Mode::Land => {
+                // ArduCopter lands where it can stop, not at whatever
+                // point the previous mode was flying to.
+                let stop = self.target_hold();
+                self.target = Vector3::new(stop.x, stop.y, self.pos.z);
+            }
+            Mode::Circle => {}
         }
         if changed {
             self.events.push_back(VehicleEvent::ModeChanged(m));
@@ -860,8 +866,15 @@ impl Vehicle {
     }
 
     fn target_hold(&mut self) -> Vector3<f64> {
-        // Brake to a stop where we are.
-        self.pos + self.vel * (self.vel.norm() / (2.0 * self.af.accel_mps2)).min(3.0)
+        // Brake to a stop where we are: the stopping point of the
+        // horizontal and the vertical motion, each from its own speed (a
+        // stopping distance from the total speed made a vehicle paused
+        // while climbing at cruise speed climb away).
+        let a = self.af.accel_mps2;
+        let vxy = self.vel.xy();
+        let sxy = vxy * (vxy.norm() / (2.0 * a)).min(3.0);
+        let sz = self.vel.z * (self.vel.z.abs() / (2.0 * a)).min(3.0);
+        self.pos + Vector3::new(sxy.x, sxy.y, sz)
     }
 
     fn rtl_guidance(&mut self) -> (Vector3<f64>, bool) {
@@ -940,6 +953,10 @@ impl Vehicle {
         let dist = dxy.norm();
         let speed_cap = if landing {
             self.af.wp_speed_mps.min(2.0)
+        } else if let (Mode::Circle, Some((_, _, orbit_speed, _))) = (self.mode, self.orbit) {
+            // The orbit's own speed (DO_ORBIT param 2), with a margin to
+            // catch up with the moving point on the circle.
+            orbit_speed * 1.2
         } else {
             self.speed_mps
         };

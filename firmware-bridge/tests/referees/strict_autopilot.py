@@ -13,7 +13,9 @@ ground side:
 - a float MISSION_ITEM instead of MISSION_ITEM_INT;
 - wrong target system/component or mission type;
 - on PX4, a download request out of order, or a MISSION_REQUEST (40);
-- a download that is not closed with MISSION_ACK.
+- a download that is not closed with MISSION_ACK;
+- a HEARTBEAT that is not a companion's (MAV_TYPE_ONBOARD_CONTROLLER,
+  MAV_AUTOPILOT_INVALID, component 191); their rate is in the report.
 
 To exercise the retries it drops (does not process) a deterministic share
 of what it receives (--drop-every N: every Nth mission message) and of
@@ -23,6 +25,10 @@ Commands: COMMAND_LONG/INT are acknowledged ACCEPTED, except
 MAV_CMD_DO_SET_SERVO (183), answered with three MAV_RESULT_IN_PROGRESS
 acks (progress 25/50/75) before ACCEPTED, and MAV_CMD_DO_GIMBAL_MANAGER_
 PITCHYAW (1000), answered UNSUPPORTED (a legacy gimbal).
+
+With --max-items N it refuses longer uploads with MAV_MISSION_NO_SPACE;
+with --corrupt-seq N it stores mission item N with its altitude 1 m off
+(and still acknowledges ACCEPTED), which only a read-back can catch.
 
 With --signing-key HEX it signs everything and drops anything not signed
 with that key (pymavlink's own signing implementation).
@@ -74,6 +80,10 @@ class Referee:
             "commands": {},
             "signed_rx": 0,
             "unsigned_rx": 0,
+            # The ground side's HEARTBEATs: count and first/last arrival.
+            "heartbeats": 0,
+            "heartbeat_first": None,
+            "heartbeat_last": None,
         }
         self.peer = None
 
@@ -146,6 +156,9 @@ class Referee:
             return
         if t == "MISSION_COUNT":
             self.check_target(m, t)
+            if self.a.max_items is not None and m.count > self.a.max_items:
+                self.ack(src[0], src[1], mtype, M.MAV_MISSION_NO_SPACE)
+                return
             self.up = {
                 "type": mtype,
                 "count": m.count,
@@ -247,6 +260,11 @@ class Referee:
             self.violation("upload finished with holes")
         if u["type"] == 0 and not self.px4:
             items = [self.home_item()] + items[1:] if items else [self.home_item()]
+        c = self.a.corrupt_seq
+        if u["type"] == 0 and c is not None and c < len(items) and items[c] is not None:
+            # A vehicle that stores something else than it acknowledged
+            # (e.g. clamps the altitude): only a read-back can tell.
+            items[c] = dict(items[c], z=items[c]["z"] + 1.0)
         self.lists[u["type"]] = items
         self.stats["uploads"] += 1
         self.ack(u["sys"], u["comp"], u["type"], M.MAV_MISSION_ACCEPTED)
@@ -309,7 +327,24 @@ class Referee:
                 self.on_mission(m, src)
             elif t in ("COMMAND_LONG", "COMMAND_INT"):
                 self.on_command(m, src)
+            elif t == "HEARTBEAT":
+                self.on_heartbeat(m, src)
         self.report()
+
+    def on_heartbeat(self, m, src):
+        """A companion computer: MAV_TYPE_ONBOARD_CONTROLLER, component 191
+        (MAV_COMP_ID_ONBOARD_COMPUTER), no autopilot of its own."""
+        if m.type != M.MAV_TYPE_ONBOARD_CONTROLLER:
+            self.violation(f"heartbeat with MAV_TYPE {m.type}, not ONBOARD_CONTROLLER")
+        if m.autopilot != M.MAV_AUTOPILOT_INVALID:
+            self.violation(f"companion heartbeat claims autopilot {m.autopilot}")
+        if src[1] != M.MAV_COMP_ID_ONBOARD_COMPUTER:
+            self.violation(f"companion heartbeat from component {src[1]}, not 191")
+        now = time.time()
+        self.stats["heartbeats"] += 1
+        if self.stats["heartbeat_first"] is None:
+            self.stats["heartbeat_first"] = now
+        self.stats["heartbeat_last"] = now
 
 
 def clean(v):
@@ -332,6 +367,10 @@ def main():
     ap.add_argument("--rerequest", type=float, default=1.0)
     ap.add_argument("--duration", type=float, default=120.0)
     ap.add_argument("--signing-key", default=None)
+    ap.add_argument("--max-items", type=int, default=None,
+                    help="answer MISSION_COUNT above this with MAV_MISSION_NO_SPACE")
+    ap.add_argument("--corrupt-seq", type=int, default=None,
+                    help="store mission item N with z + 1 m (and still ACCEPT)")
     a = ap.parse_args()
     r = Referee(a)
 
