@@ -70,11 +70,19 @@ fn start(battery_pct: f64) -> Rig {
         &dir,
         &["companion", "--config", cconf.to_str().unwrap()],
     );
-    // The ground sees the drone's telemetry once everything is connected.
+    // The ground sees the drone's telemetry, with a home position (the
+    // companion refuses a launch before the autopilot has one, as it
+    // should), once everything is connected.
     wait_for(
-        "telemetry at the ground station",
+        "telemetry with a home position at the ground station",
         Duration::from_secs(60),
-        || (count(&dir, "SELECT count(*) FROM telemetry") > 0).then_some(()),
+        || {
+            (count(
+                &dir,
+                "SELECT count(*) FROM telemetry WHERE json_extract(json, '$.home') IS NOT NULL",
+            ) > 0)
+                .then_some(())
+        },
     );
     Rig {
         _tmp: tmp,

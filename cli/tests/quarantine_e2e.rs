@@ -180,16 +180,18 @@ fn bad_payloads_are_quarantined_with_reasons_and_good_ones_stored() {
     );
 
     // The HTTP API shows the quarantine too.
-    let body = http_get(http, "/api/quarantine");
+    let token = api_token(dir, &conf, "admin");
+    let body = http_get(http, "/api/quarantine", &token);
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("drone_id_mismatch"), "{body}");
 }
 
-fn http_get(port: u16, path: &str) -> String {
+fn http_get(port: u16, path: &str, token: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();

@@ -366,3 +366,27 @@ impl Drop for DroneDouble {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// Create a user with `role` (operator, dispute-centre, admin) in the
+/// ground station's store (config at `config`) and an API token for it;
+/// returns the token for `Authorization: Bearer`.
+pub fn api_token(dir: &Path, config: &Path, role: &str) -> String {
+    let name = format!("test-{role}");
+    let conf = config.to_str().unwrap();
+    let out = std::process::Command::new(tiancha_bin())
+        .current_dir(dir)
+        .env("TIANCHA_TEST_PW", "correct horse battery staple")
+        .args(["ground-station", "--config", conf, "user", "add", &name])
+        .args(["--role", role, "--password-env", "TIANCHA_TEST_PW"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "user add: {out:?}");
+    let out = std::process::Command::new(tiancha_bin())
+        .current_dir(dir)
+        .args(["ground-station", "--config", conf, "token", "create"])
+        .args(["--user", &name, "--label", "test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "token create: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
