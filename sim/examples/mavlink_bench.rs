@@ -41,6 +41,8 @@ impl Tool {
 struct Run {
     ok: bool,
     secs: f64,
+    /// Why the tool stopped (pymavlink's own words), for the log.
+    why: String,
 }
 
 fn link(loss: f64, seed: u64) -> ImpairmentConfig {
@@ -96,21 +98,31 @@ async fn one(tool: Tool, items: &[MissionItem], loss: f64, seed: u64, speed: f64
                 return Run {
                     ok: false,
                     secs: f64::NAN,
+                    why: "no heartbeat".into(),
                 };
             }
             let t0 = Instant::now();
             let r = if tool == Tool::Bridge {
-                b.upload(MissionType::Mission, items).await.is_ok()
+                b.upload(MissionType::Mission, items)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             } else {
                 b.upload_unverified(MissionType::Mission, items)
                     .await
-                    .is_ok()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             };
             let secs = t0.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_millis(100)).await;
+            let why = match &r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.clone(),
+            };
             Run {
-                ok: r && on_board_ok(&sim, items, false),
+                ok: r.is_ok() && on_board_ok(&sim, items, false),
                 secs,
+                why,
             }
         }
         Tool::Pymavlink => {
@@ -136,6 +148,7 @@ async fn one(tool: Tool, items: &[MissionItem], loss: f64, seed: u64, speed: f64
             Run {
                 ok: reported && on_board_ok(&sim, items, true),
                 secs: v["seconds"].as_f64().unwrap_or(f64::NAN),
+                why: v["reason"].as_str().unwrap_or("no report").to_string(),
             }
         }
     }
@@ -183,10 +196,11 @@ async fn main() {
                         times.push(r.secs);
                     }
                     eprintln!(
-                        "{} n={n} loss={loss} rep={rep}: ok={} {:.1}s",
+                        "{} n={n} loss={loss} rep={rep}: ok={} {:.1}s ({})",
                         tool.name(),
                         r.ok,
-                        r.secs
+                        r.secs,
+                        r.why
                     );
                 }
                 let (mn, mx) = times
