@@ -52,6 +52,8 @@ use crate::frame::{unix_ms_now, Frame};
 pub enum SourceError {
     #[error("video source {uri:?} is not a usable URI: {reason}")]
     InvalidUri { uri: String, reason: String },
+    #[error("video source {uri}: bad setting: {reason}")]
+    InvalidConfig { uri: String, reason: String },
     #[error("video source {path}: no such file or directory")]
     NotFound { path: PathBuf },
     #[error("video source {uri}: cannot build the GStreamer pipeline: {reason}")]
@@ -134,6 +136,11 @@ pub struct SourceConfig {
     /// [`Delivery::Newest`] this replays a recording under live
     /// conditions: benchmarks measure frame-to-event latency this way.
     pub realtime: bool,
+    /// Deliver every `frame_step`-th decoded frame (1: all). The others
+    /// are skipped, not counted as dropped; frame numbers (`seq`) stay
+    /// those of the stream. Runs a recording at the frame rate a companion
+    /// keeps up with (e.g. 2 on a 10 fps file: 5 fps of capture time).
+    pub frame_step: u64,
 }
 
 impl SourceConfig {
@@ -148,6 +155,7 @@ impl SourceConfig {
             start_unix_ms: None,
             folder_interval_ms: 1000,
             realtime: false,
+            frame_step: 1,
         }
     }
 }
@@ -379,6 +387,8 @@ struct Shared {
     last_size: AtomicU64,
     /// Stream position of the latest frame, ms (−1: none).
     last_pts_ms: AtomicI64,
+    /// Deliver only frames whose `seq` is a multiple of this.
+    frame_step: u64,
 }
 
 impl Shared {
@@ -414,6 +424,9 @@ impl Shared {
         self.decoded.fetch_add(1, Ordering::Release);
         self.last_frame_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if frame.seq % self.frame_step != 0 {
+            return !self.stop.load(Ordering::Relaxed);
+        }
         let mut g = self.inner.lock().unwrap();
         match self.delivery {
             Delivery::Newest => {
@@ -459,6 +472,12 @@ impl FrameSource {
     /// GStreamer); stream problems arrive through [`FrameSource::recv`].
     pub fn open(cfg: SourceConfig) -> Result<Self, SourceError> {
         let kind = SourceKind::parse(&cfg.uri)?;
+        if cfg.frame_step == 0 {
+            return Err(SourceError::InvalidConfig {
+                uri: cfg.uri.clone(),
+                reason: "frame_step must be at least 1".into(),
+            });
+        }
         match &kind {
             SourceKind::File { path } | SourceKind::Folder { path } if !path.exists() => {
                 return Err(SourceError::NotFound { path: path.clone() })
@@ -499,6 +518,7 @@ impl FrameSource {
             duration_ms: AtomicI64::new(-1),
             last_size: AtomicU64::new(0),
             last_pts_ms: AtomicI64::new(-1),
+            frame_step: cfg.frame_step,
         });
         let uri = cfg.uri.clone();
         let thread = {

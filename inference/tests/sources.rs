@@ -379,3 +379,25 @@ fn a_file_replayed_in_real_time_is_paced_at_its_frame_rate() {
         assert!(gap > 0 && gap % 100 == 0, "capture times step by {gap} ms");
     }
 }
+
+#[test]
+fn frame_step_delivers_every_nth_frame_with_its_own_number_and_time() {
+    let mut cfg = SourceConfig::new(common::vtest().to_string_lossy());
+    cfg.frame_step = 3;
+    cfg.start_unix_ms = Some(0);
+    let src = FrameSource::open(cfg).unwrap();
+    let (frames, _, end) = collect(&src, 10, Duration::from_secs(30));
+    assert!(end.is_none(), "{end:?}");
+    let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, (0..10).map(|k| 3 * k).collect::<Vec<_>>());
+    assert!(frames
+        .iter()
+        .all(|f| f.capture_unix_ms == f.seq as i64 * 100));
+    assert_eq!(src.stats().dropped, 0);
+    drop(src);
+
+    let mut bad = SourceConfig::new(common::vtest().to_string_lossy());
+    bad.frame_step = 0;
+    let msg = FrameSource::open(bad).err().expect("refused").to_string();
+    assert!(msg.contains("frame_step"), "{msg}");
+}
