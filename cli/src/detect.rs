@@ -98,7 +98,7 @@ pub struct Args {
     /// Threads for the model's matrix products.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
-    /// Stop after this many frames.
+    /// Stop after this many frames (the two or three already in the pipeline are finished too).
     #[arg(long)]
     pub max_frames: Option<u64>,
     /// Give up on a live stream that has not delivered a frame within this many seconds.
