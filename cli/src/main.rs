@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod broker;
 mod companion;
+mod demo;
 mod detect;
 mod dispute_receiver;
 mod ground_station;
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole mission on one machine: ground station, dispute receiver, sim with camera, companion; flies the Shangrao patrol and prints a summary.
+    Demo(demo::Args),
     /// Plan a patrol: area + no-fly zones + points of interest → mission, fences, picture.
     Plan(plan::Args),
     /// Run the detector on a video, stream or images and write events.
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Plan(a) => plan::run(a),
         Command::Detect(a) => detect::run(a),
         Command::Sim(a) => sim::run(a),

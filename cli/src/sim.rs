@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use tiancha_sim::camera::{CameraConfig, Scenario};
 use tiancha_sim::{ImpairmentConfig, NoiseConfig, Sim, SimConfig};
 
 /// Arguments of `tiancha sim`.
@@ -66,6 +67,52 @@ pub struct Args {
     /// MAVLink system id.
     #[arg(long)]
     pub system_id: Option<u8>,
+    /// Start the simulated gimbal camera rendering this scenario (TOML,
+    /// see examples/shangrao/scenario.toml); needs --camera-udp or
+    /// --camera-rtsp-port.
+    #[arg(long)]
+    pub camera_scenario: Option<PathBuf>,
+    /// Stream the camera as RTP/H.264 over UDP to HOST:PORT (receive with
+    /// `udp://0.0.0.0:PORT` in the companion's camera.uri).
+    #[arg(long, requires = "camera_scenario")]
+    pub camera_udp: Option<String>,
+    /// Also serve the camera as rtsp://127.0.0.1:PORT/camera.
+    #[arg(long, requires = "camera_scenario")]
+    pub camera_rtsp_port: Option<u16>,
+    /// Camera frames per second (wall clock).
+    #[arg(long, default_value_t = 10.0, requires = "camera_scenario")]
+    pub camera_fps: f64,
+    /// Camera horizontal field of view, degrees (1280x720 image).
+    #[arg(long, requires = "camera_scenario")]
+    pub camera_hfov: Option<f64>,
+    /// Write one JSON line of ground truth per streamed frame here.
+    #[arg(long, requires = "camera_scenario")]
+    pub camera_truth_log: Option<PathBuf>,
+}
+
+/// The camera's settings from the flags, and the scenario.
+pub fn camera(args: &Args) -> anyhow::Result<Option<(Scenario, CameraConfig)>> {
+    let Some(path) = &args.camera_scenario else {
+        return Ok(None);
+    };
+    if args.camera_udp.is_none() && args.camera_rtsp_port.is_none() {
+        anyhow::bail!("--camera-scenario needs --camera-udp HOST:PORT or --camera-rtsp-port PORT");
+    }
+    let scenario = Scenario::load(path)?;
+    let mut cfg = CameraConfig {
+        fps: args.camera_fps,
+        burn_timestamp: true,
+        truth_log: args.camera_truth_log.clone(),
+        ..CameraConfig::default()
+    };
+    if let Some(h) = args.camera_hfov {
+        cfg.camera.hfov_deg = h;
+    }
+    cfg.stream.udp = args.camera_udp.clone();
+    cfg.stream.rtsp_port = args.camera_rtsp_port;
+    cfg.stream.validate()?;
+    cfg.camera.validate()?;
+    Ok(Some((scenario, cfg)))
 }
 
 fn parse_home(s: &str) -> Result<(f64, f64, f64), String> {
@@ -158,6 +205,17 @@ pub fn config(args: &Args) -> anyhow::Result<SimConfig> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg = config(&args)?;
+    let camera = camera(&args)?;
+    if let Some((sc, _)) = &camera {
+        if (sc.ground_alt_m - cfg.home.alt_m).abs() > 0.5 {
+            anyhow::bail!(
+                "scenario {:?}: ground_alt_m = {} but the simulator's home is at {} m AMSL; they must agree (use --home or edit the scenario)",
+                sc.name,
+                sc.ground_alt_m,
+                cfg.home.alt_m
+            );
+        }
+    }
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async move {
         let sim = Sim::start(cfg.clone()).await?;
@@ -170,9 +228,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cfg.listen,
             sim.client_address()
         );
+        let cam = match camera {
+            None => None,
+            Some((scenario, ccfg)) => {
+                let truth = sim.truth();
+                let (udp, fps, hfov) = (ccfg.stream.udp.clone(), ccfg.fps, ccfg.camera.hfov_deg);
+                // Cutting sprites and drawing the ground take a few seconds.
+                let h = tokio::task::spawn_blocking(move || {
+                    tiancha_sim::camera::start_camera(&scenario, ccfg, truth)
+                })
+                .await??;
+                eprintln!(
+                    "tiancha sim: camera {}x{} at {hfov}° HFOV, {fps} fps{}{}",
+                    h.model().intrinsics.width_px,
+                    h.model().intrinsics.height_px,
+                    udp.map(|u| format!(", RTP/H.264 to udp {u}")).unwrap_or_default(),
+                    h.rtsp_url().map(|u| format!(", {u}")).unwrap_or_default()
+                );
+                Some(h)
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {
                 eprintln!("tiancha sim: stopping");
+                if let Some(c) = cam {
+                    if let Err(e) = c.stop() {
+                        eprintln!("tiancha sim: camera: {e}");
+                    }
+                }
                 sim.stop().await;
             }
         }

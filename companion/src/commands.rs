@@ -402,6 +402,7 @@ pub fn planner_inputs(
     let camera = planner::Camera {
         hfov_deg: Some(p.camera_hfov_deg),
         vfov_deg: Some(p.camera_vfov_deg),
+        gimbal_pitch_deg: p.camera_gimbal_pitch_deg,
         altitude_agl_m: Some(altitude_rel_m.unwrap_or(p.altitude_rel_m)),
         side_overlap: p.side_overlap,
         front_overlap: p.front_overlap,

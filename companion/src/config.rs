@@ -104,6 +104,18 @@ pub struct CameraSection {
     /// Ground altitude AMSL for geotagging; home altitude when absent.
     #[serde(default)]
     pub ground_alt_m: Option<f64>,
+    /// 1-σ uncertainties of the telemetry pose (GNSS, attitude, gimbal,
+    /// frame timing) for the geotag ellipse; typical multicopter values
+    /// when absent.
+    #[serde(default)]
+    pub pose_sigma: Option<tiancha_inference::geometry::camera::PoseSigma>,
+    /// 1-σ error of a detection's foot point, pixels.
+    #[serde(default = "default_sigma_px")]
+    pub sigma_px: f64,
+}
+
+fn default_sigma_px() -> f64 {
+    3.0
 }
 
 fn default_manifest() -> PathBuf {
@@ -121,6 +133,9 @@ pub struct PatrolSection {
     pub max_distance_from_home_m: f64,
     pub camera_hfov_deg: f64,
     pub camera_vfov_deg: f64,
+    /// Gimbal pitch during the patrol, degrees (−90 = nadir; a forward
+    /// tilt such as −45 sees people standing, not just their heads).
+    pub camera_gimbal_pitch_deg: f64,
     pub side_overlap: f64,
     pub front_overlap: f64,
     /// "ardupilot" (home at seq 0) or "px4".
@@ -137,6 +152,7 @@ impl Default for PatrolSection {
             max_distance_from_home_m: 5_000.0,
             camera_hfov_deg: 60.0,
             camera_vfov_deg: 45.0,
+            camera_gimbal_pitch_deg: -90.0,
             side_overlap: 0.2,
             front_overlap: 0.2,
             autopilot: "ardupilot".into(),
@@ -182,6 +198,14 @@ pub struct DetectionSection {
     /// Investigate on our own when a gathering reaches this many people
     /// (0 = never).
     pub auto_investigate_min_people: u32,
+    /// An incident closes after its condition has been false this long (s).
+    pub close_after_s: f64,
+    /// A new incident of the same category opening within this distance
+    /// (m) of an alert raised in the last `resighting_window_s` seconds is
+    /// the same situation seen again (another lane): it updates that alert
+    /// instead of raising a second one. 0 turns this off.
+    pub resighting_radius_m: f64,
+    pub resighting_window_s: f64,
 }
 
 impl Default for DetectionSection {
@@ -192,6 +216,9 @@ impl Default for DetectionSection {
             default_gathering_radius_m: 15.0,
             default_gathering_min_duration_s: 5.0,
             auto_investigate_min_people: 0,
+            close_after_s: 10.0,
+            resighting_radius_m: 25.0,
+            resighting_window_s: 900.0,
         }
     }
 }
@@ -294,6 +321,12 @@ impl CompanionConfig {
         if p.reserve_minutes >= p.battery_minutes {
             return Err("patrol.reserve_minutes must be below battery_minutes".into());
         }
+        if !(-90.0..=-10.0).contains(&p.camera_gimbal_pitch_deg) {
+            return Err(format!(
+                "patrol.camera_gimbal_pitch_deg = {} is outside -90..=-10",
+                p.camera_gimbal_pitch_deg
+            ));
+        }
         if !matches!(p.autopilot.as_str(), "ardupilot" | "px4") {
             return Err(format!(
                 "patrol.autopilot = `{}` must be \"ardupilot\" or \"px4\"",
@@ -310,6 +343,36 @@ impl CompanionConfig {
             if !(1.0..=170.0).contains(&c.hfov_deg) {
                 return Err("camera.hfov_deg must be within 1..=170".into());
             }
+            if !(c.sigma_px.is_finite() && c.sigma_px >= 0.0) {
+                return Err("camera.sigma_px must be a non-negative number".into());
+            }
+            if let Some((r, k)) = c.tiles {
+                if !(1..=8).contains(&r) || !(1..=8).contains(&k) {
+                    return Err(format!(
+                        "camera.tiles = [{r}, {k}]: each must be within 1..=8"
+                    ));
+                }
+            }
+        }
+        let d = &self.detection;
+        if d.default_gathering_min_people < 2 {
+            return Err("detection.default_gathering_min_people must be at least 2".into());
+        }
+        if !(0.5..=1_000.0).contains(&d.default_gathering_radius_m) {
+            return Err("detection.default_gathering_radius_m must be within 0.5..=1000".into());
+        }
+        if !(0.0..=86_400.0).contains(&d.default_gathering_min_duration_s) {
+            return Err(
+                "detection.default_gathering_min_duration_s must be within 0..=86400".into(),
+            );
+        }
+        if !(0.0..=10_000.0).contains(&d.resighting_radius_m)
+            || !(0.0..=86_400.0).contains(&d.resighting_window_s)
+        {
+            return Err("detection.resighting_radius_m must be within 0..=10000 and resighting_window_s within 0..=86400".into());
+        }
+        if !(0.1..=3_600.0).contains(&d.close_after_s) {
+            return Err("detection.close_after_s must be within 0.1..=3600".into());
         }
         for (i, z) in self.detection.zones.iter().enumerate() {
             z.validate_at(&format!("detection.zones[{i}]"))

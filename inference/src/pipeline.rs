@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -345,6 +345,24 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Live figures of a running pipeline ([`Pipeline::health`]), updated
+/// after every frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Frames through the detector so far.
+    pub frames: u64,
+    /// Frames the source dropped (newest-frame policy) so far.
+    pub dropped: u64,
+    /// Frames per second over the last few seconds.
+    pub fps: f64,
+    /// Latency of the latest frame (source hand-over → events out), ms.
+    pub latency_ms: f64,
+    /// Detector time of the latest frame, ms.
+    pub infer_ms: f64,
+    /// Capture time of the latest frame (Unix ms); 0 before the first.
+    pub last_capture_unix_ms: i64,
+}
+
 /// Pipeline settings.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PipelineOptions {
@@ -353,7 +371,7 @@ pub struct PipelineOptions {
 }
 
 enum Work {
-    Frame(Frame, Prepared, f64),
+    Frame(Frame, Prepared, f64, u64),
     End(Option<SourceError>, SourceStats),
 }
 
@@ -362,6 +380,8 @@ pub struct Pipeline {
     rx: Receiver<EyeOutput>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    rules: Mutex<std::sync::mpsc::Sender<EngineConfig>>,
+    health: Arc<Mutex<Health>>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -382,6 +402,8 @@ impl Pipeline {
     ) -> Result<Self> {
         let (out_tx, rx) = sync_channel::<EyeOutput>(16);
         let (work_tx, work_rx) = sync_channel::<Work>(1);
+        let (rules_tx, rules_rx) = std::sync::mpsc::channel::<EngineConfig>();
+        let health = Arc::new(Mutex::new(Health::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let prep = {
             let detector = detector.clone();
@@ -392,15 +414,37 @@ impl Pipeline {
                 .spawn(move || prep_loop(source, &detector, &work_tx, &out, &stop))
                 .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
         };
-        let infer = std::thread::Builder::new()
-            .name("tiancha-infer".into())
-            .spawn(move || infer_loop(&detector, eye, work_rx, &out_tx, opts))
-            .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?;
+        let infer = {
+            let health = health.clone();
+            std::thread::Builder::new()
+                .name("tiancha-infer".into())
+                .spawn(move || {
+                    infer_loop(&detector, eye, work_rx, &out_tx, opts, &rules_rx, &health)
+                })
+                .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
+        };
         Ok(Self {
             rx,
             stop,
             threads: vec![prep, infer],
+            rules: Mutex::new(rules_tx),
+            health,
         })
+    }
+
+    /// Replace the event rules while running (e.g. new detection zones
+    /// from the ground). They apply from the next frame on; incidents open
+    /// under the old rules are closed (their closing events come out as
+    /// [`EyeOutput::Incident`]). Rules the engine refuses come out as an
+    /// [`EyeOutput::FrameError`] and the old rules stay. Returns `false`
+    /// when the pipeline has ended.
+    pub fn set_rules(&self, rules: EngineConfig) -> bool {
+        self.rules.lock().expect("rules lock").send(rules).is_ok()
+    }
+
+    /// Live figures (frames, drops, fps, latency).
+    pub fn health(&self) -> Health {
+        *self.health.lock().expect("health lock")
     }
 
     /// The next output, waiting at most `timeout`; `None` on timeout or
@@ -468,7 +512,8 @@ fn prep_loop(
                 match detector.prepare(&mut pre, &f) {
                     Ok(p) => {
                         let ms = t0.elapsed().as_secs_f64() * 1000.0;
-                        if work.send(Work::Frame(f, p, ms)).is_err() {
+                        let dropped = source.stats().dropped;
+                        if work.send(Work::Frame(f, p, ms, dropped)).is_err() {
                             break None;
                         }
                     }
@@ -490,7 +535,10 @@ fn infer_loop(
     work: Receiver<Work>,
     out: &SyncSender<EyeOutput>,
     opts: PipelineOptions,
+    rules: &Receiver<EngineConfig>,
+    health: &Mutex<Health>,
 ) {
+    let mut recent: VecDeque<Instant> = VecDeque::new();
     let started = Instant::now();
     let mut s = Summary::default();
     let mut latencies = Vec::new();
@@ -512,7 +560,25 @@ fn infer_loop(
         };
         match w {
             Work::End(e, stats) => break (e, stats),
-            Work::Frame(frame, prepared, prep_ms) => {
+            Work::Frame(frame, prepared, prep_ms, dropped) => {
+                // New rules first, so that this frame runs under them.
+                while let Ok(r) = rules.try_recv() {
+                    match eye.set_rules(r) {
+                        Ok(closed) => {
+                            count(&mut s, &closed);
+                            for i in closed {
+                                if out.send(EyeOutput::Incident(Box::new(i))).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = out.send(EyeOutput::FrameError(format!(
+                                "new rules refused (the old ones stay): {e}"
+                            )));
+                        }
+                    }
+                }
                 first_frame.get_or_insert(frame.received_mono);
                 let t0 = Instant::now();
                 let dets = match detector.infer(prepared) {
@@ -546,6 +612,32 @@ fn infer_loop(
                         * 1000.0,
                 };
                 s.frames += 1;
+                recent.push_back(t2);
+                while recent
+                    .front()
+                    .is_some_and(|f| t2.saturating_duration_since(*f) > Duration::from_secs(3))
+                {
+                    recent.pop_front();
+                }
+                {
+                    let span = recent
+                        .front()
+                        .map(|f| t2.saturating_duration_since(*f).as_secs_f64())
+                        .unwrap_or(0.0);
+                    let mut h = health.lock().expect("health lock");
+                    *h = Health {
+                        frames: s.frames,
+                        dropped,
+                        fps: if span > 0.0 {
+                            (recent.len() - 1) as f64 / span
+                        } else {
+                            0.0
+                        },
+                        latency_ms: timing.latency_ms,
+                        infer_ms: timing.infer_ms,
+                        last_capture_unix_ms: frame.capture_unix_ms,
+                    };
+                }
                 prep_sum += timing.prep_ms;
                 infer_sum += timing.infer_ms;
                 post_sum += timing.post_ms;

@@ -43,10 +43,17 @@ const fn cut(frame: u32, x1: i32, y1: i32, x2: i32, y2: i32) -> Cut {
     }
 }
 
-/// Isolated pedestrians of vtest.avi (no one else inside the box), each
-/// detected by the CenterNet COCO model at score ≥ 0.5 in its frame.
+/// Pedestrians of vtest.avi: the six of frame 300 boxed by hand for the
+/// eye's own tests (`inference/tests/vtest.rs`, `FRAME_300`), which the
+/// CenterNet COCO model finds there. A neighbour's edge inside a box is
+/// removed by the largest-blob mask.
 pub const CUTS: &[Cut] = &[
-    cut(0, 0, 0, 1, 1), // placeholder, replaced below by the measured table
+    cut(300, 188, 160, 214, 235),
+    cut(300, 243, 155, 264, 222),
+    cut(300, 296, 156, 325, 228),
+    cut(300, 313, 214, 345, 293),
+    cut(300, 580, 160, 609, 234),
+    cut(300, 618, 161, 644, 233),
 ];
 
 /// A person sprite: BGR pixels and an alpha mask (0..255) of the same
