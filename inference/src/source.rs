@@ -19,6 +19,10 @@
 //! - [`Delivery::Every`] (files, folders): the decoder waits until the
 //!   slot is free, so every frame is processed.
 //!
+//! A file can also be replayed as a camera would deliver it
+//! ([`SourceConfig::realtime`], at its own frame rate, usually with
+//! `Newest`), or thinned to every Nth frame ([`SourceConfig::frame_step`]).
+//!
 //! A supervisor thread watches the bus. A live stream that errors, ends,
 //! never delivers a first frame within `connect_timeout`, or stalls for
 //! `stall_timeout` is torn down and rebuilt with exponential back-off,
@@ -424,7 +428,7 @@ impl Shared {
         self.decoded.fetch_add(1, Ordering::Release);
         self.last_frame_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        if frame.seq % self.frame_step != 0 {
+        if !frame.seq.is_multiple_of(self.frame_step) {
             return !self.stop.load(Ordering::Relaxed);
         }
         let mut g = self.inner.lock().unwrap();
