@@ -251,7 +251,8 @@ async function selectAlert(id) {
 $('detail-close').addEventListener('click', () => { $('detail-panel').hidden = true; T.selectedAlert = null; T.layers.selection.clearLayers(); });
 async function triage(fn) {
   const id = T.selectedAlert; if (!id) return;
-  try { $('triage-msg').textContent = await fn(id); await selectAlert(id); }
+  // Reload the detail first (it clears the message), then say what happened.
+  try { const msg = await fn(id); await selectAlert(id); $('triage-msg').textContent = msg; }
   catch (e) { $('triage-msg').textContent = 'Refused: ' + e.message; }
 }
 $('btn-confirm').addEventListener('click', () => triage(async (id) => { const r = await api('POST', '/api/alerts/' + id + '/confirm'); return 'Case ' + r.case_id.slice(0, 8) + ' (' + r.alerts.length + ' alert(s))'; }));
@@ -339,7 +340,7 @@ function fillAreaPicker() {
   (T.mapConfig.layers.features || []).forEach((f, i) => {
     const p = f.properties || {};
     if ((p.kind === 'area' || p.kind === 'grid') && /Polygon/.test(f.geometry.type))
-      sel.append(h('option', { value: String(i) }, (p.village ? p.village + ' (' + p.grid_id + ')' : p.name || 'area ' + i)));
+      sel.append(h('option', { value: String(i) }, p.kind === 'area' ? (p.name || 'area ' + i) : (p.village ? 'grid cell ' + p.village + ' (' + p.grid_id + ')' : 'cell ' + i)));
   });
 }
 function ringToWire(ring) { const r = ring.map(([lon, lat]) => ({ lat_deg: lat, lon_deg: lon })); if (r.length > 1 && r[0].lat_deg === r[r.length - 1].lat_deg && r[0].lon_deg === r[r.length - 1].lon_deg) r.pop(); return r; }

@@ -14,7 +14,7 @@ const PAGES = Number(process.env.PAGES || 3);
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium', headless: true,
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', `--user-data-dir=${fs.mkdtempSync(path.join(os.tmpdir(), 'tiancha-bench-'))}`],
+    '--disable-component-update', '--disable-sync'],
 });
 const pages = [];
 for (let i = 0; i < PAGES; i++) {
