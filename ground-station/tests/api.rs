@@ -611,3 +611,203 @@ async fn retention_purges_old_snapshots_but_keeps_case_evidence() {
     }
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// The dead-letter view with retry, through the real dispatch driver and a
+/// real HTTP receiver: the receiver refuses the first delivery with 422 (a
+/// permanent error: dead-lettered at once, not retried), the operator sees
+/// it under `/api/dispatch/outbox?state=dead`, fixes the receiver, presses
+/// retry, and the case is delivered, validly signed and with its
+/// idempotency key. `/metrics` counts all of it in Prometheus text format.
+#[tokio::test]
+async fn dead_letter_view_retry_and_metrics() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let refuse = Arc::new(AtomicBool::new(true));
+    let seen: Arc<Mutex<Vec<(u16, String, bool)>>> = Arc::default();
+    let (r2, s2) = (refuse.clone(), seen.clone());
+    let receiver = axum::Router::new().route(
+        "/cases",
+        axum::routing::post(move |h: axum::http::HeaderMap, body: bytes::Bytes| {
+            let (refuse, seen) = (r2.clone(), s2.clone());
+            async move {
+                let sig_ok = sign::verify(
+                    SECRET.as_bytes(),
+                    h.get(sign::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()),
+                    &body,
+                    now_ms() / 1000,
+                    300,
+                )
+                .is_ok();
+                let key = h
+                    .get(sign::IDEMPOTENCY_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let status = if refuse.load(Ordering::SeqCst) {
+                    422
+                } else {
+                    201
+                };
+                seen.lock().unwrap().push((status, key, sig_ok));
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rurl = format!("http://{}/cases", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, receiver).await.unwrap() });
+    // `start`'s default route goes to port 9; gatherings go to "hotline" here.
+    let gs = start(&format!(
+        "[[dispatch.routes]]\nname = \"hotline\"\nurl = \"{rurl}\"\nsecret = \"{SECRET}\"\n\
+         categories = [\"gathering\"]\n\
+         [dispatch.retry]\ninitial_backoff_ms = 50\nmax_backoff_ms = 200\n"
+    ))
+    .await;
+    tiancha_ground_station::spawn_dispatcher(&gs.state);
+    let op = login(&gs, "op1").await;
+    let a = gs.store_alert(&alert_json(28.45, 117.94, "gathering", 9));
+    let (s, v) = op
+        .post(&format!("/api/alerts/{a}/confirm"), serde_json::json!({}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let case_id = v["case_id"].as_str().unwrap().to_string();
+    let until = |what: &'static str, state: &'static str| {
+        let (op, id) = (&op, case_id.clone());
+        async move {
+            for _ in 0..200 {
+                let (_, t) = op.get(&format!("/api/dispatch/outbox?state={state}")).await;
+                let rows: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if let Some(r) = rows
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|r| r["case_id"] == id.as_str())
+                {
+                    return r.clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("timed out waiting for {what}");
+        }
+    };
+    let dead = until("the dead letter", "dead").await;
+    assert_eq!(dead["route"], "hotline");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("permanent"),
+        "{dead}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.lock().unwrap().len(), 1, "a 422 is not retried");
+    // The dispute centre may not press retry; an operator may.
+    let centre = login(&gs, "centre1").await;
+    assert_eq!(
+        centre
+            .post(
+                &format!("/api/dispatch/outbox/{case_id}/retry"),
+                serde_json::json!({})
+            )
+            .await
+            .0,
+        403
+    );
+    refuse.store(false, Ordering::SeqCst);
+    let (s, v) = op
+        .post(
+            &format!("/api/dispatch/outbox/{case_id}/retry"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let done = until("the delivery after retry", "delivered").await;
+    assert_eq!(done["attempts"], 1, "{done}");
+    // Retrying what is not dead is a conflict.
+    assert_eq!(
+        op.post(
+            &format!("/api/dispatch/outbox/{case_id}/retry"),
+            serde_json::json!({})
+        )
+        .await
+        .0,
+        409
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, key, ok)| *ok && key == &case_id),
+        "{seen:?}"
+    );
+    let (_, case) = op.get(&format!("/api/cases/{case_id}")).await;
+    let case: serde_json::Value = serde_json::from_str(&case).unwrap();
+    assert_eq!(case["case"]["status"], "dispatched");
+    // Prometheus text: every sample line is `name{labels} value`.
+    let (s, m) = op.get("/metrics").await;
+    assert_eq!(s, 200);
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{m}"))
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("tiancha_dispatch_attempts_total"), 2.0);
+    assert_eq!(value("tiancha_dispatch_delivered_total"), 1.0);
+    assert_eq!(value("tiancha_dispatch_dead_letters_total"), 1.0);
+    assert_eq!(value("tiancha_outbox_entries{state=\"delivered\"}"), 1.0);
+    for l in m.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let mut it = l.split_whitespace();
+        let (name, v) = (it.next().unwrap(), it.next().unwrap());
+        assert!(v.parse::<f64>().is_ok() && it.next().is_none(), "{l}");
+        assert!(name.starts_with("tiancha_"), "{l}");
+    }
+}
+
+/// Offline map tiles from an MBTiles file: XYZ requests are flipped to the
+/// file's TMS rows, the format comes from its metadata, a missing tile is
+/// a 404 with a reason, and coordinates outside the zoom level are refused.
+#[tokio::test]
+async fn mbtiles_tiles_are_served_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mb = dir.path().join("town.mbtiles");
+    {
+        let c = rusqlite::Connection::open(&mb).unwrap();
+        c.execute_batch(
+            "CREATE TABLE metadata (name TEXT, value TEXT);
+             CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+             INSERT INTO metadata VALUES ('format', 'jpg');",
+        )
+        .unwrap();
+        // z=2, x=3, XYZ y=0 is TMS row 3.
+        c.execute(
+            "INSERT INTO tiles VALUES (2, 3, 3, ?1)",
+            [&[0xFFu8, 0xD8, 0xFF, 0xDB][..]],
+        )
+        .unwrap();
+    }
+    let gs = start(&format!("[map.tiles]\nmbtiles = \"{}\"\n", mb.display())).await;
+    let op = login(&gs, "op1").await;
+    let r =
+        op.c.get(format!("{}/tiles/2/3/0.jpg", gs.base))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &[0xFF, 0xD8, 0xFF, 0xDB]);
+    let (s, t) = op.get("/tiles/2/3/3").await;
+    assert_eq!((s, t.contains("no such tile")), (404, true), "{t}");
+    assert_eq!(op.get("/tiles/2/4/0").await.0, 400);
+    assert_eq!(op.get("/tiles/40/0/0").await.0, 400);
+    // Tiles need a session like the rest of the map.
+    let r = reqwest::get(format!("{}/tiles/2/3/0", gs.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, map) = op.get("/api/map").await;
+    assert!(
+        map.contains("/tiles/"),
+        "the UI is told to use the local tiles: {map}"
+    );
+}
