@@ -73,6 +73,11 @@ fn snapshot(n: usize, salt: u64) -> Vec<u8> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let drone_id = DroneId::new(args.drone_id.clone())?;
+    // What the process holds before the channel exists: the binary and the
+    // shared libraries it is linked with (OpenCV alone maps ~150), which the
+    // companion carries whatever it does. The channel's own cost is the
+    // peak minus this.
+    let baseline_kb = proc_status_kb("VmRSS:");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let cfg = ChannelConfig {
@@ -163,19 +168,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         handle.shutdown();
         let _ = task.await;
-        if let Some(kb) = peak_rss_kb() {
-            eprintln!("loadgen: peak RSS {:.1} MB", kb as f64 / 1024.0);
+        if let (Some(peak), Some(base)) = (proc_status_kb("VmHWM:"), baseline_kb) {
+            eprintln!(
+                "loadgen: peak RSS {:.1} MB (at start {:.1} MB; channel +{:.1} MB)",
+                peak as f64 / 1024.0,
+                base as f64 / 1024.0,
+                peak.saturating_sub(base) as f64 / 1024.0
+            );
         }
         Ok(())
     })
 }
 
-/// VmHWM (peak resident set) of this process, from /proc.
-fn peak_rss_kb() -> Option<u64> {
+/// A kB figure of this process from /proc/self/status (`VmRSS:`, `VmHWM:`).
+fn proc_status_kb(key: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()?
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
