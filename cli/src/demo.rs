@@ -216,7 +216,7 @@ impl Api {
         if !st.is_success() {
             bail!("GET {path}: {st}: {body}");
         }
-        Ok(serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON"))?)
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON"))
     }
 
     async fn command(&self, kind: &CommandKind) -> anyhow::Result<Value> {
