@@ -587,7 +587,9 @@ mod tests {
             let b = bridge_pose(q);
             let c = to_camera_pose(&b, PoseSigma::default());
             let err = c.r_ned_cam().angle_to(&b.camera_orientation).to_degrees();
-            assert!(err < 1e-6, "({roll},{pitch},{yaw}): {err} deg off");
+            // 1e-4° is 1.7 mm at 1 km; straight down (gimbal lock of the
+            // Euler angles the adapter goes through) it is ~1e-6°.
+            assert!(err < 1e-4, "({roll},{pitch},{yaw}): {err} deg off");
             assert_eq!(c.t_unix_ms, 1_700_000_000_000);
             assert_eq!(c.position, b.position);
         }
