@@ -691,7 +691,10 @@ end_s = 100.0
         let pts = [(0.0, 0.0), (10.0, 0.0), (10.0, 5.0)];
         assert_eq!(walk_position(&pts, 5.0), (5.0, 0.0));
         assert_eq!(walk_position(&pts, 12.0), (10.0, 2.0));
-        assert_eq!(walk_position(&pts, 18.0), (8.0, 0.0));
+        // 15 m out; at 18 m the walker is 3 m back from the end, at 24 m
+        // 9 m back (on the first leg).
+        assert_eq!(walk_position(&pts, 18.0), (10.0, 2.0));
+        assert_eq!(walk_position(&pts, 24.0), (6.0, 0.0));
         assert_eq!(walk_position(&pts, 30.0), (0.0, 0.0));
     }
 
