@@ -593,7 +593,13 @@ async fn fly(
         }
         if let Some(d) = api.drone().await {
             let links = &d["status"]["links"];
-            if d["telemetry"].is_object() && links["autopilot"] == "up" && links["camera"] == "up" {
+            // Home too: the companion refuses a launch until it knows it.
+            let telemetry = &d["telemetry"];
+            if telemetry.is_object()
+                && telemetry["home"].is_object()
+                && links["autopilot"] == "up"
+                && links["camera"] == "up"
+            {
                 break;
             }
         }
@@ -603,7 +609,7 @@ async fn fly(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!(
-        "drone ready     after {:.0} s (autopilot and camera links up)",
+        "drone ready     after {:.0} s (autopilot and camera links up, home known)",
         t0.elapsed().as_secs_f64()
     );
 
