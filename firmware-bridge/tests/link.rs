@@ -248,10 +248,13 @@ async fn bad_input_is_counted_never_fatal() {
         loop {
             let (n, from) = sock.recv_from(&mut buf).await.unwrap();
             let mut d = tiancha_firmware_bridge::codec::Decoder::new(None);
-            if d.push_datagram(&buf[..n], 0)
-                .iter()
-                .any(|r| matches!(r.msg, Msg::COMMAND_LONG(_)))
-            {
+            if d.push_datagram(&buf[..n], 0).iter().any(|r| {
+                // Only the arm command: the bridge's own stream requests
+                // (SET_MESSAGE_INTERVAL) are COMMAND_LONGs too, and
+                // acking too early would make the arm's ack unexpected.
+                matches!(&r.msg, Msg::COMMAND_LONG(c)
+                        if c.command == dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM)
+            }) {
                 return (n, from);
             }
         }
