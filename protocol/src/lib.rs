@@ -10,12 +10,16 @@
 //! - MQTT topic names, built and parsed in one place ([`topic`]);
 //! - a schema version in every payload ([`SCHEMA_VERSION`]);
 //! - JSON encoding via serde, and decoding that returns errors naming the
-//!   field that is wrong and why ([`codec`], [`validate`]).
+//!   field that is wrong and why ([`codec`], [`validate`]);
+//! - end-to-end command signatures: Ed25519 over a canonical byte string
+//!   of each [`Command`] ([`command_auth`]: `CommandSigner`,
+//!   `TrustedKeys`).
 //!
 //! What it does not: no I/O, no MQTT client, no clock. Producers stamp times
 //! and ids (UUID v7, made where a thing is born).
 
 pub mod codec;
+pub mod command_auth;
 pub mod messages;
 pub mod mission;
 #[cfg(feature = "mqtt")]

@@ -938,9 +938,8 @@ impl Validate for DetectionZone {
     }
 }
 
-/// The ground station's signature over a command (issue 8): HMAC or
-/// Ed25519 over the canonical command without `auth`, with a nonce for
-/// replay protection.
+/// The ground station's Ed25519 signature over a command: see
+/// [`crate::command_auth`] for what is signed and how keys are written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandAuth {
     pub key_id: String,
@@ -959,6 +958,12 @@ impl Validate for Command {
         v::timestamp(at, "expires_unix_ms", self.expires_unix_ms)?;
         if self.expires_unix_ms <= self.t_unix_ms {
             return Err(v::fail(at, "expires_unix_ms", "is not after t_unix_ms"));
+        }
+        if let Some(a) = &self.auth {
+            let at = v::path(at, "auth");
+            v::max_len(&at, "key_id", &a.key_id, 64)?;
+            v::max_len(&at, "nonce", &a.nonce, 64)?;
+            v::max_len(&at, "signature", &a.signature, 128)?;
         }
         match &self.kind {
             CommandKind::LaunchPatrol { patrol } => patrol.validate_at(&v::path(at, "patrol"))?,
