@@ -7,6 +7,13 @@
 //! gets through. Two long commands never overlap: the second is refused
 //! ("busy"). A command id seen before is not executed again (MQTT may
 //! deliver twice).
+//!
+//! Commands from the ground enter through [`Executor::dispatch_ground`]:
+//! the [`CommandGuard`] checks the ground station's signature, expiry,
+//! clock skew and replays first; a refused command is logged, answered
+//! with the reason (except replays) and never executed.
+//! [`Executor::dispatch`] is for commands the companion makes itself
+//! (auto-investigate) and trusts.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,10 +26,11 @@ use tiancha_protocol::{
     DetectionZone, EventKind, GeoPoint, MissionState, PatrolSpec,
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::channel::ChannelHandle;
+use crate::command_guard::{CommandGuard, Rejection};
 use crate::config::CompanionConfig;
 use crate::vehicle::{in_air, launch_refusal};
 
@@ -43,6 +51,7 @@ pub struct Executor {
     patrol: Arc<Mutex<Option<Patrol>>>,
     busy: Arc<tokio::sync::Mutex<()>>,
     seen: Mutex<(HashSet<Uuid>, VecDeque<Uuid>)>,
+    guard: Mutex<CommandGuard>,
     zones: watch::Sender<Vec<DetectionZone>>,
 }
 
@@ -56,6 +65,22 @@ impl Executor {
         cfg: Arc<CompanionConfig>,
         zones: watch::Sender<Vec<DetectionZone>>,
     ) -> Arc<Self> {
+        // Keys were checked when the config was loaded.
+        let keys = cfg.commands.trusted_keys().unwrap_or_else(|e| {
+            error!(error = %e, "ground-station command keys unreadable: trusting none");
+            Default::default()
+        });
+        if keys.is_empty() {
+            error!(
+                "no ground-station command key configured ([commands] ground_station_public_keys): \
+                 every command from the ground will be refused"
+            );
+        } else {
+            let ids: Vec<&str> = keys.keys().iter().map(|k| k.key_id()).collect();
+            info!(keys = ?ids, "commands from the ground must be signed by one of these keys");
+        }
+        let started = proto::unix_ms(std::time::SystemTime::now());
+        let guard = CommandGuard::new(keys, cfg.commands.guard_config(), started);
         Arc::new(Self {
             bridge,
             channel,
@@ -63,6 +88,7 @@ impl Executor {
             patrol: Arc::new(Mutex::new(None)),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             seen: Mutex::new((HashSet::new(), VecDeque::new())),
+            guard: Mutex::new(guard),
             zones,
         })
     }
@@ -71,7 +97,45 @@ impl Executor {
         self.patrol.lock().unwrap().clone()
     }
 
-    /// Take a command: check it, then run it in its own task.
+    /// Take a command from the ground: verify it (signature, expiry,
+    /// skew, replay) and run it, or refuse it with the reason.
+    pub fn dispatch_ground(self: &Arc<Self>, cmd: Command) {
+        let now = proto::unix_ms(std::time::SystemTime::now());
+        let verdict = self.guard.lock().unwrap().check(&cmd, now);
+        match verdict {
+            Ok(key) => {
+                info!(command = %cmd.command_id, kind = cmd.kind.name(), by = %cmd.issued_by, key = %key, "command signature verified");
+                let me = self.clone();
+                tokio::spawn(async move { me.execute(cmd).await });
+            }
+            Err(r) => self.reject(cmd, r, now),
+        }
+    }
+
+    fn reject(self: &Arc<Self>, cmd: Command, r: Rejection, now: i64) {
+        warn!(
+            command = %cmd.command_id,
+            kind = cmd.kind.name(),
+            by = %cmd.issued_by,
+            class = r.class(),
+            reason = %r,
+            "command REJECTED, not executed"
+        );
+        if !r.answered() {
+            return;
+        }
+        if !self.guard.lock().unwrap().may_answer(now) {
+            warn!(command = %cmd.command_id, "too many rejected commands this minute: not answering this one");
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.result(&cmd, r.status(), None, r.to_string()).await;
+        });
+    }
+
+    /// Run a command the companion made itself (trusted; not for commands
+    /// from the ground, which go through [`Self::dispatch_ground`]).
     pub fn dispatch(self: &Arc<Self>, cmd: Command) {
         {
             let mut seen = self.seen.lock().unwrap();

@@ -32,6 +32,55 @@ pub struct CompanionConfig {
     /// Prometheus metrics (`/metrics`) on this local address.
     #[serde(default)]
     pub metrics_listen: Option<SocketAddr>,
+    /// End-to-end command authentication (see docs/security.md).
+    #[serde(default)]
+    pub commands: CommandsSection,
+}
+
+/// `[commands]`: which ground stations may command this drone, and the
+/// limits of the replay window. Without a key every command from the
+/// ground is refused (`unauthorized: no ground-station command key
+/// configured`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsSection {
+    /// Ed25519 public keys (`ed25519:<base64>`, as `tiancha command-key`
+    /// prints them) whose signatures are trusted. Several: key rotation,
+    /// or several ground-station instances.
+    pub ground_station_public_keys: Vec<String>,
+    /// How far a command's issue time may be ahead of this drone's clock
+    /// (seconds).
+    pub max_clock_skew_s: u64,
+    /// Longest validity (expires − issued, seconds) accepted; ids are
+    /// remembered this long at most.
+    pub max_lifetime_s: u64,
+}
+
+impl Default for CommandsSection {
+    fn default() -> Self {
+        Self {
+            ground_station_public_keys: vec![],
+            max_clock_skew_s: 5,
+            max_lifetime_s: 900,
+        }
+    }
+}
+
+impl CommandsSection {
+    pub fn trusted_keys(
+        &self,
+    ) -> Result<tiancha_protocol::command_auth::TrustedKeys, tiancha_protocol::command_auth::KeyError>
+    {
+        tiancha_protocol::command_auth::TrustedKeys::parse(&self.ground_station_public_keys)
+    }
+
+    pub fn guard_config(&self) -> crate::command_guard::GuardConfig {
+        crate::command_guard::GuardConfig {
+            max_clock_skew_ms: self.max_clock_skew_s as i64 * 1000,
+            max_lifetime_ms: self.max_lifetime_s as i64 * 1000,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +92,10 @@ pub struct SpoolSection {
     /// Seconds an alert the broker acknowledged waits for the ground's
     /// receipt before it is published again.
     pub receipt_timeout_s: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SpoolSection {
@@ -101,6 +154,10 @@ pub struct CameraSection {
     /// seen from altitude).
     #[serde(default)]
     pub tiles: Option<(u32, u32)>,
+    /// With `tiles`, also run the whole frame (large, near objects); off
+    /// halves the work when only small, distant people matter.
+    #[serde(default = "yes")]
+    pub tiles_full_frame: bool,
     /// Ground altitude AMSL for geotagging; home altitude when absent.
     #[serde(default)]
     pub ground_alt_m: Option<f64>,
@@ -374,6 +431,21 @@ impl CompanionConfig {
         if !(0.1..=3_600.0).contains(&d.close_after_s) {
             return Err("detection.close_after_s must be within 0.1..=3600".into());
         }
+        let c = &self.commands;
+        c.trusted_keys()
+            .map_err(|e| format!("commands.ground_station_public_keys: {e}"))?;
+        if c.max_clock_skew_s > 300 {
+            return Err(format!(
+                "commands.max_clock_skew_s = {} is above 300 (synchronise the clocks instead)",
+                c.max_clock_skew_s
+            ));
+        }
+        if !(10..=86_400).contains(&c.max_lifetime_s) {
+            return Err(format!(
+                "commands.max_lifetime_s = {} is outside 10..=86400",
+                c.max_lifetime_s
+            ));
+        }
         for (i, z) in self.detection.zones.iter().enumerate() {
             z.validate_at(&format!("detection.zones[{i}]"))
                 .map_err(|e| e.to_string())?;
@@ -413,5 +485,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("drone_id"), "{e}");
+    }
+
+    #[test]
+    fn command_keys_are_checked_at_load() {
+        let c = CompanionConfig::parse(MIN, Path::new("c.toml")).unwrap();
+        assert!(c.commands.trusted_keys().unwrap().is_empty());
+        let key = tiancha_protocol::command_auth::CommandSigner::from_seed(&[1; 32])
+            .public_key()
+            .to_string();
+        let c = CompanionConfig::parse(
+            &format!("{MIN}[commands]\nground_station_public_keys = [\"{key}\"]\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.commands.trusted_keys().unwrap().keys().len(), 1);
+        let e = CompanionConfig::parse(
+            &format!("{MIN}[commands]\nground_station_public_keys = [\"ed25519:AAAA\"]\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("commands.ground_station_public_keys"), "{e}");
     }
 }

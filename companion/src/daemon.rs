@@ -94,7 +94,7 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
         let exec = exec.clone();
         async move {
             while let Some(c) = commands.recv().await {
-                exec.dispatch(c);
+                exec.dispatch_ground(c);
             }
         }
     });

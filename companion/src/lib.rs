@@ -5,6 +5,7 @@
 //! every alert on disk until the ground has it, and the rumqttc driver
 //! around it.
 pub mod channel;
+pub mod command_guard;
 pub mod commands;
 pub mod config;
 pub mod daemon;
