@@ -345,6 +345,11 @@ pub struct CommandsConfig {
     pub expiry_s: i64,
     /// Launch and investigate commands (planning and upload take longer).
     pub launch_expiry_s: i64,
+    /// The Ed25519 private key (PKCS#8 PEM, mode 0600) that signs every
+    /// command. Default: `{data_dir}/command-signing-key.pem`, created on
+    /// first start; a file named here must exist. Companions trust its
+    /// public key (`tiancha command-key public --key FILE`).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl Default for CommandsConfig {
@@ -352,6 +357,7 @@ impl Default for CommandsConfig {
         Self {
             expiry_s: 60,
             launch_expiry_s: 300,
+            signing_key_file: None,
         }
     }
 }
@@ -465,6 +471,9 @@ impl Config {
         }
         if let Some(m) = self.map.tiles.as_mut().and_then(|t| t.mbtiles.as_mut()) {
             fix(m);
+        }
+        if let Some(k) = &mut self.commands.signing_key_file {
+            fix(k);
         }
     }
 
@@ -616,6 +625,9 @@ impl Config {
         }
         if self.commands.expiry_s < 5 || self.commands.launch_expiry_s < 5 {
             return Err("commands: expiry_s and launch_expiry_s must be at least 5".into());
+        }
+        if self.commands.expiry_s > 900 || self.commands.launch_expiry_s > 900 {
+            return Err("commands: expiry_s and launch_expiry_s must be at most 900 (companions refuse a longer validity by default: their [commands] max_lifetime_s)".into());
         }
         self.missions
             .vehicle

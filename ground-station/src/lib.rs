@@ -24,8 +24,10 @@
 //!   honours idempotency keys, sends signed status callbacks) for the demo
 //!   and tests (`tiancha dispute-receiver`).
 //!
+//! - [`command_key`]: the Ed25519 key that signs every command end to end
+//!   (companions verify it; a broker alone cannot command a drone).
+//!
 //! What it does not: PostgreSQL (the store API is the seam, issue 8),
-//! end-to-end command signing (the `auth` field is reserved, issue 8),
 //! TLS (put it behind a reverse proxy; cookies are `Secure` by default).
 //!
 //! Main types: [`Config`], [`store::Store`], [`desk::Desk`],
@@ -34,6 +36,7 @@
 pub mod auth;
 pub mod broker;
 pub mod cases;
+pub mod command_key;
 pub mod config;
 pub mod desk;
 pub mod dispatch;
@@ -64,6 +67,8 @@ pub enum GroundStationError {
     },
     #[error("{0}")]
     Setup(String),
+    #[error(transparent)]
+    CommandKey(#[from] command_key::KeyFileError),
 }
 
 fn now_ms() -> i64 {
@@ -179,8 +184,10 @@ pub fn build_state(
         cfg: cfg.clone(),
         evidence_key,
     });
+    let command_signer = Arc::new(command_key::load_or_create(&cfg)?);
     let (live, _) = broadcast::channel(16_384);
     Ok(http::AppState {
+        command_signer,
         store: Arc::new(Mutex::new(st)),
         stats: Arc::new(ingest::IngestStats::default()),
         dispatch_stats: Arc::new(dispatch::driver::DispatchStats::default()),

@@ -417,7 +417,7 @@ async fn send_command(
         }
         _ => s.cfg.commands.expiry_s,
     };
-    let cmd = Command {
+    let mut cmd = Command {
         schema: proto::SCHEMA_VERSION,
         command_id: Uuid::now_v7(),
         drone_id: drone.clone(),
@@ -425,9 +425,10 @@ async fn send_command(
         t_unix_ms: now,
         expires_unix_ms: now + expiry * 1000,
         kind,
-        // End-to-end signing is issue 8; the field is reserved for it.
         auth: None,
     };
+    // Signed end to end: the companion executes nothing else.
+    s.command_signer.sign(&mut cmd, &rand::random());
     let payload = proto::encode(&cmd)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, format!("command: {e}")))?;
     let c2 = cmd.clone();

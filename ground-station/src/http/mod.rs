@@ -59,6 +59,8 @@ pub struct AppState {
     pub limiter: Arc<Mutex<LoginLimiter>>,
     /// Publishes commands to drones (None in tests without MQTT).
     pub mqtt: Option<rumqttc::AsyncClient>,
+    /// Signs every command (companions verify it end to end).
+    pub command_signer: Arc<tiancha_protocol::command_auth::CommandSigner>,
     pub route_secrets: Arc<HashMap<String, Vec<u8>>>,
     /// The map layers as one GeoJSON FeatureCollection.
     pub layers: Arc<serde_json::Value>,
