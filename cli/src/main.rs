@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod broker;
+mod command_key;
 mod companion;
 mod demo;
 mod detect;
@@ -45,6 +46,9 @@ enum Command {
     Broker(broker::Args),
     /// Publish synthetic alerts through a real spool and MQTT channel (tests, benchmarks).
     Loadgen(loadgen::Args),
+    /// The ground station's command-signing key pair (generate, print the public key).
+    #[command(name = "command-key")]
+    SigningKey(command_key::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         Command::DisputeReceiver(a) => dispute_receiver::run(a),
         Command::Broker(a) => broker::run(a),
         Command::Loadgen(a) => loadgen::run(a),
+        Command::SigningKey(a) => command_key::run(a),
     }
 }
 

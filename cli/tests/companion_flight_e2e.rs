@@ -1,8 +1,9 @@
 //! The companion flies a real patrol, across real processes on loopback:
 //! `tiancha sim` (fast time) ← MAVLink → `tiancha companion` ← MQTT →
 //! `tiancha ground-station` (embedded broker). Commands are published by an
-//! independent MQTT client (mosquitto_pub); results and events are read from
-//! the ground station's store.
+//! independent MQTT client (mosquitto_pub), signed with the ground
+//! station's command key as the station signs them; results and events are
+//! read from the ground station's store.
 
 mod support;
 
@@ -18,6 +19,7 @@ struct Rig {
     _tmp: tempfile::TempDir,
     dir: std::path::PathBuf,
     mqtt: u16,
+    signer: tiancha_protocol::command_auth::CommandSigner,
     gs: Proc,
     _sim: Proc,
     companion: Proc,
@@ -32,6 +34,10 @@ fn start(battery_pct: f64) -> Rig {
     let http = free_port();
     let mav = free_port();
     let conf = ground_station_config(&dir, mqtt, http, true);
+    let (key, public_key) = command_key(&dir);
+    let mut gs_toml = std::fs::read_to_string(&conf).unwrap();
+    gs_toml += &format!("[commands]\nsigning_key_file = \"{}\"\n", key.display());
+    std::fs::write(&conf, gs_toml).unwrap();
     let gs = Proc::tiancha(
         "ground-station",
         &dir,
@@ -60,7 +66,8 @@ fn start(battery_pct: f64) -> Rig {
              [spool]\npath = \"{}\"\nreceipt_timeout_s = 5\n\
              [autopilot]\naddress = \"udpout:127.0.0.1:{mav}\"\n\
              [patrol]\naltitude_rel_m = 40.0\ncruise_speed_mps = 10.0\n\
-             [telemetry]\nrate_hz = 2.0\n",
+             [telemetry]\nrate_hz = 2.0\n\
+             [commands]\nground_station_public_keys = [\"{public_key}\"]\n",
             dir.join("spool.db").display()
         ),
     )
@@ -88,6 +95,7 @@ fn start(battery_pct: f64) -> Rig {
         _tmp: tmp,
         dir,
         mqtt,
+        signer: command_signer(&key),
         gs,
         _sim: sim,
         companion,
@@ -96,7 +104,7 @@ fn start(battery_pct: f64) -> Rig {
 
 fn command(rig: &Rig, kind: CommandKind) -> Uuid {
     let now = proto::unix_ms(std::time::SystemTime::now());
-    let c = Command {
+    let mut c = Command {
         schema: proto::SCHEMA_VERSION,
         command_id: Uuid::now_v7(),
         drone_id: DroneId::new(DRONE).unwrap(),
@@ -106,6 +114,7 @@ fn command(rig: &Rig, kind: CommandKind) -> Uuid {
         kind,
         auth: None,
     };
+    rig.signer.sign(&mut c, &rand_nonce());
     let file = rig.dir.join(format!("{}.json", c.command_id));
     std::fs::write(&file, proto::encode(&c).unwrap()).unwrap();
     let st = Shell::new("mosquitto_pub")
@@ -125,6 +134,10 @@ fn command(rig: &Rig, kind: CommandKind) -> Uuid {
         .expect("mosquitto_pub (mosquitto-clients) is needed");
     assert!(st.success());
     c.command_id
+}
+
+fn rand_nonce() -> [u8; 16] {
+    *Uuid::new_v4().as_bytes()
 }
 
 /// The final result of a command: (status, reason).

@@ -22,6 +22,18 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, dir: &Path, program: &str, args: &[&str]) -> Proc {
+        Self::spawn_env(name, dir, program, args, &[])
+    }
+
+    /// [`Proc::spawn`] with extra environment variables (they win over
+    /// the default `RUST_LOG`).
+    pub fn spawn_env(
+        name: &str,
+        dir: &Path,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         let log = dir.join(format!("{name}.log"));
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -31,6 +43,7 @@ impl Proc {
         let child = Command::new(program)
             .args(args)
             .env("RUST_LOG", "info,rumqttd=warn")
+            .envs(env.iter().copied())
             .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
@@ -389,4 +402,98 @@ pub fn api_token(dir: &Path, config: &Path, role: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "token create: {out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `tiancha command-key generate --out {dir}/command-signing-key.pem`:
+/// the key file and the printed public key (`ed25519:...`).
+pub fn command_key(dir: &Path) -> (PathBuf, String) {
+    let path = dir.join("command-signing-key.pem");
+    let out = std::process::Command::new(tiancha_bin())
+        .args(["command-key", "generate", "--out", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "command-key generate: {out:?}");
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(public.starts_with("ed25519:"), "{public}");
+    (path, public)
+}
+
+/// The ground station's signer, read from its key file (tests sign as the
+/// station would).
+pub fn command_signer(key: &Path) -> tiancha_protocol::command_auth::CommandSigner {
+    tiancha_protocol::command_auth::CommandSigner::from_pkcs8_pem(
+        &std::fs::read_to_string(key).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Publish `payload` with mosquitto_pub (an independent MQTT client), QoS 1.
+pub fn mosquitto_pub(dir: &Path, mqtt_port: u16, topic: &str, payload: &[u8]) {
+    let file = dir.join(format!("pub-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&file, payload).unwrap();
+    let st = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &mqtt_port.to_string(), "-q", "1"])
+        .args(["-t", topic, "-f", file.to_str().unwrap()])
+        .status()
+        .expect("mosquitto_pub (mosquitto-clients) is needed");
+    assert!(st.success(), "mosquitto_pub to {topic}");
+}
+
+/// One HTTP request (real socket): (status, body).
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let mut req = match method {
+            "GET" => c.get(url),
+            "POST" => c.post(url),
+            m => panic!("method {m}"),
+        };
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        let r = req
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
+    })
+}
+
+/// Final result (status, reason) of a command in the ground station's
+/// store, once there.
+pub fn final_command_result(dir: &Path, id: uuid::Uuid, timeout: Duration) -> (String, String) {
+    wait_for(&format!("final result of command {id}"), timeout, || {
+        let db = open_store(dir)?;
+        let rows: Vec<(String, String)> = db
+            .prepare(
+                "SELECT status, json FROM command_results WHERE command_id = ?1 ORDER BY t_unix_ms",
+            )
+            .ok()?
+            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ok()?
+            .map(Result::unwrap)
+            .collect();
+        rows.into_iter()
+            .find(|(s, _)| !matches!(s.as_str(), "accepted" | "in_progress"))
+            .map(|(s, json)| {
+                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+                (s, v["reason"].as_str().unwrap_or_default().to_string())
+            })
+    })
 }
