@@ -488,6 +488,16 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_is_valid() {
+        let c = CompanionConfig::parse(
+            include_str!("../../examples/companion.toml"),
+            Path::new("examples/companion.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.commands, CommandsSection::default());
+    }
+
+    #[test]
     fn command_keys_are_checked_at_load() {
         let c = CompanionConfig::parse(MIN, Path::new("c.toml")).unwrap();
         assert!(c.commands.trusted_keys().unwrap().is_empty());

@@ -688,6 +688,25 @@ mod tests {
         assert!(e.to_string().contains("shared_group"), "{e}");
         let e = Config::parse("[mqtt]\nport = 1884\n", Path::new("gs.toml")).unwrap_err();
         assert!(e.to_string().contains("differs from mqtt.port"), "{e}");
+        let e = Config::parse("[commands]\nlaunch_expiry_s = 3600\n", Path::new("gs.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("at most 900"), "{e}");
+    }
+
+    #[test]
+    fn the_commented_example_is_valid_and_its_key_path_is_resolved() {
+        let text = include_str!("../../examples/ground-station/ground-station.toml")
+            .replace("# signing_key_file", "signing_key_file")
+            .replace(
+                "\"/etc/tiancha/command-signing-key.pem\"",
+                "\"keys/gs.pem\"",
+            );
+        let mut c = Config::parse(&text, Path::new("ground-station.toml")).unwrap();
+        c.resolve_paths(Path::new("/srv/tiancha"));
+        assert_eq!(
+            c.commands.signing_key_file.as_deref(),
+            Some(Path::new("/srv/tiancha/keys/gs.pem"))
+        );
     }
 
     #[test]
