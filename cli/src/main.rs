@@ -11,6 +11,7 @@ mod demo;
 mod detect;
 mod dispute_receiver;
 mod ground_station;
+mod link_cut;
 mod loadgen;
 mod plan;
 mod sim;

@@ -291,7 +291,7 @@ impl Ctx {
                     rows,
                     cols,
                     overlap: 0.2,
-                    include_full: true,
+                    include_full: self.cam.tiles_full_frame,
                 })
             }),
             ..DetectorOptions::default()

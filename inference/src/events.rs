@@ -539,8 +539,18 @@ impl EventEngine {
             cov += f.2.cov_ne_m2;
         }
         cov /= k;
-        // Spread of the members adds to the uncertainty of "where the
-        // group is" only through the mean; it is reported as extent.
+        // "Where the group is" is the centre of all its people, and the
+        // members seen are a sample of them: the standard error of their
+        // mean (sample covariance / k) adds to the geotag's own error.
+        // The spread itself is reported as the extent.
+        if fixes.len() >= 2 {
+            let mut scatter = Matrix2::zeros();
+            for f in &fixes {
+                let d = nalgebra::Vector2::new(f.1 - n, f.0 - e);
+                scatter += d * d.transpose();
+            }
+            cov += scatter / ((k - 1.0) * k);
+        }
         let p = frame.from_en(e, n);
         Some(IncidentLocation {
             lat_deg: p.lat_deg,
@@ -693,6 +703,20 @@ impl EventEngine {
             .into_values()
             .filter(|g| g.len() as u32 >= *min_people)
             .collect();
+        tracing::debug!(
+            rule = %rule.name,
+            people = n,
+            all = ?all
+                .iter()
+                .map(|m| (
+                    m.subject.class_id,
+                    m.subject.ground.map(|g| (g.point.lat_deg, g.point.lon_deg))
+                ))
+                .collect::<Vec<_>>(),
+            candidates = ?candidates.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            episodes = episodes.len(),
+            "gathering rule"
+        );
 
         // Match candidates to episodes: most shared track ids first, then
         // nearest centroid within the radius.
@@ -1302,7 +1326,10 @@ hazards = ["fire", "smoke"]
         let loc = inc.location.unwrap();
         let (e, n) = LocalFrame::new(HOME).to_en(LatLon::new(loc.lat_deg, loc.lon_deg));
         assert!((e - 2.0).abs() < 0.01 && n.abs() < 0.01, "{e} {n}");
-        assert!((loc.sigma.semi_major_m - 2.0).abs() < 1e-6);
+        // Each fix has σ = 2 m; the mean of the three (east 0, 2, 4 m) adds
+        // its standard error east: sample variance 4 m² / 3 members.
+        assert!((loc.sigma.semi_major_m - (4.0f64 + 4.0 / 3.0).sqrt()).abs() < 1e-6);
+        assert!((loc.sigma.semi_minor_m - 2.0).abs() < 1e-6);
         assert!(inc.detail.contains("3 people"), "{}", inc.detail);
 
         // It grows to 5, with a brief dip to 2 (shorter than close_after): one update, no new incident.

@@ -140,6 +140,21 @@ impl FrameGeo {
         })
     }
 
+    /// Where this frame's pixel `(x, y)` appears in `other` (another frame
+    /// of the same camera): through the ground point it sees. The map the
+    /// tracker uses to follow the camera's motion; `None` for a pixel on
+    /// the sky or behind `other`.
+    pub fn reproject_into(&self, other: &FrameGeo, x: f32, y: f32) -> Option<(f32, f32)> {
+        let px = Point2::new(x as f64, y as f64);
+        let hit = match &self.ground {
+            Ground::Flat(a) => self.view.pixel_to_ground(px, &FlatGround::new(*a)),
+            Ground::Terrain(t) => self.view.pixel_to_ground(px, t.as_ref()),
+        }
+        .ok()?;
+        let q = other.view.ground_to_pixel(hit.point)?;
+        Some((q.x as f32, q.y as f32))
+    }
+
     /// Ground altitude under a point (for ground → pixel of zones).
     pub fn ground_alt_at(&self, p: LatLon) -> Option<f64> {
         match &self.ground {

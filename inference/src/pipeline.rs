@@ -52,6 +52,11 @@ pub struct EyeConfig {
     pub path_len: usize,
     /// Attach a snapshot to updates too (opened incidents always get one).
     pub snapshot_on_update: bool,
+    /// Rules still count a confirmed track that has missed at most this
+    /// many frames (at its predicted place): at the 1-3 fps of a tiled
+    /// companion, a person the detector misses in one frame out of three
+    /// would otherwise make a gathering of five flicker between 3 and 5.
+    pub hold_lost_frames: u32,
 }
 
 impl Default for EyeConfig {
@@ -63,6 +68,7 @@ impl Default for EyeConfig {
             path_interval_ms: 500,
             path_len: 240,
             snapshot_on_update: false,
+            hold_lost_frames: 1,
         }
     }
 }
@@ -86,6 +92,9 @@ pub struct Eye {
     geotagger: Option<Geotagger>,
     paths: HashMap<u64, VecDeque<(i64, GeoPoint)>>,
     last_t_unix_ms: i64,
+    /// The previous frame's camera geometry: with this frame's, the map
+    /// that lets the tracker follow the drone's motion.
+    prev_geo: Option<crate::geotag::FrameGeo>,
 }
 
 impl Eye {
@@ -103,6 +112,7 @@ impl Eye {
             geotagger,
             paths: HashMap::new(),
             last_t_unix_ms: 0,
+            prev_geo: None,
         })
     }
 
@@ -133,11 +143,19 @@ impl Eye {
     pub fn process(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
         let t = frame.capture_unix_ms;
         self.last_t_unix_ms = t;
-        let tracks = self.tracker.update(detections, t);
         let geo = self
             .geotagger
             .as_ref()
             .and_then(|g| g.frame(t, frame.width, frame.height));
+        let tracks = match (self.prev_geo.take(), &geo) {
+            (Some(prev), Some(now)) => {
+                let motion = |x: f32, y: f32| prev.reproject_into(now, x, y);
+                self.tracker
+                    .update_with_motion(detections, t, Some(&motion))
+            }
+            _ => self.tracker.update(detections, t),
+        };
+        self.prev_geo = geo.clone();
         let locate = |b: &crate::decode::BBox| {
             let (x, y) = b.foot();
             geo.as_ref().and_then(|g| g.locate(x, y))
@@ -146,7 +164,8 @@ impl Eye {
             .iter()
             .filter(|t| {
                 t.confirmed
-                    && t.state == TrackState::Tracked
+                    && (t.state == TrackState::Tracked
+                        || (t.state == TrackState::Lost && t.missed <= self.cfg.hold_lost_frames))
                     && t.score_ema >= self.manifest.thresholds[t.class_id]
             })
             .map(|t| Subject {
@@ -157,6 +176,17 @@ impl Eye {
                 ground: locate(&t.bbox),
             })
             .collect();
+        tracing::debug!(
+            seq = frame.seq,
+            detections = detections.len(),
+            tracks = tracks.len(),
+            confirmed = tracks.iter().filter(|t| t.confirmed).count(),
+            tracked = tracks.iter().filter(|t| t.state == TrackState::Tracked).count(),
+            subjects = subjects.len(),
+            on_ground = subjects.iter().filter(|s| s.ground.is_some()).count(),
+            pose = ?geo.as_ref().map(|g| (g.pose().position.lat_deg, g.pose().position.lon_deg)),
+            "eye: frame"
+        );
         let hazards: Vec<Subject> = detections
             .iter()
             .filter(|d| {
