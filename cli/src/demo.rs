@@ -46,8 +46,10 @@ pub struct Args {
     /// until Ctrl-C).
     #[arg(long)]
     pub headless: bool,
-    /// Simulated seconds per real second.
-    #[arg(long, default_value_t = 2.0)]
+    /// Simulated seconds per real second. Above ~1.5 the eye (tiled, ~0.7
+    /// fps on two cores) sees each gathering in too few frames to confirm
+    /// its people.
+    #[arg(long, default_value_t = 1.5)]
     pub speed: f64,
     /// Give the patrol at most this long (wall clock; `600`, `600s`, `10m`)
     /// before commanding RTL.
@@ -71,6 +73,19 @@ pub struct Args {
     /// Write the summary as JSON here too.
     #[arg(long)]
     pub summary_json: Option<PathBuf>,
+    /// Cut the drone↔ground link (companion ↔ broker) mid-patrol:
+    /// `START+LENGTH` after the patrol begins, e.g. `20s+2m`. The companion
+    /// keeps patrolling and spools its alerts; the summary shows they all
+    /// arrived after the link came back.
+    #[arg(long, value_parser = parse_cut)]
+    pub cut_ground_link: Option<(Duration, Duration)>,
+}
+
+fn parse_cut(s: &str) -> Result<(Duration, Duration), String> {
+    let (a, b) = s
+        .split_once('+')
+        .ok_or_else(|| format!("{s:?}: expected START+LENGTH, e.g. 20s+2m"))?;
+    Ok((parse_duration(a)?, parse_duration(b)?))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -141,6 +156,13 @@ impl Drop for Children {
             let _ = c.wait();
         }
     }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -268,9 +290,15 @@ pub struct AlertRow {
     pub error_m: Option<f64>,
     /// Truth inside the reported 1-σ ellipse.
     pub within_1_sigma: Option<bool>,
+    /// The error in units of the reported ellipse (Mahalanobis distance).
+    pub error_sigmas: Option<f64>,
     pub location_status: String,
     /// Capture → ground station, ms.
     pub latency_ms: i64,
+    /// First seen by the drone (capture time) and received by the ground
+    /// station, Unix ms.
+    pub t_first_unix_ms: i64,
+    pub received_unix_ms: i64,
 }
 
 /// The demo's summary.
@@ -287,6 +315,12 @@ pub struct Summary {
     pub geotag_error_median_m: Option<f64>,
     pub geotag_error_p95_m: Option<f64>,
     pub within_1_sigma_pct: Option<f64>,
+    pub within_2_sigma_pct: Option<f64>,
+    /// Every track-path point of the alerts against the nearest person of
+    /// the matched incident: how well single people are placed.
+    pub person_geotag_points: usize,
+    pub person_geotag_error_median_m: Option<f64>,
+    pub person_geotag_error_p95_m: Option<f64>,
     pub alert_latency_median_ms: Option<f64>,
     pub cases: usize,
     pub cases_delivered: usize,
@@ -301,6 +335,33 @@ pub struct Summary {
     pub companion_peak_rss_mb: Option<f64>,
     pub companion_cpu_patrol_pct: Option<f64>,
     pub patrol_wall_s: Option<f64>,
+    /// With `--cut-ground-link`: what happened around the cut.
+    pub ground_link_cut: Option<CutReport>,
+}
+
+/// A cut in progress: when it began and ended (Unix ms), the drone's last
+/// position before and first after, as the ground station saw them.
+struct Cut {
+    from: i64,
+    to: Option<i64>,
+    before: Option<(f64, f64)>,
+    after: Option<(f64, f64)>,
+}
+
+/// The drone↔ground link cut of `--cut-ground-link`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CutReport {
+    pub from_unix_ms: i64,
+    pub to_unix_ms: i64,
+    /// How far the drone flew while cut (its last position before and its
+    /// first after, as the ground station saw them), m.
+    pub flown_m: Option<f64>,
+    /// Alerts first seen while the link was cut…
+    pub alerts_raised: Vec<String>,
+    /// …of which the ground station received after the link came back.
+    pub received_after: usize,
+    /// Connection attempts the cut link turned away (the companion trying).
+    pub reconnects_refused: u64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -347,6 +408,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&dir)?;
     let dir = std::fs::canonicalize(&dir)?;
+    // Command signing: the ground station signs, the companion trusts only
+    // this public key (docs/security.md).
+    let key_path = dir.join("command-signing-key.pem");
+    let signer = tiancha_ground_station::command_key::generate(&key_path)
+        .context("creating the command signing key")?;
 
     let mqtt = free_port()?;
     let http = if args.http_port == 0 || TcpListener::bind(("127.0.0.1", args.http_port)).is_err() {
@@ -382,6 +448,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(g) = &grid {
         gs += &format!("grid = \"{}\"\n", g.display());
     }
+    gs += &format!(
+        "[commands]\nsigning_key_file = \"{}\"\n",
+        key_path.display()
+    );
     gs += &format!(
         "[cases]\nmerge_radius_m = 30\nmerge_window_min = 30\n\
          [[cases.auto_dispatch]]\ncategories = [\"gathering\", \"intrusion\", \"fire\"]\nmin_confidence = 0.0\n\
@@ -510,11 +580,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .to_string(),
             "--camera-truth-log",
             &truth_log.display().to_string(),
+            // The tiled eye takes ~1.5 s a frame: rendering, encoding and
+            // decoding more than 5 fps would only take CPU from it.
+            "--camera-fps",
+            "5",
         ],
         &[],
     )?;
     println!(
-        "simulator       {}x speed, home {:.5},{:.5}; camera scenario {:?} ({} incident(s)) → RTP/H.264 udp 127.0.0.1:{cam_port}",
+        "simulator       {}x speed, home {:.5},{:.5}; camera scenario {:?} ({} incident(s)) → RTP/H.264 5 fps, udp 127.0.0.1:{cam_port}",
         args.speed,
         HOME.0,
         HOME.1,
@@ -522,8 +596,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         scenario.incidents.len()
     );
 
+    // The companion reaches the broker through a relay the demo can cut.
+    let link = crate::link_cut::LinkCut::start(([127, 0, 0, 1], mqtt).into())
+        .context("starting the ground-link relay")?;
     ccfg.mqtt.host = "127.0.0.1".into();
-    ccfg.mqtt.port = mqtt;
+    ccfg.mqtt.port = link.port();
     ccfg.spool.path = dir.join("companion-spool.db");
     ccfg.autopilot.address = format!("udpout:127.0.0.1:{mav}");
     if let Some(c) = ccfg.camera.as_mut() {
@@ -531,6 +608,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.ground_alt_m = Some(scenario.ground_alt_m);
     }
     ccfg.metrics_listen = Some(([127, 0, 0, 1], metrics).into());
+    ccfg.commands.ground_station_public_keys = vec![signer.public_key().to_string()];
     let cconf = dir.join("companion.toml");
     std::fs::write(&cconf, toml::to_string(&ccfg)?)?;
     kids.spawn(
@@ -552,7 +630,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let summary = rt.block_on(async {
         tokio::select! {
-            r = fly(&args, &mut kids, api, patrol, &scenario, &truth_log, &dir, receiver, ui_url) => r,
+            r = fly(&args, &mut kids, api, patrol, &scenario, &truth_log, &dir, receiver, ui_url, &link) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted: stopping everything")),
         }
     })?;
@@ -584,6 +662,7 @@ async fn fly(
     dir: &Path,
     receiver_port: u16,
     ui_url: String,
+    link: &crate::link_cut::LinkCut,
 ) -> anyhow::Result<Summary> {
     // Wait until the drone is heard, with a position, and the eye is up.
     let t0 = Instant::now();
@@ -649,6 +728,9 @@ async fn fly(
     let mut patrol_start: Option<(Instant, f64)> = None;
     let mut patrol_cpu: Option<(f64, f64)> = None;
     let mut peak_rss: Option<f64> = None;
+    let mut patrolling_since: Option<Instant> = None;
+    let mut cut: Option<Cut> = None;
+    let mut last_pos: Option<(f64, f64)> = None;
     let landed = loop {
         let usage = companion_pid.and_then(proc_usage);
         if let Some((_, rss)) = usage {
@@ -665,9 +747,12 @@ async fn fly(
             let armed = d["status"]["armed"].as_bool().unwrap_or(false);
             if state != last_state {
                 if let Some((cpu, _)) = usage {
+                    // From the patrol's start to its end (a cut ground link
+                    // shows as "offline" meanwhile: still patrolling).
+                    let ended = matches!(state.as_str(), "returning" | "landing" | "on the ground");
                     if state == "patrolling" && patrol_start.is_none() {
                         patrol_start = Some((Instant::now(), cpu));
-                    } else if last_state == "patrolling" && patrol_cpu.is_none() {
+                    } else if ended && patrol_cpu.is_none() {
                         if let Some((t, c0)) = patrol_start {
                             let wall = t.elapsed().as_secs_f64();
                             patrol_cpu = Some((100.0 * (cpu - c0) / wall.max(1e-3), wall));
@@ -677,6 +762,49 @@ async fn fly(
                 println!("  {:>6.1} s  {state}", started.elapsed().as_secs_f64());
                 last_state = state.clone();
                 states.push(state.clone());
+            }
+            let pos = (
+                d["telemetry"]["position"]["lat_deg"].as_f64(),
+                d["telemetry"]["position"]["lon_deg"].as_f64(),
+            );
+            if let (Some(a), Some(b)) = pos {
+                if last_pos != Some((a, b)) {
+                    if let Some(c) = cut.as_mut().filter(|c| c.to.is_some() && c.after.is_none()) {
+                        c.after = Some((a, b));
+                    }
+                    last_pos = Some((a, b));
+                }
+            }
+            if state == "patrolling" && patrolling_since.is_none() {
+                patrolling_since = Some(Instant::now());
+            }
+            if let (Some((at, len)), Some(p)) = (args.cut_ground_link, patrolling_since) {
+                let now = unix_ms();
+                match &mut cut {
+                    None if p.elapsed() >= at => {
+                        link.set_cut(true);
+                        println!(
+                            "  {:>6.1} s  ground link CUT for {:.0} s",
+                            started.elapsed().as_secs_f64(),
+                            len.as_secs_f64()
+                        );
+                        cut = Some(Cut {
+                            from: now,
+                            to: None,
+                            before: last_pos,
+                            after: None,
+                        });
+                    }
+                    Some(c) if c.to.is_none() && p.elapsed() >= at + len => {
+                        link.set_cut(false);
+                        println!(
+                            "  {:>6.1} s  ground link restored",
+                            started.elapsed().as_secs_f64()
+                        );
+                        c.to = Some(now);
+                    }
+                    _ => {}
+                }
             }
             armed_seen |= armed;
             if armed_seen && !armed && state == "on the ground" {
@@ -719,6 +847,36 @@ async fn fly(
         flight_s,
     )
     .await?;
+    if let Some(Cut {
+        from,
+        to,
+        before,
+        after,
+    }) = cut
+    {
+        let to = to.unwrap_or_else(|| {
+            link.set_cut(false);
+            unix_ms()
+        });
+        let raised: Vec<&AlertRow> = s
+            .alerts
+            .iter()
+            .filter(|a| (from..=to).contains(&a.t_first_unix_ms))
+            .collect();
+        s.ground_link_cut = Some(CutReport {
+            from_unix_ms: from,
+            to_unix_ms: to,
+            flown_m: before.zip(after).map(|(a, b)| {
+                // Equirectangular: ample for the few hundred metres of a cut.
+                let dn = (b.0 - a.0) * 111_320.0;
+                let de = (b.1 - a.1) * 111_320.0 * a.0.to_radians().cos();
+                dn.hypot(de)
+            }),
+            received_after: raised.iter().filter(|a| a.received_unix_ms >= to).count(),
+            alerts_raised: raised.iter().map(|a| a.alert_id.clone()).collect(),
+            reconnects_refused: link.refused(),
+        });
+    }
     s.mission_states = states;
     s.companion_peak_rss_mb = peak_rss;
     s.companion_cpu_patrol_pct = patrol_cpu.map(|c| c.0);
@@ -792,6 +950,10 @@ async fn summarize(
         }
     }
     let truth = incident_truth(scenario, last_sim_s);
+    let people = scenario.people_at(last_sim_s);
+    // Per-person geotag errors: every point of every track path an alert
+    // carries, against the nearest person of the incident it matched.
+    let mut person_errs: Vec<f64> = vec![];
     let alerts = list(api.get("/api/alerts?limit=1000").await?, "alerts");
     let mut rows = vec![];
     let mut per: BTreeMap<String, usize> = scenario
@@ -815,7 +977,7 @@ async fn summarize(
             .and_then(|a| a["location_status"].as_str())
             .unwrap_or("unknown")
             .to_string();
-        let (mut incident, mut error_m, mut within) = (None, None, None);
+        let (mut incident, mut error_m, mut within, mut sigmas) = (None, None, None, None);
         if let (Some(lat), Some(lon)) = (a["lat_deg"].as_f64(), a["lon_deg"].as_f64()) {
             let m_lat = 111_320.0;
             let m_lon = 111_320.0 * lat.to_radians().cos();
@@ -838,9 +1000,9 @@ async fn summarize(
                         // Orientation: of the major axis, clockwise from north.
                         let u = dn * ori.cos() + de * ori.sin();
                         let v = -dn * ori.sin() + de * ori.cos();
-                        within = Some(
-                            maj > 0.0 && min > 0.0 && (u / maj).powi(2) + (v / min).powi(2) <= 1.0,
-                        );
+                        sigmas = (maj > 0.0 && min > 0.0)
+                            .then(|| ((u / maj).powi(2) + (v / min).powi(2)).sqrt());
+                        within = Some(sigmas.is_some_and(|m| m <= 1.0));
                     }
                 }
             }
@@ -849,6 +1011,34 @@ async fn summarize(
             Some(k) => *per.entry(k.clone()).or_default() += 1,
             None => unmatched += 1,
         }
+        if let (Some(k), Some(al)) = (&incident, alert) {
+            let mine: Vec<(f64, f64)> = people
+                .iter()
+                .filter(|p| {
+                    scenario
+                        .incidents
+                        .get(p.incident)
+                        .is_some_and(|i| &i.id == k)
+                })
+                .map(|p| (p.at.lat_deg, p.at.lon_deg))
+                .collect();
+            for t in al["tracks"].as_array().into_iter().flatten() {
+                for pt in t["path"].as_array().into_iter().flatten() {
+                    let (Some(lat), Some(lon)) = (pt["lat_deg"].as_f64(), pt["lon_deg"].as_f64())
+                    else {
+                        continue;
+                    };
+                    let m_lon = 111_320.0 * lat.to_radians().cos();
+                    if let Some(d) = mine
+                        .iter()
+                        .map(|(tl, tn)| ((tl - lat) * 111_320.0).hypot((tn - lon) * m_lon))
+                        .min_by(f64::total_cmp)
+                    {
+                        person_errs.push(d);
+                    }
+                }
+            }
+        }
         rows.push(AlertRow {
             alert_id: id,
             category: a["category"].as_str().unwrap_or_default().to_string(),
@@ -856,9 +1046,15 @@ async fn summarize(
             incident,
             error_m,
             within_1_sigma: within,
+            error_sigmas: sigmas,
             location_status: status,
             latency_ms: a["received_unix_ms"].as_i64().unwrap_or(0)
                 - a["t_unix_ms"].as_i64().unwrap_or(0),
+            t_first_unix_ms: alert
+                .and_then(|a| a["t_first_unix_ms"].as_i64())
+                .or(a["t_first_unix_ms"].as_i64())
+                .unwrap_or(0),
+            received_unix_ms: a["received_unix_ms"].as_i64().unwrap_or(0),
         });
     }
     let mut errs: Vec<f64> = rows.iter().filter_map(|r| r.error_m).collect();
@@ -866,6 +1062,7 @@ async fn summarize(
     let mut lat: Vec<f64> = rows.iter().map(|r| r.latency_ms as f64).collect();
     lat.sort_by(f64::total_cmp);
     let ell: Vec<bool> = rows.iter().filter_map(|r| r.within_1_sigma).collect();
+    person_errs.sort_by(f64::total_cmp);
     let cases = list(
         api.get("/api/cases?limit=500").await.unwrap_or(Value::Null),
         "cases",
@@ -896,7 +1093,15 @@ async fn summarize(
         geotag_error_p95_m: percentile(&errs, 0.95),
         within_1_sigma_pct: (!ell.is_empty())
             .then(|| 100.0 * ell.iter().filter(|b| **b).count() as f64 / ell.len() as f64),
+        within_2_sigma_pct: {
+            let m: Vec<f64> = rows.iter().filter_map(|r| r.error_sigmas).collect();
+            (!m.is_empty())
+                .then(|| 100.0 * m.iter().filter(|x| **x <= 2.0).count() as f64 / m.len() as f64)
+        },
         alert_latency_median_ms: percentile(&lat, 0.5),
+        person_geotag_points: person_errs.len(),
+        person_geotag_error_median_m: percentile(&person_errs, 0.5),
+        person_geotag_error_p95_m: percentile(&person_errs, 0.95),
         cases: cases.len(),
         cases_delivered: delivered,
         receiver_cases,
@@ -969,12 +1174,24 @@ fn print_summary(s: &Summary) {
     }
     let f = |v: Option<f64>| v.map(|x| format!("{x:.2}")).unwrap_or("-".into());
     println!(
-        "\ngeotag error    median {} m, p95 {} m; truth inside the 1-σ ellipse in {} % of alerts",
+        "\ngeotag error    median {} m, p95 {} m; truth inside the 1-σ ellipse in {} % of alerts, inside 2 σ in {} %",
         f(s.geotag_error_median_m),
         f(s.geotag_error_p95_m),
         s.within_1_sigma_pct
             .map(|x| format!("{x:.0}"))
+            .unwrap_or("-".into()),
+        s.within_2_sigma_pct
+            .map(|x| format!("{x:.0}"))
             .unwrap_or("-".into())
+    );
+    println!(
+        "                (a calibrated 2-D 1-σ ellipse holds the truth 39 % of the time; 2 σ: 86 %)"
+    );
+    println!(
+        "person geotags  {} track points: median {} m, p95 {} m from the nearest placed person",
+        s.person_geotag_points,
+        f(s.person_geotag_error_median_m),
+        f(s.person_geotag_error_p95_m)
     );
     println!(
         "latency         capture → ground station, median {} ms",
@@ -991,6 +1208,16 @@ fn print_summary(s: &Summary) {
     ) {
         println!(
             "companion       peak RSS {rss:.0} MB; CPU while patrolling {cpu:.0} % of one core (over {w:.0} s)"
+        );
+    }
+    if let Some(c) = &s.ground_link_cut {
+        println!(
+            "ground link     cut for {:.0} s; the drone flew {} m meanwhile; {} alert(s) raised while cut, {} received after the link came back; {} reconnect(s) turned away",
+            (c.to_unix_ms - c.from_unix_ms) as f64 / 1000.0,
+            c.flown_m.map(|m| format!("{m:.0}")).unwrap_or("?".into()),
+            c.alerts_raised.len(),
+            c.received_after,
+            c.reconnects_refused
         );
     }
     println!("commands");
