@@ -37,10 +37,16 @@ fn workspace_root() -> PathBuf {
 
 #[test]
 fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_cut() {
-    let tmp = tempfile::tempdir().unwrap();
-    let run_dir = tmp.path().join("run");
-    let summary_path = tmp.path().join("summary.json");
-    let stdout_path = tmp.path().join("demo.out");
+    // Under target/tmp, not a temporary directory: after a failure the
+    // run's logs (companion.log with RUST_LOG, camera-truth.jsonl, the
+    // stores) are still there to read.
+    let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo_e2e");
+    let _ = std::fs::remove_dir_all(&keep);
+    std::fs::create_dir_all(&keep).unwrap();
+    let tmp = keep.as_path();
+    let run_dir = tmp.join("run");
+    let summary_path = tmp.join("summary.json");
+    let stdout_path = tmp.join("demo.out");
     let mut child = Command::new(tiancha_bin())
         .current_dir(workspace_root())
         .args([
@@ -62,7 +68,7 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
         .env("RUST_LOG", "info,rumqttd=warn")
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&stdout_path).unwrap())
-        .stderr(std::fs::File::create(tmp.path().join("demo.err")).unwrap())
+        .stderr(std::fs::File::create(tmp.join("demo.err")).unwrap())
         .spawn()
         .expect("start tiancha demo");
     let deadline = Instant::now() + Duration::from_secs(900);
@@ -88,8 +94,9 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
         lines[lines.len().saturating_sub(25)..].join("\n")
     };
     let context = format!(
-        "demo output:\n{out}\n--- demo stderr:\n{}\n--- companion log (tail):\n{}\n--- sim log (tail):\n{}",
-        std::fs::read_to_string(tmp.path().join("demo.err")).unwrap_or_default(),
+        "(logs kept in {})\ndemo output:\n{out}\n--- demo stderr:\n{}\n--- companion log (tail):\n{}\n--- sim log (tail):\n{}",
+        tmp.display(),
+        std::fs::read_to_string(tmp.join("demo.err")).unwrap_or_default(),
         log("companion"),
         log("sim")
     );

@@ -15,7 +15,8 @@
 //! camera poses through the ground plane) and moves every track's Kalman
 //! state through it first (as BoT-SORT does with its image-based motion
 //! estimate). Telemetry attitude noise still leaves a shift common to the
-//! whole frame (0.5° of pitch is ~20 px at 30° HFOV), so it then finds the
+//! whole frame (0.5° of pitch is ~20 px at 30° HFOV, and the GPS error's
+//! drift between frames as much again per metre), so it then finds the
 //! one translation most track–detection pairs agree on (a vote over the
 //! pairs within [`TrackerConfig::cmc_search_px`]) and applies it before
 //! association.
@@ -67,8 +68,10 @@ impl Default for TrackerConfig {
             max_lost_ms: 2_000,
             confirm_hits: 2,
             max_lost_frames: 2,
-            cmc_search_px: 100.0,
-            cmc_vote_px: 8.0,
+            // GPS error alone moves the image 50-150 px between frames a
+            // second apart at the 30-60 px/m of a 30° camera 40-80 m away.
+            cmc_search_px: 250.0,
+            cmc_vote_px: 12.0,
         }
     }
 }
