@@ -197,16 +197,9 @@ fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let hwm_kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let hwm_kb = tiancha_inference::pipeline::proc_status_kb(Some(pid), "VmHWM:")?;
     // USER_HZ is 100 on Linux.
-    Some((ticks / 100.0, hwm_kb / 1024.0))
+    Some((ticks / 100.0, hwm_kb as f64 / 1024.0))
 }
 
 fn secret() -> anyhow::Result<String> {

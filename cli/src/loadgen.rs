@@ -16,6 +16,7 @@ use anyhow::{bail, Context};
 use sha2::{Digest, Sha256};
 use tiancha_companion::channel::{self, ChannelConfig};
 use tiancha_companion::spool::SpoolConfig;
+use tiancha_inference::pipeline::proc_status_kb;
 use tiancha_protocol::{self as proto, mqtt::Endpoint, DroneId};
 use uuid::Uuid;
 
@@ -77,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // shared libraries it is linked with (OpenCV alone maps ~150), which the
     // companion carries whatever it does. The channel's own cost is the
     // peak minus this.
-    let baseline_kb = proc_status_kb("VmRSS:");
+    let baseline_kb = proc_status_kb(None, "VmRSS:");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
         let cfg = ChannelConfig {
@@ -168,7 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         handle.shutdown();
         let _ = task.await;
-        if let (Some(peak), Some(base)) = (proc_status_kb("VmHWM:"), baseline_kb) {
+        if let (Some(peak), Some(base)) = (proc_status_kb(None, "VmHWM:"), baseline_kb) {
             eprintln!(
                 "loadgen: peak RSS {:.1} MB (at start {:.1} MB; channel +{:.1} MB)",
                 peak as f64 / 1024.0,
@@ -181,17 +182,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// A kB figure of this process from /proc/self/status (`VmRSS:`, `VmHWM:`).
-fn proc_status_kb(key: &str) -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 type Joined = Option<
     Result<
         (

@@ -142,24 +142,7 @@ fn rand_nonce() -> [u8; 16] {
 
 /// The final result of a command: (status, reason).
 fn final_result(rig: &Rig, id: Uuid, timeout: Duration) -> (String, String) {
-    wait_for(&format!("final result of {id}"), timeout, || {
-        let db = open_store(&rig.dir)?;
-        let rows: Vec<(String, String)> = db
-            .prepare(
-                "SELECT status, json FROM command_results WHERE command_id = ?1 ORDER BY t_unix_ms",
-            )
-            .ok()?
-            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .ok()?
-            .map(Result::unwrap)
-            .collect();
-        rows.into_iter()
-            .find(|(s, _)| !matches!(s.as_str(), "accepted" | "in_progress"))
-            .map(|(s, json)| {
-                let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-                (s, v["reason"].as_str().unwrap_or_default().to_string())
-            })
-    })
+    final_command_result(&rig.dir, id, timeout)
 }
 
 fn patrol() -> PatrolSpec {

@@ -364,15 +364,24 @@ pub struct Summary {
 
 /// Peak resident set size of this process (VmHWM), MB; Linux only.
 pub fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = s
+    proc_status_kb(None, "VmHWM:").map(|kb| kb as f64 / 1024.0)
+}
+
+/// A kB figure (`VmHWM:`, `VmRSS:`, …) from `/proc/<pid>/status`, this
+/// process's when `pid` is `None`; Linux only.
+pub fn proc_status_kb(pid: Option<u32>, key: &str) -> Option<u64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    std::fs::read_to_string(path)
+        .ok()?
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(key))?
         .split_whitespace()
         .nth(1)?
         .parse()
-        .ok()?;
-    Some(kb / 1024.0)
+        .ok()
 }
 
 /// Live figures of a running pipeline ([`Pipeline::health`]), updated
