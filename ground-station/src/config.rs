@@ -66,6 +66,9 @@ pub struct Config {
     pub missions: MissionsConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Where the store lives: SQLite (default) or a shared PostgreSQL.
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -416,6 +419,7 @@ impl Default for Config {
             commands: CommandsConfig::default(),
             missions: MissionsConfig::default(),
             retention: RetentionConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -491,6 +495,7 @@ impl Config {
         }
         self.mqtt.check()?;
         self.ingest.check()?;
+        self.store.check(self.dispatch.request_timeout_ms)?;
         if self.broker.embedded && self.broker.listen.port() != self.mqtt.port {
             return Err(format!(
                 "broker.listen port {} differs from mqtt.port {}: ingest would not reach the embedded broker",

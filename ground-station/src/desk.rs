@@ -26,7 +26,7 @@ use crate::store::cases::{
     CaseRow, NewCase,
 };
 use crate::store::outbox::enqueue;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, LOCK_DESK};
 
 const CURSOR_KEY: &str = "triage_cursor";
 
@@ -193,6 +193,18 @@ impl Desk {
     /// case is made with it and the untriaged alerts that merge with it.
     /// A new case is dispatched to its route at once.
     pub fn confirm(
+        &self,
+        store: &mut Store,
+        alert_id: Uuid,
+        actor: &str,
+        now: i64,
+    ) -> Result<(Uuid, Changed), DeskError> {
+        store.serialized(LOCK_DESK, |st| {
+            self.confirm_locked(st, alert_id, actor, now)
+        })
+    }
+
+    fn confirm_locked(
         &self,
         store: &mut Store,
         alert_id: Uuid,
@@ -438,6 +450,19 @@ impl Desk {
         actor: &str,
         now: i64,
     ) -> Result<Changed, DeskError> {
+        store.serialized(LOCK_DESK, |st| {
+            self.merge_locked(st, alert_id, case_id, actor, now)
+        })
+    }
+
+    fn merge_locked(
+        &self,
+        store: &mut Store,
+        alert_id: Uuid,
+        case_id: Uuid,
+        actor: &str,
+        now: i64,
+    ) -> Result<Changed, DeskError> {
         let alert = store
             .alert(alert_id)?
             .ok_or_else(|| DeskError::NotFound(format!("no alert {alert_id}")))?;
@@ -455,6 +480,19 @@ impl Desk {
 
     /// Dismiss an alert with a reason (kept for model improvement).
     pub fn dismiss(
+        &self,
+        store: &mut Store,
+        alert_id: Uuid,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Changed, DeskError> {
+        store.serialized(LOCK_DESK, |st| {
+            self.dismiss_locked(st, alert_id, reason, actor, now)
+        })
+    }
+
+    fn dismiss_locked(
         &self,
         store: &mut Store,
         alert_id: Uuid,
@@ -491,6 +529,10 @@ impl Desk {
     /// auto-dispatch by rule. Durable: a cursor in the store says how far
     /// it got.
     pub fn auto_triage(&self, store: &mut Store, now: i64) -> Result<Changed, DeskError> {
+        store.serialized(LOCK_DESK, |st| self.auto_triage_locked(st, now))
+    }
+
+    fn auto_triage_locked(&self, store: &mut Store, now: i64) -> Result<Changed, DeskError> {
         let mut cursor: i64 = store
             .kv(CURSOR_KEY)?
             .and_then(|s| s.parse().ok())

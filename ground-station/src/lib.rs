@@ -77,7 +77,7 @@ fn now_ms() -> i64 {
 
 /// Open the store (for `tiancha ground-station user ...` and tests).
 pub fn open_store(cfg: &Config) -> Result<store::Store, store::StoreError> {
-    store::Store::open(&cfg.store_path(), cfg.ingest.telemetry_interval_ms)
+    store::Store::open_config(cfg)
 }
 
 /// What [`load_map`] returns: the layers, the named zones, the grid index.

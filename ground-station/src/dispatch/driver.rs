@@ -85,6 +85,14 @@ pub async fn run(
     }
     let mut outbox = Outbox::restore(cfg.policy, pending);
     let (tx, mut rx) = mpsc::channel::<(Uuid, Response)>(1024);
+    // With a shared store, entries enqueued by other instances (or left by
+    // one that died) show up only in the store: look every poll_ms.
+    let (shared, poll_ms) = {
+        let s = store.lock().unwrap();
+        (s.is_shared(), s.poll_ms())
+    };
+    let mut refresh = tokio::time::interval(Duration::from_millis(poll_ms.max(50)));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let now = now_ms();
         while let Some(t) = outbox.poll_transmit(now) {
@@ -94,19 +102,32 @@ pub async fn run(
                 let _ = tx.send((t.case_id, Response::Status(404))).await;
                 continue;
             };
+            // Claim the entry (a lease in the store) so that of several
+            // instances sharing the store only one sends it.
             let s = store.clone();
-            let body =
-                tokio::task::spawn_blocking(move || s.lock().unwrap().outbox_body(t.case_id))
-                    .await
-                    .expect("store worker");
-            let Ok(Some((ct, body))) = body else {
-                let _ = tx
-                    .send((
-                        t.case_id,
-                        Response::Network("body missing from the store".into()),
-                    ))
-                    .await;
-                continue;
+            let body = tokio::task::spawn_blocking(move || {
+                let mut st = s.lock().unwrap();
+                let (owner, lease) = (st.owner().to_string(), st.lease_ms());
+                st.outbox_claim(t.case_id, &owner, now_ms(), lease)
+            })
+            .await
+            .expect("store worker");
+            let (ct, body) = match body {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    // Delivered, dead, or being sent by another instance.
+                    outbox.forget(t.case_id);
+                    continue;
+                }
+                Err(e) => {
+                    let _ = tx
+                        .send((
+                            t.case_id,
+                            Response::Network(format!("cannot read the body from the store: {e}")),
+                        ))
+                        .await;
+                    continue;
+                }
             };
             let client = client.clone();
             let tx = tx.clone();
@@ -156,6 +177,18 @@ pub async fn run(
                     while let Ok((id, resp)) = rx.try_recv() {
                         outbox.handle_response(id, resp, now_ms());
                     }
+                }
+            }
+            _ = refresh.tick(), if shared => {
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.lock().unwrap().outbox_pending()).await {
+                    Ok(Ok(p)) => {
+                        for e in p {
+                            outbox.add(e);
+                        }
+                    }
+                    Ok(Err(e)) => warn!(error = %e, "cannot read the outbox"),
+                    Err(_) => {}
                 }
             }
             _ = wake.notified() => {

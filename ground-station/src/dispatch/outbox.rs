@@ -240,6 +240,14 @@ impl Outbox {
         );
     }
 
+    /// Drop an entry without an event: another ground-station instance
+    /// sharing the store has claimed it (or already finished it). If it is
+    /// still pending later, the store hands it back through [`Self::add`].
+    pub fn forget(&mut self, case_id: Uuid) {
+        self.entries.remove(&case_id);
+        self.in_flight.remove(&case_id);
+    }
+
     pub fn pending(&self) -> usize {
         self.entries.len()
     }

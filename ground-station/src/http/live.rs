@@ -59,7 +59,16 @@ pub fn alert_summary(
 }
 
 /// Forward ingest's notices to the live feed until the process ends.
+///
+/// With a shared store (PostgreSQL, several instances) this instance's
+/// ingest sees only its share of the alerts, so new alerts are announced
+/// by [`follow_store`] from the store instead (every instance's, once,
+/// in the order they were stored); the other notices still come from here.
 pub async fn forward(mut notices: broadcast::Receiver<Notice>, s: AppState) {
+    let shared = s.store.lock().unwrap().is_shared();
+    if shared {
+        tokio::spawn(follow_store(s.clone()));
+    }
     loop {
         let n = match notices.recv().await {
             Ok(n) => n,
@@ -71,6 +80,7 @@ pub async fn forward(mut notices: broadcast::Receiver<Notice>, s: AppState) {
             Err(broadcast::error::RecvError::Closed) => return,
         };
         let m = match &n {
+            Notice::NewAlert(_) if shared => continue,
             Notice::NewAlert(a) => msg("alert", &alert_summary(a, &s.desk.grid)),
             Notice::Telemetry(t) => msg("telemetry", t),
             Notice::Status(st) => msg("status", st),
@@ -81,6 +91,57 @@ pub async fn forward(mut notices: broadcast::Receiver<Notice>, s: AppState) {
             }
         };
         let _ = s.live.send(m);
+    }
+}
+
+/// Announce alerts as they appear in a shared store, whichever instance
+/// stored them: poll by the alerts' `seq` (committed in order, see
+/// [`crate::store::LOCK_INGEST`]) every `[store] poll_ms`.
+pub async fn follow_store(s: AppState) {
+    let poll_ms = s.store.lock().unwrap().poll_ms();
+    let mut cursor = match blocking(&s, |st| st.last_alert_seq()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e.1, "live feed cannot read the store; alerts from other instances will not be announced");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(poll_ms.max(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            let from = cursor;
+            let r = blocking(&s, move |st| {
+                let batch = st.alerts_after(from, 500)?;
+                let mut out = Vec::with_capacity(batch.len());
+                for (seq, a) in batch {
+                    let snap = st.snapshot_sha256(a.alert_id)?.is_some();
+                    out.push((seq, a, snap));
+                }
+                Ok::<_, crate::store::StoreError>(out)
+            })
+            .await;
+            let batch = match r {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e.1, "live feed: cannot read new alerts; will retry");
+                    break;
+                }
+            };
+            let n = batch.len();
+            for (seq, a, snap) in batch {
+                cursor = seq;
+                let mut v = alert_summary(&a, &s.desk.grid);
+                if snap {
+                    v["snapshot_url"] = format!("/api/alerts/{}/snapshot.jpg", a.alert_id).into();
+                }
+                let _ = s.live.send(msg("alert", &v));
+            }
+            if n < 500 {
+                break;
+            }
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! Cases, their alerts, timeline and notes; alert triage state.
 
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use tiancha_protocol::{Alert, CaseStatus, Category, GeoPoint, GridCell, Priority};
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::db::{params, Row};
+use super::{Store, StoreError, Tx};
 use crate::cases::OpenCase;
 
 /// How far along its life a status is (a callback never moves a case back).
@@ -127,28 +127,25 @@ const CASE_COLS: &str = "c.case_id, c.category, c.priority, c.priority_reasons, 
     (SELECT count(*) FROM alert_triage t WHERE t.case_id = c.case_id AND t.state = 'case'),
     (SELECT state FROM outbox o WHERE o.case_id = c.case_id)";
 
-fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
+fn case_row(r: &Row) -> Result<CaseRow, StoreError> {
     let grid_id: String = r.get(7)?;
     Ok(CaseRow {
-        case_id: r
-            .get::<_, String>(0)?
-            .parse()
-            .unwrap_or_else(|_| Uuid::nil()),
-        category: Category::parse(&r.get::<_, String>(1)?).unwrap_or(Category::OtherHazard),
-        priority: parse_priority(&r.get::<_, String>(2)?).unwrap_or(Priority::Normal),
-        priority_reasons: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
-        status: parse_status(&r.get::<_, String>(4)?).unwrap_or(CaseStatus::Raised),
+        case_id: r.get(0)?,
+        category: Category::parse(&r.get::<String>(1)?).unwrap_or(Category::OtherHazard),
+        priority: parse_priority(&r.get::<String>(2)?).unwrap_or(Priority::Normal),
+        priority_reasons: serde_json::from_str(&r.get::<String>(3)?).unwrap_or_default(),
+        status: parse_status(&r.get::<String>(4)?).unwrap_or(CaseStatus::Raised),
         location: GeoPoint::new(r.get(5)?, r.get(6)?),
-        grid: (!grid_id.is_empty())
-            .then(|| -> rusqlite::Result<GridCell> {
-                Ok(GridCell {
-                    grid_id: grid_id.clone(),
-                    county: r.get(8)?,
-                    township: r.get(9)?,
-                    village: r.get(10)?,
-                })
+        grid: if grid_id.is_empty() {
+            None
+        } else {
+            Some(GridCell {
+                grid_id: grid_id.clone(),
+                county: r.get(8)?,
+                township: r.get(9)?,
+                village: r.get(10)?,
             })
-            .transpose()?,
+        },
         t_start_unix_ms: r.get(11)?,
         t_end_unix_ms: r.get(12)?,
         title: r.get(13)?,
@@ -163,101 +160,118 @@ fn case_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CaseRow> {
     })
 }
 
+fn parse_alerts(rows: Vec<Row>) -> Result<Vec<Alert>, StoreError> {
+    rows.iter()
+        .map(|r| Ok(serde_json::from_str(&r.get::<String>(0)?)?))
+        .collect()
+}
+
 impl Store {
     pub fn cases(&self, f: &CaseFilter) -> Result<Vec<CaseRow>, StoreError> {
         // Every filter is a bound parameter; NULL means "any".
         let sql = format!(
             "SELECT {CASE_COLS} FROM cases c
-             WHERE (?1 IS NULL OR c.status = ?1) AND (?2 IS NULL OR c.priority = ?2)
-               AND (?3 IS NULL OR c.category = ?3) AND (?4 IS NULL OR c.village = ?4)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR c.status = CAST(?1 AS TEXT))
+               AND (CAST(?2 AS TEXT) IS NULL OR c.priority = CAST(?2 AS TEXT))
+               AND (CAST(?3 AS TEXT) IS NULL OR c.category = CAST(?3 AS TEXT))
+               AND (CAST(?4 AS TEXT) IS NULL OR c.village = CAST(?4 AS TEXT))
              ORDER BY c.updated_unix_ms DESC, c.case_id DESC LIMIT ?5"
         );
-        let mut st = self.conn.prepare_cached(&sql)?;
-        let rows = st.query_map(
-            params![
-                f.status.map(|s| s.as_str()),
-                f.priority.map(priority_str),
-                f.category.map(|c| c.as_str()),
-                f.village,
-                f.limit.clamp(1, 10_000)
-            ],
-            case_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                &sql,
+                params![
+                    f.status.map(|s| s.as_str()),
+                    f.priority.map(priority_str),
+                    f.category.map(|c| c.as_str()),
+                    &f.village,
+                    f.limit.clamp(1, 10_000)
+                ],
+            )?
+            .iter()
+            .map(case_row)
+            .collect()
     }
 
     pub fn case(&self, id: Uuid) -> Result<Option<CaseRow>, StoreError> {
         let sql = format!("SELECT {CASE_COLS} FROM cases c WHERE c.case_id = ?1");
-        Ok(self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row([id.to_string()], case_row)
-            .optional()?)
+        self.db
+            .query_opt(&sql, params![id])?
+            .as_ref()
+            .map(case_row)
+            .transpose()
     }
 
     /// Ids of the alerts a case merges, oldest first.
     pub fn case_alert_ids(&self, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        let rows = self.db.query(
             "SELECT t.alert_id FROM alert_triage t JOIN alerts a USING (alert_id)
              WHERE t.case_id = ?1 AND t.state = 'case' ORDER BY a.t_unix_ms, a.alert_id",
+            params![id],
         )?;
-        let rows = st.query_map([id.to_string()], |r| r.get::<_, String>(0))?;
         Ok(rows
-            .filter_map(|r| r.ok().and_then(|s| s.parse().ok()))
+            .iter()
+            .filter_map(|r| r.get::<String>(0).ok().and_then(|s| s.parse().ok()))
             .collect())
     }
 
     pub fn timeline(&self, id: Uuid) -> Result<Vec<TimelineEntry>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, t_unix_ms, kind, status, actor, note FROM case_timeline
+        self.db
+            .query(
+                "SELECT id, t_unix_ms, kind, status, actor, note FROM case_timeline
              WHERE case_id = ?1 ORDER BY t_unix_ms, id",
-        )?;
-        let rows = st.query_map([id.to_string()], |r| {
-            Ok(TimelineEntry {
-                id: r.get(0)?,
-                t_unix_ms: r.get(1)?,
-                kind: r.get(2)?,
-                status: r.get(3)?,
-                actor: r.get(4)?,
-                note: r.get(5)?,
+                params![id],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(TimelineEntry {
+                    id: r.get(0)?,
+                    t_unix_ms: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    actor: r.get(4)?,
+                    note: r.get(5)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// Open cases (not resolved, closed or rejected) whose latest alert is
     /// at or after `since_unix_ms`.
     pub fn open_cases(&self, since_unix_ms: i64) -> Result<Vec<OpenCase>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT case_id, category, lat_deg, lon_deg, t_end_unix_ms FROM cases
+        self.db
+            .query(
+                "SELECT case_id, category, lat_deg, lon_deg, t_end_unix_ms FROM cases
              WHERE t_end_unix_ms >= ?1 AND status NOT IN ('resolved', 'closed', 'rejected')",
-        )?;
-        let rows = st.query_map([since_unix_ms], |r| {
-            Ok(OpenCase {
-                case_id: r
-                    .get::<_, String>(0)?
-                    .parse()
-                    .unwrap_or_else(|_| Uuid::nil()),
-                category: Category::parse(&r.get::<_, String>(1)?).unwrap_or(Category::OtherHazard),
-                location: GeoPoint::new(r.get(2)?, r.get(3)?),
-                t_end_unix_ms: r.get(4)?,
+                params![since_unix_ms],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(OpenCase {
+                    case_id: r.get(0)?,
+                    category: Category::parse(&r.get::<String>(1)?)
+                        .unwrap_or(Category::OtherHazard),
+                    location: GeoPoint::new(r.get(2)?, r.get(3)?),
+                    t_end_unix_ms: r.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// (state, case id) of an alert's triage; None while untriaged.
     pub fn triage_of(&self, alert_id: Uuid) -> Result<Option<(String, Option<Uuid>)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT state, case_id FROM alert_triage WHERE alert_id = ?1")?
-            .query_row([alert_id.to_string()], |r| {
+        self.db
+            .query_opt(
+                "SELECT state, case_id FROM alert_triage WHERE alert_id = ?1",
+                params![alert_id],
+            )?
+            .map(|r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?.and_then(|s| s.parse().ok()),
+                    r.get::<String>(0)?,
+                    r.get::<Option<String>>(1)?.and_then(|s| s.parse().ok()),
                 ))
             })
-            .optional()?)
+            .transpose()
     }
 
     /// Untriaged alerts of a category whose time is within [from, to].
@@ -267,44 +281,46 @@ impl Store {
         from_unix_ms: i64,
         to_unix_ms: i64,
     ) -> Result<Vec<Alert>, StoreError> {
-        let mut st = self.conn.prepare_cached(
+        parse_alerts(self.db.query(
             "SELECT a.json FROM alerts a LEFT JOIN alert_triage t USING (alert_id)
              WHERE a.category = ?1 AND a.t_unix_ms BETWEEN ?2 AND ?3 AND t.alert_id IS NULL
              ORDER BY a.t_unix_ms LIMIT 1000",
-        )?;
-        let rows = st.query_map(params![category.as_str(), from_unix_ms, to_unix_ms], |r| {
-            r.get::<_, String>(0)
-        })?;
-        let mut out = vec![];
-        for j in rows {
-            out.push(serde_json::from_str(&j?)?);
-        }
-        Ok(out)
+            params![category.as_str(), from_unix_ms, to_unix_ms],
+        )?)
     }
 
-    /// Alerts stored after `cursor` (a rowid), oldest first, at most `limit`,
-    /// with their rowids (the triage worker's durable cursor).
+    /// Alerts stored after `cursor` (a rowid; `seq` on PostgreSQL), oldest
+    /// first, at most `limit`, with their row numbers (the triage worker's
+    /// durable cursor, the live feed's poll).
     pub fn alerts_after(&self, cursor: i64, limit: u32) -> Result<Vec<(i64, Alert)>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT rowid, json FROM alerts WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![cursor, limit], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = vec![];
-        for r in rows {
-            let (id, j) = r?;
-            out.push((id, serde_json::from_str(&j)?));
-        }
-        Ok(out)
+        let seq = self.seq_col();
+        self.db
+            .query(
+                &format!("SELECT {seq}, json FROM alerts WHERE {seq} > ?1 ORDER BY {seq} LIMIT ?2"),
+                params![cursor, limit],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, serde_json::from_str(&r.get::<String>(1)?)?)))
+            .collect()
+    }
+
+    /// The row number of the newest alert (0 when there is none).
+    pub fn last_alert_seq(&self) -> Result<i64, StoreError> {
+        let seq = self.seq_col();
+        self.db
+            .query_opt(
+                &format!("SELECT coalesce(max({seq}), 0) FROM alerts"),
+                params![],
+            )?
+            .map(|r| r.get(0))
+            .unwrap_or(Ok(0))
     }
 
     pub fn kv(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .optional()?)
+        self.db
+            .query_opt("SELECT value FROM kv WHERE key = ?1", params![key])?
+            .map(|r| r.get(0))
+            .transpose()
     }
 
     /// The alert list with triage state (newest first). `state`: `new`,
@@ -314,65 +330,66 @@ impl Store {
         state: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AlertListRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT a.alert_id, a.drone_id, a.category, a.confidence, a.t_unix_ms, a.received_unix_ms,
+        self.db
+            .query(
+                "SELECT a.alert_id, a.drone_id, a.category, a.confidence, a.t_unix_ms, a.received_unix_ms,
                     a.lat_deg, a.lon_deg, a.person_count,
                     EXISTS (SELECT 1 FROM snapshots s WHERE s.alert_id = a.alert_id),
                     coalesce(t.state, 'new'), t.case_id, coalesce(t.reason, '')
              FROM alerts a LEFT JOIN alert_triage t USING (alert_id)
-             WHERE (?1 IS NULL OR coalesce(t.state, 'new') = ?1)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR coalesce(t.state, 'new') = CAST(?1 AS TEXT))
              ORDER BY a.t_unix_ms DESC, a.alert_id DESC LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![state, limit.clamp(1, 10_000)], |r| {
-            Ok(AlertListRow {
-                alert_id: r
-                    .get::<_, String>(0)?
-                    .parse()
-                    .unwrap_or_else(|_| Uuid::nil()),
-                drone_id: r.get(1)?,
-                category: r.get(2)?,
-                confidence: r.get(3)?,
-                t_unix_ms: r.get(4)?,
-                received_unix_ms: r.get(5)?,
-                lat_deg: r.get(6)?,
-                lon_deg: r.get(7)?,
-                person_count: r.get(8)?,
-                has_snapshot: r.get(9)?,
-                triage: r.get(10)?,
-                case_id: r.get::<_, Option<String>>(11)?.and_then(|s| s.parse().ok()),
-                reason: r.get(12)?,
+                params![state, limit.clamp(1, 10_000)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AlertListRow {
+                    alert_id: r.get(0)?,
+                    drone_id: r.get(1)?,
+                    category: r.get(2)?,
+                    confidence: r.get(3)?,
+                    t_unix_ms: r.get(4)?,
+                    received_unix_ms: r.get(5)?,
+                    lat_deg: r.get(6)?,
+                    lon_deg: r.get(7)?,
+                    person_count: r.get(8)?,
+                    has_snapshot: r.get(9)?,
+                    triage: r.get(10)?,
+                    case_id: r.get::<Option<String>>(11)?.and_then(|s| s.parse().ok()),
+                    reason: r.get(12)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// SHA-256 (hex) of an alert's snapshot, if it has one.
     pub fn snapshot_sha256(&self, id: Uuid) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT sha256 FROM snapshots WHERE alert_id = ?1")?
-            .query_row([id.to_string()], |r| r.get(0))
-            .optional()?)
+        self.db
+            .query_opt(
+                "SELECT sha256 FROM snapshots WHERE alert_id = ?1",
+                params![id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
     }
 }
 
 // ------------------------------------------------------------ writes (in a transaction)
 
-pub fn insert_case(tx: &Transaction<'_>, c: &NewCase, now: i64) -> Result<(), StoreError> {
+pub fn insert_case(tx: &mut Tx<'_>, c: &NewCase, now: i64) -> Result<(), StoreError> {
     let g = c.grid.clone().unwrap_or(GridCell {
         grid_id: String::new(),
         county: String::new(),
         township: String::new(),
         village: String::new(),
     });
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO cases (case_id, category, priority, priority_reasons, status, lat_deg, lon_deg,
             grid_id, county, township, village, t_start_unix_ms, t_end_unix_ms, title, description,
             confirmed_by, route, max_person_count, created_unix_ms, updated_unix_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)",
-    )?
-    .execute(params![
-        c.case_id.to_string(),
+        params![
+        c.case_id,
         c.category.as_str(),
         priority_str(c.priority),
         serde_json::to_string(&c.priority_reasons)?,
@@ -385,10 +402,10 @@ pub fn insert_case(tx: &Transaction<'_>, c: &NewCase, now: i64) -> Result<(), St
         g.village,
         c.t_start_unix_ms,
         c.t_end_unix_ms,
-        c.title,
-        c.description,
-        c.confirmed_by,
-        c.route,
+        &c.title,
+        &c.description,
+        &c.confirmed_by,
+        &c.route,
         c.max_person_count,
         now
     ])?;
@@ -397,7 +414,7 @@ pub fn insert_case(tx: &Transaction<'_>, c: &NewCase, now: i64) -> Result<(), St
 
 /// Record an alert's triage (`case`, `dismissed`), replacing any earlier one.
 pub fn set_triage(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     alert_id: Uuid,
     state: &str,
     case_id: Option<Uuid>,
@@ -405,20 +422,13 @@ pub fn set_triage(
     actor: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.execute(
         "INSERT INTO alert_triage (alert_id, state, case_id, reason, actor, t_unix_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, case_id = excluded.case_id,
             reason = excluded.reason, actor = excluded.actor, t_unix_ms = excluded.t_unix_ms",
-    )?
-    .execute(params![
-        alert_id.to_string(),
-        state,
-        case_id.map(|c| c.to_string()),
-        reason,
-        actor,
-        now
-    ])?;
+        params![alert_id, state, case_id, reason, actor, now],
+    )?;
     Ok(())
 }
 
@@ -426,7 +436,7 @@ pub fn set_triage(
 // One UPDATE's columns, named at the call site; a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub fn update_case_merge(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     t_start: i64,
     t_end: i64,
@@ -436,12 +446,11 @@ pub fn update_case_merge(
     title: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.execute(
         "UPDATE cases SET t_start_unix_ms = ?2, t_end_unix_ms = ?3, priority = ?4, priority_reasons = ?5,
             max_person_count = ?6, title = ?7, updated_unix_ms = ?8 WHERE case_id = ?1",
-    )?
-    .execute(params![
-        case_id.to_string(),
+    params![
+        case_id,
         t_start,
         t_end,
         priority_str(priority),
@@ -457,7 +466,7 @@ pub fn update_case_merge(
 /// (a repeated callback). Returns false if it was a duplicate.
 #[allow(clippy::too_many_arguments)]
 pub fn add_timeline(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     t_unix_ms: i64,
     kind: &str,
@@ -466,54 +475,60 @@ pub fn add_timeline(
     note: &str,
     dedup: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let n = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO case_timeline (case_id, t_unix_ms, kind, status, actor, note, dedup)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )?
-        .execute(params![
-            case_id.to_string(),
+    let n = tx.execute(
+        "INSERT INTO case_timeline (case_id, t_unix_ms, kind, status, actor, note, dedup)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
+        params![
+            case_id,
             t_unix_ms,
             kind,
             status.map(|s| s.as_str()),
             actor,
             note,
             dedup
-        ])?;
-    tx.prepare_cached(
-        "UPDATE cases SET updated_unix_ms = max(updated_unix_ms, ?2) WHERE case_id = ?1",
-    )?
-    .execute(params![case_id.to_string(), t_unix_ms])?;
+        ],
+    )?;
+    tx.execute(
+        "UPDATE cases SET updated_unix_ms = CASE WHEN updated_unix_ms > ?2 THEN updated_unix_ms ELSE ?2 END
+         WHERE case_id = ?1",
+        params![case_id, t_unix_ms],
+    )?;
     Ok(n == 1)
 }
 
 /// Move a case to `status` if that is further along than where it is
 /// (never backwards). Returns the status it has afterwards.
 pub fn advance_status(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     status: CaseStatus,
     now: i64,
 ) -> Result<CaseStatus, StoreError> {
+    // FOR UPDATE: concurrent callbacks on one case (two instances) take turns.
+    let sql = match tx.dialect() {
+        super::Dialect::Sqlite => "SELECT status FROM cases WHERE case_id = ?1",
+        super::Dialect::Postgres => "SELECT status FROM cases WHERE case_id = ?1 FOR UPDATE",
+    };
     let cur: String = tx
-        .prepare_cached("SELECT status FROM cases WHERE case_id = ?1")?
-        .query_row([case_id.to_string()], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("no case {case_id}")))?;
+        .query_opt(sql, params![case_id])?
+        .ok_or_else(|| StoreError::NotFound(format!("no case {case_id}")))?
+        .get(0)?;
     let cur = parse_status(&cur).unwrap_or(CaseStatus::Raised);
     if status_rank(status) > status_rank(cur) {
-        tx.prepare_cached("UPDATE cases SET status = ?2, updated_unix_ms = ?3 WHERE case_id = ?1")?
-            .execute(params![case_id.to_string(), status.as_str(), now])?;
+        tx.execute(
+            "UPDATE cases SET status = ?2, updated_unix_ms = ?3 WHERE case_id = ?1",
+            params![case_id, status.as_str(), now],
+        )?;
         Ok(status)
     } else {
         Ok(cur)
     }
 }
 
-pub fn set_kv(tx: &Transaction<'_>, key: &str, value: &str) -> Result<(), StoreError> {
-    tx.prepare_cached(
+pub fn set_kv(tx: &mut Tx<'_>, key: &str, value: &str) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
+        params![key, value],
+    )?;
     Ok(())
 }

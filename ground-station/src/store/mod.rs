@@ -1,4 +1,8 @@
-//! The ground station's store: SQLite on disk in WAL mode.
+//! The ground station's store: SQLite on disk in WAL mode (the default),
+//! or PostgreSQL when several ground-station instances share one store
+//! (`[store] backend = "postgres"`). Both engines run the same SQL through
+//! [`db`]; the schema is migrated on open ([`MIGRATIONS_SQLITE`],
+//! [`migrations_pg`]).
 //!
 //! Everything the drones send that passes validation is kept here (alerts
 //! with their snapshots as BLOBs, events, command results, drone status,
@@ -10,17 +14,27 @@
 //! This module is the only place that speaks SQL: cases and their timeline
 //! ([`cases`]), the dispatch outbox ([`outbox`]), users, sessions, API
 //! tokens and the audit log ([`auth`]), commands and retention ([`ops`]).
-//! Everything else calls these methods, so another engine (PostgreSQL)
-//! can take its place behind the same API.
+//! Everything else calls these methods.
+//!
+//! Several instances on one PostgreSQL store: ingest batches take a
+//! transaction-scoped advisory lock ([`LOCK_INGEST`]) so the alerts'
+//! `seq` numbers become visible in order (the triage cursor and the live
+//! feed never skip one committed late); the case desk runs under a
+//! session advisory lock ([`Store::serialized`]); the outbox is claimed
+//! row by row with a lease ([`Store::outbox_claim`]).
 
 pub mod auth;
 pub mod cases;
+pub mod db;
 pub mod ops;
 pub mod outbox;
 
+use std::cell::RefCell;
 use std::path::Path;
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use db::{params, Db, Pg};
+pub use db::{Dialect, Tx};
+use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 use tiancha_protocol::{Alert, CommandResult, DroneEvent, DroneStatus, LocationStatus, Telemetry};
 use uuid::Uuid;
@@ -39,6 +53,15 @@ pub enum StoreError {
     },
     #[error("store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("store: cannot connect to PostgreSQL at {url}: {source}")]
+    OpenPg {
+        url: String,
+        source: postgres::Error,
+    },
+    #[error("store (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("store: unexpected column value: {0}")]
+    Decode(String),
     #[error("store: stored JSON does not parse: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{0}")]
@@ -105,8 +128,102 @@ pub struct QuarantineRow {
     pub payload_sha256: String,
 }
 
+/// Advisory lock keys (PostgreSQL; arbitrary but fixed).
+pub const LOCK_MIGRATE: i64 = 0x7469_616e_0001;
+pub const LOCK_INGEST: i64 = 0x7469_616e_0002;
+pub const LOCK_DESK: i64 = 0x7469_616e_0003;
+
+/// Which engine holds the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `{data_dir}/store.db`: one ground-station instance.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by several instances.
+    Postgres,
+}
+
+/// The `[store]` section of the ground-station config.
+///
+/// ```toml
+/// [store]
+/// backend = "postgres"                       # default "sqlite"
+/// url = "postgres://tiancha:secret@db.example:5432/tiancha"
+/// lease_ms = 30000                           # a claimed delivery is this instance's for this long
+/// poll_ms = 1000                             # how often the live feed and outbox look for others' work
+/// ```
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub backend: Backend,
+    /// PostgreSQL connection string (`postgres://user:password@host:port/db`
+    /// or `host=... user=... dbname=...`); only with `backend = "postgres"`.
+    pub url: Option<String>,
+    /// How long a claimed outbox entry stays with the instance sending it
+    /// before another may take it over (it must exceed the HTTP timeout).
+    pub lease_ms: u64,
+    /// How often (ms) an instance looks for alerts and deliveries written
+    /// by the others (PostgreSQL only).
+    pub poll_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sqlite,
+            url: None,
+            lease_ms: 30_000,
+            poll_ms: 1_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Validate; `request_timeout_ms` is the dispatch HTTP timeout.
+    pub fn check(&self, request_timeout_ms: u64) -> Result<(), String> {
+        match (self.backend, &self.url) {
+            (Backend::Sqlite, Some(_)) => {
+                return Err(
+                    "store.url is only for backend = \"postgres\" (SQLite lives in {data_dir}/store.db)"
+                        .into(),
+                )
+            }
+            (Backend::Postgres, None) => {
+                return Err(
+                    "store.backend = \"postgres\" needs store.url, e.g. \"postgres://user:password@host:5432/tiancha\""
+                        .into(),
+                )
+            }
+            (Backend::Postgres, Some(u)) => {
+                u.parse::<postgres::Config>().map_err(|e| {
+                    format!(
+                        "store.url `{}` is not a PostgreSQL connection string: {e}",
+                        redact_url(u)
+                    )
+                })?;
+            }
+            (Backend::Sqlite, None) => {}
+        }
+        if self.lease_ms <= request_timeout_ms {
+            return Err(format!(
+                "store.lease_ms ({}) must exceed dispatch.request_timeout_ms ({request_timeout_ms}): a delivery still in flight would be sent again by another instance",
+                self.lease_ms
+            ));
+        }
+        if !(50..=60_000).contains(&self.poll_ms) {
+            return Err("store.poll_ms must be 50..=60000".into());
+        }
+        Ok(())
+    }
+}
+
 pub struct Store {
-    conn: Connection,
+    db: Db,
+    /// This instance's name (who holds an outbox lease).
+    owner: String,
+    lease_ms: i64,
+    poll_ms: u64,
     /// Keep one telemetry row per drone per this many ms.
     telemetry_interval_ms: i64,
 }
@@ -288,6 +405,50 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 ";
 
+/// SQLite migrations, applied in order; `PRAGMA user_version` says how
+/// many ran. Version 1 is the original schema (`IF NOT EXISTS`, so a store
+/// made before versioning passes through it unchanged).
+pub const MIGRATIONS_SQLITE: &[&str] = &[
+    SCHEMA,
+    "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+     ALTER TABLE outbox ADD COLUMN lease_until_unix_ms INTEGER;",
+];
+
+/// PostgreSQL migrations, applied in order; the `schema_migrations` table
+/// says which ran. Same tables as SQLite with PostgreSQL types, plus an
+/// explicit `seq` where SQLite uses its `rowid`.
+pub fn migrations_pg() -> Vec<String> {
+    let v1 = SCHEMA
+        .replace(" INTEGER PRIMARY KEY", " BIGSERIAL PRIMARY KEY")
+        .replace(" INTEGER", " BIGINT")
+        .replace(" REAL", " DOUBLE PRECISION")
+        .replace(" BLOB", " BYTEA")
+        + "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS seq BIGSERIAL;
+           CREATE UNIQUE INDEX IF NOT EXISTS alerts_by_seq ON alerts (seq);
+           ALTER TABLE command_results ADD COLUMN IF NOT EXISTS seq BIGSERIAL;";
+    vec![
+        v1,
+        "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+         ALTER TABLE outbox ADD COLUMN lease_until_unix_ms BIGINT;"
+            .to_string(),
+    ]
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db` (for
+/// logs and errors).
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            match cred.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl Store {
     pub fn open(path: &Path, telemetry_interval_ms: i64) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
@@ -297,7 +458,7 @@ impl Store {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(open_err)?;
+        let mut conn = Connection::open(path).map_err(open_err)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=NORMAL;
@@ -305,26 +466,173 @@ impl Store {
              PRAGMA foreign_keys=ON;",
         )
         .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let done: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(open_err)?;
+        for (i, m) in MIGRATIONS_SQLITE
+            .iter()
+            .enumerate()
+            .skip(done.max(0) as usize)
+        {
+            let tx = conn.transaction().map_err(open_err)?;
+            tx.execute_batch(m).map_err(open_err)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(open_err)?;
+            tx.commit().map_err(open_err)?;
+        }
         Ok(Self {
-            conn,
+            db: Db::Sqlite(conn),
+            owner: "gs-1".into(),
+            lease_ms: StoreConfig::default().lease_ms as i64,
+            poll_ms: StoreConfig::default().poll_ms,
             telemetry_interval_ms,
         })
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    /// Connect to PostgreSQL (`postgres://user:pass@host:port/db`) and
+    /// migrate the schema (under an advisory lock, so instances starting
+    /// together migrate once).
+    pub fn open_postgres(url: &str, telemetry_interval_ms: i64) -> Result<Self, StoreError> {
+        db::off_runtime(|| Self::open_postgres_inner(url, telemetry_interval_ms))
+    }
+
+    fn open_postgres_inner(url: &str, telemetry_interval_ms: i64) -> Result<Self, StoreError> {
+        let mut pg = Pg::connect(url).map_err(|source| StoreError::OpenPg {
+            url: redact_url(url),
+            source,
+        })?;
+        {
+            let mut tx = pg.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version BIGINT PRIMARY KEY, applied_unix_ms BIGINT NOT NULL)",
+            )?;
+            let done: i64 = tx
+                .query_one(
+                    "SELECT coalesce(max(version), 0) FROM schema_migrations",
+                    &[],
+                )?
+                .get(0);
+            for (i, m) in migrations_pg()
+                .iter()
+                .enumerate()
+                .skip(done.max(0) as usize)
+            {
+                tx.batch_execute(m)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_unix_ms) VALUES ($1, $2)",
+                    &[
+                        &(i as i64 + 1),
+                        &tiancha_protocol::unix_ms(std::time::SystemTime::now()),
+                    ],
+                )?;
+            }
+            tx.commit()?;
+        }
+        Ok(Self {
+            db: Db::Pg(Box::new(RefCell::new(pg))),
+            owner: "gs-1".into(),
+            lease_ms: StoreConfig::default().lease_ms as i64,
+            poll_ms: StoreConfig::default().poll_ms,
+            telemetry_interval_ms,
+        })
+    }
+
+    /// Open the store a config names (`[store]`), as instance `cfg.instance`.
+    pub fn open_config(cfg: &crate::Config) -> Result<Self, StoreError> {
+        let s = &cfg.store;
+        let mut st = match (s.backend, &s.url) {
+            (Backend::Postgres, Some(url)) => {
+                let st = Self::open_postgres(url, cfg.ingest.telemetry_interval_ms)?;
+                tracing::info!(url = %redact_url(url), instance = %cfg.instance, "store open (PostgreSQL)");
+                st
+            }
+            _ => {
+                let st = Self::open(&cfg.store_path(), cfg.ingest.telemetry_interval_ms)?;
+                tracing::info!(path = %cfg.store_path().display(), "store open (SQLite)");
+                st
+            }
+        };
+        st.owner = cfg.instance.clone();
+        st.lease_ms = s.lease_ms as i64;
+        st.poll_ms = s.poll_ms;
+        Ok(st)
+    }
+
+    /// This instance's name.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// How long a claimed delivery stays with this instance (ms).
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms
+    }
+
+    /// How often to look for other instances' work (ms).
+    pub fn poll_ms(&self) -> u64 {
+        self.poll_ms
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// True when other processes may write the same store at the same time
+    /// (PostgreSQL): the live feed and the outbox then poll it.
+    pub fn is_shared(&self) -> bool {
+        self.dialect() == Dialect::Postgres
+    }
+
+    /// The name of the column that numbers rows in insertion order.
+    fn seq_col(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "seq",
+        }
     }
 
     /// Run `f` in one transaction (committed if it returns Ok).
     pub fn with_tx<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let tx = self.conn.transaction()?;
-        let v = f(&tx)?;
-        tx.commit()?;
-        Ok(v)
+        let run = |db: &mut Db| {
+            let mut tx = db.transaction()?;
+            let v = f(&mut tx)?;
+            tx.commit()?;
+            Ok(v)
+        };
+        match &mut self.db {
+            db @ Db::Sqlite(_) => run(db),
+            db => db::off_runtime(|| run(db)),
+        }
+    }
+
+    /// Run `f` while holding the store-wide lock `key`: on PostgreSQL a
+    /// session advisory lock, so instances sharing the store take turns
+    /// (the case desk: merging and auto-dispatch must see each other's
+    /// cases); on SQLite the caller's mutex already serialises.
+    pub fn serialized<T, E: From<StoreError>>(
+        &mut self,
+        key: i64,
+        f: impl FnOnce(&mut Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if !self.is_shared() {
+            return f(self);
+        }
+        self.db
+            .execute("SELECT pg_advisory_lock(?1)", params![key])
+            .map_err(E::from)?;
+        let r = f(self);
+        if let Err(e) = self
+            .db
+            .execute("SELECT pg_advisory_unlock(?1)", params![key])
+        {
+            tracing::warn!(error = %e, "cannot release a store lock");
+        }
+        r
     }
 
     /// Write a batch in one transaction. Commit happens before the caller
@@ -335,13 +643,21 @@ impl Store {
         now_unix_ms: i64,
     ) -> Result<BatchOutcome, StoreError> {
         let interval = self.telemetry_interval_ms;
-        let tx = self.conn.transaction()?;
+        let mut txn = self.db.transaction()?;
+        let tx = &mut txn;
         let mut out = BatchOutcome::default();
+        if !records.is_empty() {
+            // Instances sharing the store write batches one at a time: the
+            // alerts' seq numbers then become visible in order (readers by
+            // seq never skip one committed late), and two batches never
+            // deadlock on the same drones' rows.
+            tx.advisory_lock(LOCK_INGEST)?;
+        }
         for r in records {
             match r {
                 Record::Alert(a) => {
-                    let new = insert_alert(&tx, a, now_unix_ms)?;
-                    touch_drone(&tx, a.drone_id.as_str(), now_unix_ms)?;
+                    let new = insert_alert(tx, a, now_unix_ms)?;
+                    touch_drone(tx, a.drone_id.as_str(), now_unix_ms)?;
                     out.stored.push((a.drone_id.to_string(), a.alert_id));
                     if new {
                         out.new_alerts.push(a.alert_id);
@@ -350,20 +666,19 @@ impl Store {
                     }
                 }
                 Record::Event(e) => {
-                    let n = tx
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO events (event_id, drone_id, t_unix_ms, kind, json, received_unix_ms)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
-                            e.event_id.to_string(),
+                    let n = tx.execute(
+                        "INSERT INTO events (event_id, drone_id, t_unix_ms, kind, json, received_unix_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        params![
+                            e.event_id,
                             e.drone_id.as_str(),
                             e.t_unix_ms,
                             e.kind.name(),
                             serde_json::to_string(e).expect("serialisable"),
                             now_unix_ms
-                        ])?;
-                    touch_drone(&tx, e.drone_id.as_str(), now_unix_ms)?;
+                        ],
+                    )?;
+                    touch_drone(tx, e.drone_id.as_str(), now_unix_ms)?;
                     out.stored.push((e.drone_id.to_string(), e.event_id));
                     if n == 0 {
                         out.duplicates += 1;
@@ -371,63 +686,69 @@ impl Store {
                 }
                 Record::CommandResult(c) => {
                     let id = c.spool_id();
-                    let n = tx
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO command_results (result_id, command_id, drone_id, t_unix_ms, status, json)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
-                            id.to_string(),
-                            c.command_id.to_string(),
+                    let n = tx.execute(
+                        "INSERT INTO command_results (result_id, command_id, drone_id, t_unix_ms, status, json)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                        params![
+                            id,
+                            c.command_id,
                             c.drone_id.as_str(),
                             c.t_unix_ms,
-                            serde_json::to_value(c.status).expect("serialisable").as_str().unwrap_or_default(),
+                            serde_json::to_value(c.status)
+                                .expect("serialisable")
+                                .as_str()
+                                .unwrap_or_default(),
                             serde_json::to_string(c).expect("serialisable"),
-                        ])?;
-                    touch_drone(&tx, c.drone_id.as_str(), now_unix_ms)?;
+                        ],
+                    )?;
+                    touch_drone(tx, c.drone_id.as_str(), now_unix_ms)?;
                     out.stored.push((c.drone_id.to_string(), id));
                     if n == 0 {
                         out.duplicates += 1;
                     }
                 }
                 Record::Status(s) => {
-                    touch_drone(&tx, s.drone_id.as_str(), now_unix_ms)?;
-                    tx.prepare_cached(
+                    touch_drone(tx, s.drone_id.as_str(), now_unix_ms)?;
+                    tx.execute(
                         "UPDATE drones SET online = ?2, status_json = ?3 WHERE drone_id = ?1",
-                    )?
-                    .execute(params![
-                        s.drone_id.as_str(),
-                        s.online,
-                        serde_json::to_string(s).expect("serialisable")
-                    ])?;
+                        params![
+                            s.drone_id.as_str(),
+                            s.online,
+                            serde_json::to_string(s).expect("serialisable")
+                        ],
+                    )?;
                 }
                 Record::Telemetry(t) => {
-                    touch_drone(&tx, t.drone_id.as_str(), now_unix_ms)?;
+                    touch_drone(tx, t.drone_id.as_str(), now_unix_ms)?;
                     let json = serde_json::to_string(t).expect("serialisable");
                     let last: i64 = tx
-                        .prepare_cached(
+                        .query_opt(
                             "SELECT last_telemetry_kept_ms FROM drones WHERE drone_id = ?1",
+                            params![t.drone_id.as_str()],
                         )?
-                        .query_row([t.drone_id.as_str()], |r| r.get(0))?;
-                    tx.prepare_cached("UPDATE drones SET telemetry_json = ?2 WHERE drone_id = ?1")?
-                        .execute(params![t.drone_id.as_str(), json])?;
+                        .ok_or_else(|| StoreError::Decode("drone row missing".into()))?
+                        .get(0)?;
+                    tx.execute(
+                        "UPDATE drones SET telemetry_json = ?2 WHERE drone_id = ?1",
+                        params![t.drone_id.as_str(), &json],
+                    )?;
                     if t.t_unix_ms - last >= interval || t.t_unix_ms < last {
-                        tx.prepare_cached(
+                        tx.execute(
                             "INSERT INTO telemetry (drone_id, t_unix_ms, lat_deg, lon_deg, alt_m, json)
                              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        )?
-                        .execute(params![
-                            t.drone_id.as_str(),
-                            t.t_unix_ms,
-                            t.position.lat_deg,
-                            t.position.lon_deg,
-                            t.position.alt_m,
-                            json
-                        ])?;
-                        tx.prepare_cached(
+                            params![
+                                t.drone_id.as_str(),
+                                t.t_unix_ms,
+                                t.position.lat_deg,
+                                t.position.lon_deg,
+                                t.position.alt_m,
+                                json
+                            ],
+                        )?;
+                        tx.execute(
                             "UPDATE drones SET last_telemetry_kept_ms = ?2 WHERE drone_id = ?1",
-                        )?
-                        .execute(params![t.drone_id.as_str(), t.t_unix_ms])?;
+                            params![t.drone_id.as_str(), t.t_unix_ms],
+                        )?;
                         out.telemetry_kept += 1;
                     } else {
                         out.telemetry_dropped += 1;
@@ -435,76 +756,71 @@ impl Store {
                 }
                 Record::Quarantine(q) => {
                     let head = &q.payload[..q.payload.len().min(QUARANTINE_KEEP_BYTES)];
-                    tx.prepare_cached(
+                    tx.execute(
                         "INSERT INTO quarantine (received_unix_ms, topic, class, reason, payload_len, payload_sha256, payload_head)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?
-                    .execute(params![
-                        now_unix_ms,
-                        q.topic,
-                        q.class,
-                        q.reason,
-                        q.payload.len() as i64,
-                        hex::encode(Sha256::digest(&q.payload)),
-                        head
-                    ])?;
+                        params![
+                            now_unix_ms,
+                            &q.topic,
+                            &q.class,
+                            &q.reason,
+                            q.payload.len() as i64,
+                            hex::encode(Sha256::digest(&q.payload)),
+                            head
+                        ],
+                    )?;
                     out.quarantined += 1;
                 }
             }
         }
-        tx.commit()?;
+        txn.commit()?;
         Ok(out)
     }
 
     pub fn alert_count(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM alerts", [], |r| r.get::<_, i64>(0))?
-            as u64)
+        self.db
+            .query_opt("SELECT count(*) FROM alerts", params![])?
+            .map(|r| r.get::<u64>(0))
+            .unwrap_or(Ok(0))
     }
 
     pub fn recent_alerts(&self, limit: u32) -> Result<Vec<AlertRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT a.alert_id, a.drone_id, a.category, a.confidence, a.t_unix_ms, a.lat_deg, a.lon_deg,
+        self.db
+            .query(
+                "SELECT a.alert_id, a.drone_id, a.category, a.confidence, a.t_unix_ms, a.lat_deg, a.lon_deg,
                     a.person_count, a.received_unix_ms, s.alert_id IS NOT NULL
              FROM alerts a LEFT JOIN snapshots s ON s.alert_id = a.alert_id
              ORDER BY a.t_unix_ms DESC, a.alert_id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            Ok(AlertRow {
-                alert_id: r
-                    .get::<_, String>(0)?
-                    .parse()
-                    .unwrap_or_else(|_| Uuid::nil()),
-                drone_id: r.get(1)?,
-                category: r.get(2)?,
-                confidence: r.get(3)?,
-                t_unix_ms: r.get(4)?,
-                lat_deg: r.get(5)?,
-                lon_deg: r.get(6)?,
-                person_count: r.get(7)?,
-                received_unix_ms: r.get(8)?,
-                has_snapshot: r.get(9)?,
+                params![limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(AlertRow {
+                    alert_id: r.get(0)?,
+                    drone_id: r.get(1)?,
+                    category: r.get(2)?,
+                    confidence: r.get(3)?,
+                    t_unix_ms: r.get(4)?,
+                    lat_deg: r.get(5)?,
+                    lon_deg: r.get(6)?,
+                    person_count: r.get(7)?,
+                    received_unix_ms: r.get(8)?,
+                    has_snapshot: r.get(9)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// The full alert as the drone sent it (snapshot included).
     pub fn alert(&self, id: Uuid) -> Result<Option<Alert>, StoreError> {
-        let json: Option<String> = self
-            .conn
-            .prepare_cached("SELECT json FROM alerts WHERE alert_id = ?1")?
-            .query_row([id.to_string()], |r| r.get(0))
-            .optional()?;
-        let Some(json) = json else { return Ok(None) };
-        let mut a: Alert = serde_json::from_str(&json).map_err(|e| {
-            StoreError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
-                0,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            ))
-        })?;
+        let Some(row) = self
+            .db
+            .query_opt("SELECT json FROM alerts WHERE alert_id = ?1", params![id])?
+        else {
+            return Ok(None);
+        };
+        let json: String = row.get(0)?;
+        let mut a: Alert = serde_json::from_str(&json)?;
         if let Some((w, h, jpeg)) = self.snapshot(id)? {
             a.snapshot = Some(tiancha_protocol::Snapshot {
                 width: w,
@@ -517,44 +833,49 @@ impl Store {
 
     /// Width, height and JPEG bytes of an alert's snapshot.
     pub fn snapshot(&self, id: Uuid) -> Result<Option<(u32, u32, Vec<u8>)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT width, height, jpeg FROM snapshots WHERE alert_id = ?1")?
-            .query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?)
+        self.db
+            .query_opt(
+                "SELECT width, height, jpeg FROM snapshots WHERE alert_id = ?1",
+                params![id],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .transpose()
     }
 
     pub fn quarantine(&self, limit: u32) -> Result<Vec<QuarantineRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT id, received_unix_ms, topic, class, reason, payload_len, payload_sha256
+        self.db
+            .query(
+                "SELECT id, received_unix_ms, topic, class, reason, payload_len, payload_sha256
              FROM quarantine ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = st.query_map([limit], |r| {
-            Ok(QuarantineRow {
-                id: r.get(0)?,
-                received_unix_ms: r.get(1)?,
-                topic: r.get(2)?,
-                class: r.get(3)?,
-                reason: r.get(4)?,
-                payload_len: r.get(5)?,
-                payload_sha256: r.get(6)?,
+                params![limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(QuarantineRow {
+                    id: r.get(0)?,
+                    received_unix_ms: r.get(1)?,
+                    topic: r.get(2)?,
+                    class: r.get(3)?,
+                    reason: r.get(4)?,
+                    payload_len: r.get(5)?,
+                    payload_sha256: r.get(6)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 }
 
-fn touch_drone(tx: &Transaction<'_>, drone_id: &str, now: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+fn touch_drone(tx: &mut Tx<'_>, drone_id: &str, now: i64) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO drones (drone_id, first_seen_unix_ms, last_seen_unix_ms) VALUES (?1, ?2, ?2)
          ON CONFLICT(drone_id) DO UPDATE SET last_seen_unix_ms = excluded.last_seen_unix_ms",
-    )?
-    .execute(params![drone_id, now])?;
+        params![drone_id, now],
+    )?;
     Ok(())
 }
 
 /// Insert an alert and its snapshot; false if it was already there.
-fn insert_alert(tx: &Transaction<'_>, a: &Alert, now: i64) -> rusqlite::Result<bool> {
+fn insert_alert(tx: &mut Tx<'_>, a: &Alert, now: i64) -> Result<bool, StoreError> {
     // The JSON column holds the alert without its snapshot (the JPEG lives
     // in `snapshots` as a BLOB, byte for byte as it arrived).
     let mut meta = a.clone();
@@ -563,38 +884,41 @@ fn insert_alert(tx: &Transaction<'_>, a: &Alert, now: i64) -> rusqlite::Result<b
         (LocationStatus::Geotagged, Some(g)) => (Some(g.lat_deg), Some(g.lon_deg)),
         _ => (None, None),
     };
-    let n = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO alerts (alert_id, drone_id, category, confidence, t_first_unix_ms, t_unix_ms,
+    let n = tx.execute(
+        "INSERT INTO alerts (alert_id, drone_id, category, confidence, t_first_unix_ms, t_unix_ms,
                 location_status, lat_deg, lon_deg, person_count, json, received_unix_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?
-        .execute(params![
-            a.alert_id.to_string(),
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+        params![
+            a.alert_id,
             a.drone_id.as_str(),
             a.category.as_str(),
             a.confidence,
             a.t_first_unix_ms,
             a.t_unix_ms,
-            if lat.is_some() { "geotagged" } else { "unknown" },
+            if lat.is_some() {
+                "geotagged"
+            } else {
+                "unknown"
+            },
             lat,
             lon,
             a.person_count,
             serde_json::to_string(&meta).expect("serialisable"),
             now
-        ])?;
+        ],
+    )?;
     if n == 1 {
         if let Some(s) = snap {
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO snapshots (alert_id, width, height, sha256, jpeg) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                a.alert_id.to_string(),
-                s.width,
-                s.height,
-                hex::encode(Sha256::digest(&s.jpeg)),
-                s.jpeg
-            ])?;
+                params![
+                    a.alert_id,
+                    s.width,
+                    s.height,
+                    hex::encode(Sha256::digest(&s.jpeg)),
+                    s.jpeg
+                ],
+            )?;
         }
     }
     Ok(n == 1)

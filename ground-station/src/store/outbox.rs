@@ -3,11 +3,11 @@
 //! every resend after a crash carries the same bytes under the same
 //! idempotency key).
 
-use rusqlite::{params, OptionalExtension, Transaction};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Store, StoreError};
+use super::db::params;
+use super::{Store, StoreError, Tx};
 use crate::dispatch::outbox::Pending;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -24,50 +24,76 @@ pub struct OutboxRow {
 
 /// Queue a case for delivery (in the transaction that dispatches it).
 pub fn enqueue(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     route: &str,
     content_type: &str,
     body: &[u8],
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO outbox (case_id, route, state, content_type, body, attempts, next_attempt_unix_ms, created_unix_ms)
-         VALUES (?1, ?2, 'pending', ?3, ?4, 0, ?5, ?5)",
-    )?
-    .execute(params![case_id.to_string(), route, content_type, body, now])?;
+    tx.execute(
+        "INSERT INTO outbox (case_id, route, state, content_type, body, attempts, next_attempt_unix_ms, created_unix_ms)
+         VALUES (?1, ?2, 'pending', ?3, ?4, 0, ?5, ?5) ON CONFLICT DO NOTHING",
+        params![case_id, route, content_type, body, now],
+    )?;
     Ok(())
 }
 
 impl Store {
     /// Pending entries, for [`crate::dispatch::outbox::Outbox::restore`].
     pub fn outbox_pending(&self) -> Result<Vec<Pending>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT case_id, route, attempts, next_attempt_unix_ms, failing_since_unix_ms
+        self.db
+            .query(
+                "SELECT case_id, route, attempts, next_attempt_unix_ms, failing_since_unix_ms
              FROM outbox WHERE state = 'pending'",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Pending {
-                case_id: r
-                    .get::<_, String>(0)?
-                    .parse()
-                    .unwrap_or_else(|_| Uuid::nil()),
-                route: r.get(1)?,
-                attempts: r.get(2)?,
-                next_attempt_unix_ms: r.get(3)?,
-                failing_since_unix_ms: r.get(4)?,
+                params![],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(Pending {
+                    case_id: r.get(0)?,
+                    route: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_attempt_unix_ms: r.get(3)?,
+                    failing_since_unix_ms: r.get(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// (content type, body) of an entry.
     pub fn outbox_body(&self, case_id: Uuid) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT content_type, body FROM outbox WHERE case_id = ?1")?
-            .query_row([case_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
+        self.db
+            .query_opt(
+                "SELECT content_type, body FROM outbox WHERE case_id = ?1",
+                params![case_id],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
+    }
+
+    /// Claim a pending entry for one attempt by `owner` (an instance name)
+    /// until `now + lease_ms`, and return its (content type, body). None
+    /// when it is delivered, dead, or leased by another instance whose
+    /// lease has not run out: that instance is sending it. One UPDATE, so
+    /// two instances racing for an entry cannot both win.
+    pub fn outbox_claim(
+        &mut self,
+        case_id: Uuid,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        self.db
+            .query_opt(
+                "UPDATE outbox SET lease_owner = ?2, lease_until_unix_ms = ?3
+             WHERE case_id = ?1 AND state = 'pending'
+               AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_unix_ms < ?4)
+             RETURNING content_type, body",
+                params![case_id, owner, now + lease_ms, now],
+            )?
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .transpose()
     }
 
     /// Entries by state (`pending`, `delivered`, `dead`), newest first.
@@ -76,37 +102,42 @@ impl Store {
         state: Option<&str>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT case_id, route, state, attempts, next_attempt_unix_ms, last_error, created_unix_ms, delivered_unix_ms
-             FROM outbox WHERE (?1 IS NULL OR state = ?1) ORDER BY created_unix_ms DESC LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![state, limit.clamp(1, 10_000)], |r| {
-            Ok(OutboxRow {
-                case_id: r
-                    .get::<_, String>(0)?
-                    .parse()
-                    .unwrap_or_else(|_| Uuid::nil()),
-                route: r.get(1)?,
-                state: r.get(2)?,
-                attempts: r.get(3)?,
-                next_attempt_unix_ms: r.get(4)?,
-                last_error: r.get(5)?,
-                created_unix_ms: r.get(6)?,
-                delivered_unix_ms: r.get(7)?,
+        self.db
+            .query(
+                "SELECT case_id, route, state, attempts, next_attempt_unix_ms, last_error, created_unix_ms, delivered_unix_ms
+             FROM outbox WHERE (CAST(?1 AS TEXT) IS NULL OR state = CAST(?1 AS TEXT))
+             ORDER BY created_unix_ms DESC LIMIT ?2",
+                params![state, limit.clamp(1, 10_000)],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(OutboxRow {
+                    case_id: r.get(0)?,
+                    route: r.get(1)?,
+                    state: r.get(2)?,
+                    attempts: r.get(3)?,
+                    next_attempt_unix_ms: r.get(4)?,
+                    last_error: r.get(5)?,
+                    created_unix_ms: r.get(6)?,
+                    delivered_unix_ms: r.get(7)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect()
     }
 
     pub fn outbox_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT state, count(*) FROM outbox GROUP BY state")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.db
+            .query(
+                "SELECT state, count(*) FROM outbox GROUP BY state",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .collect()
     }
 
-    /// Record a failed attempt that will be retried.
+    /// Record a failed attempt that will be retried (and release the lease:
+    /// whichever instance is due first sends the next attempt).
     pub fn outbox_retrying(
         &mut self,
         case_id: Uuid,
@@ -115,22 +146,25 @@ impl Store {
         failing_since: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "UPDATE outbox SET attempts = ?2, next_attempt_unix_ms = ?3, failing_since_unix_ms = ?4, last_error = ?5
-                 WHERE case_id = ?1 AND state = 'pending'",
-            )?
-            .execute(params![case_id.to_string(), attempts, next, failing_since, error])?;
+        self.db.execute(
+            "UPDATE outbox SET attempts = ?2, next_attempt_unix_ms = ?3, failing_since_unix_ms = ?4, last_error = ?5,
+                lease_owner = NULL, lease_until_unix_ms = NULL
+             WHERE case_id = ?1 AND state = 'pending'",
+            params![case_id, attempts, next, failing_since, error],
+        )?;
         Ok(())
     }
 
     /// Put a dead letter back in the queue. Returns its route.
     pub fn outbox_requeue(&mut self, case_id: Uuid, now: i64) -> Result<String, StoreError> {
         let route: Option<(String, String)> = self
-            .conn
-            .prepare_cached("SELECT route, state FROM outbox WHERE case_id = ?1")?
-            .query_row([case_id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+            .db
+            .query_opt(
+                "SELECT route, state FROM outbox WHERE case_id = ?1",
+                params![case_id],
+            )?
+            .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
+            .transpose()?;
         match route {
             None => Err(StoreError::NotFound(format!(
                 "case {case_id} has no delivery"
@@ -139,12 +173,12 @@ impl Store {
                 "the delivery of case {case_id} is {s}, not dead: nothing to retry"
             ))),
             Some((route, _)) => {
-                self.conn
-                    .prepare_cached(
-                        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_unix_ms = ?2,
-                            failing_since_unix_ms = NULL WHERE case_id = ?1",
-                    )?
-                    .execute(params![case_id.to_string(), now])?;
+                self.db.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_unix_ms = ?2,
+                            failing_since_unix_ms = NULL, lease_owner = NULL, lease_until_unix_ms = NULL
+                     WHERE case_id = ?1",
+                    params![case_id, now],
+                )?;
                 Ok(route)
             }
         }
@@ -152,27 +186,29 @@ impl Store {
 }
 
 pub fn mark_delivered(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     attempts: u32,
     now: i64,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE outbox SET state = 'delivered', attempts = ?2, delivered_unix_ms = ?3, last_error = '' WHERE case_id = ?1",
-    )?
-    .execute(params![case_id.to_string(), attempts, now])?;
+    tx.execute(
+        "UPDATE outbox SET state = 'delivered', attempts = ?2, delivered_unix_ms = ?3, last_error = '',
+            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1",
+        params![case_id, attempts, now],
+    )?;
     Ok(())
 }
 
 pub fn mark_dead(
-    tx: &Transaction<'_>,
+    tx: &mut Tx<'_>,
     case_id: Uuid,
     attempts: u32,
     error: &str,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE outbox SET state = 'dead', attempts = ?2, last_error = ?3 WHERE case_id = ?1",
-    )?
-    .execute(params![case_id.to_string(), attempts, error])?;
+    tx.execute(
+        "UPDATE outbox SET state = 'dead', attempts = ?2, last_error = ?3,
+            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1",
+        params![case_id, attempts, error],
+    )?;
     Ok(())
 }

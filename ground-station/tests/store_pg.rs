@@ -1,0 +1,396 @@
+//! The store on PostgreSQL, as two ground-station instances see it: two
+//! `Store`s (two connections) on one throwaway cluster (initdb on a temp
+//! dir, a free port; run as the `postgres` user when the test runs as
+//! root). Checks what several instances rely on: the schema migrates once,
+//! a message stored by both is stored once, the outbox lease lets exactly
+//! one instance send a case (and another take over when it runs out), the
+//! desk lock makes instances take turns, and every alert shows up to a
+//! reader by sequence in order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use tiancha_ground_station::store::{Record, Store, LOCK_DESK};
+use tiancha_protocol as proto;
+use uuid::Uuid;
+
+struct Postgres {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn is_root() -> bool {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+fn pg_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.retain(|p| p.join("initdb").exists() && p.join("postgres").exists());
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: \
+             install the `postgresql` package (scripts/dev setup does)"
+        )
+    })
+}
+
+/// `program args` as the `postgres` user when root (PostgreSQL refuses
+/// root); `setpriv` execs in place.
+fn pg_command(program: &Path, args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program)
+        .args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = pg_bin();
+        let dir = tempfile::Builder::new()
+            .prefix("tiancha-pg-")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            assert!(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "running as root: the temp dir must be handed to the `postgres` user \
+                 (the `postgresql` package creates it)"
+            );
+        }
+        let data = dir.path().join("data");
+        let out = pg_command(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "tiancha",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+        let child = pg_command(
+            &bin.join("postgres"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-p",
+                &port.to_string(),
+                "-k",
+                dir.path().to_str().unwrap(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+        )
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+        let pg = Postgres {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < deadline, "PostgreSQL did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let out = Command::new(bin.join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "tiancha"])
+            .arg("tiancha")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "createdb: {out:?}");
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://tiancha@127.0.0.1:{}/tiancha", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alert(i: u64) -> proto::Alert {
+    proto::Alert {
+        schema: proto::SCHEMA_VERSION,
+        alert_id: Uuid::now_v7(),
+        drone_id: proto::DroneId::new(format!("d-{}", i % 3)).unwrap(),
+        category: proto::Category::Fire,
+        confidence: 0.9,
+        t_first_unix_ms: 1_000 + i as i64,
+        t_unix_ms: 2_000 + i as i64,
+        location_status: proto::LocationStatus::Geotagged,
+        location: Some(proto::Geotag {
+            lat_deg: 28.45,
+            lon_deg: 117.94,
+            alt_m: None,
+            sigma: proto::Ellipse {
+                semi_major_m: 3.0,
+                semi_minor_m: 2.0,
+                orientation_deg: 0.0,
+            },
+        }),
+        observer: None,
+        person_count: Some(4),
+        extent_m: None,
+        tracks: vec![],
+        rule: proto::RuleInfo {
+            name: "test".into(),
+            detail: String::new(),
+        },
+        zone: None,
+        mission_id: None,
+        snapshot: Some(proto::Snapshot {
+            width: 4,
+            height: 4,
+            jpeg: vec![0xFF, 0xD8, 0xFF, i as u8],
+        }),
+    }
+}
+
+#[test]
+fn two_stores_on_one_postgres_share_without_duplicates_or_double_sends() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    // Both "instances" open (and migrate) at the same time.
+    let (u1, u2) = (url.clone(), url.clone());
+    let t1 = std::thread::spawn(move || Store::open_postgres(&u1, 1000).unwrap());
+    let t2 = std::thread::spawn(move || Store::open_postgres(&u2, 1000).unwrap());
+    let mut a = t1.join().unwrap();
+    let mut b = t2.join().unwrap();
+    assert!(a.is_shared());
+
+    // The same alerts reach both instances (a republish after a lost
+    // receipt): each stored once, both report it stored (both receipt it).
+    let alerts: Vec<proto::Alert> = (0..50).map(alert).collect();
+    let recs: Vec<Record> = alerts
+        .iter()
+        .cloned()
+        .map(|x| Record::Alert(Box::new(x)))
+        .collect();
+    let oa = a.ingest_batch(&recs[..30], 10).unwrap();
+    let ob = b.ingest_batch(&recs[20..], 11).unwrap();
+    assert_eq!(oa.new_alerts.len(), 30);
+    assert_eq!(ob.new_alerts.len(), 20);
+    assert_eq!(ob.duplicates, 10);
+    assert_eq!(ob.stored.len(), 30, "duplicates are receipted too");
+    assert_eq!(a.alert_count().unwrap(), 50);
+    assert_eq!(b.alert_count().unwrap(), 50);
+    // Read back byte for byte, snapshot included, from the other instance.
+    let got = b.alert(alerts[3].alert_id).unwrap().unwrap();
+    assert_eq!(got, alerts[3]);
+    // A reader by sequence sees every alert once, in insertion order.
+    let seen = a.alerts_after(0, 1000).unwrap();
+    assert_eq!(seen.len(), 50);
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(a.last_alert_seq().unwrap(), seen.last().unwrap().0);
+    assert_eq!(b.alerts_after(seen[39].0, 1000).unwrap().len(), 10);
+
+    // Concurrent batches from both instances: nothing lost, nothing twice.
+    let more: Vec<Record> = (50..250)
+        .map(|i| Record::Alert(Box::new(alert(i))))
+        .collect();
+    let (m1, m2) = (more.clone(), more.clone());
+    let (u1, u2) = (url.clone(), url.clone());
+    let h1 = std::thread::spawn(move || {
+        let mut s = Store::open_postgres(&u1, 1000).unwrap();
+        m1.chunks(10)
+            .map(|c| s.ingest_batch(c, 20).unwrap().new_alerts.len())
+            .sum::<usize>()
+    });
+    let h2 = std::thread::spawn(move || {
+        let mut s = Store::open_postgres(&u2, 1000).unwrap();
+        m2.chunks(7)
+            .rev()
+            .map(|c| s.ingest_batch(c, 21).unwrap().new_alerts.len())
+            .sum::<usize>()
+    });
+    let (n1, n2) = (h1.join().unwrap(), h2.join().unwrap());
+    assert_eq!(
+        n1 + n2,
+        200,
+        "each new alert counted new by exactly one instance"
+    );
+    assert_eq!(a.alert_count().unwrap(), 250);
+
+    // The outbox: one instance claims, the other cannot until the lease
+    // runs out; after delivery nobody can.
+    let case = Uuid::now_v7();
+    a.with_tx(|tx| {
+        tiancha_ground_station::store::outbox::enqueue(
+            tx,
+            case,
+            "governance",
+            "application/json",
+            b"{}",
+            100,
+        )
+    })
+    .unwrap();
+    assert_eq!(b.outbox_pending().unwrap().len(), 1);
+    let (ct, body) = a.outbox_claim(case, "gs-a", 1_000, 5_000).unwrap().unwrap();
+    assert_eq!(
+        (ct.as_str(), body.as_slice()),
+        ("application/json", &b"{}"[..])
+    );
+    assert_eq!(
+        b.outbox_claim(case, "gs-b", 2_000, 5_000).unwrap(),
+        None,
+        "leased by gs-a"
+    );
+    assert!(
+        a.outbox_claim(case, "gs-a", 2_000, 5_000)
+            .unwrap()
+            .is_some(),
+        "gs-a renews its own"
+    );
+    // gs-a dies; its lease (until 7000) runs out and gs-b takes over.
+    assert_eq!(b.outbox_claim(case, "gs-b", 6_999, 5_000).unwrap(), None);
+    assert!(b
+        .outbox_claim(case, "gs-b", 7_001, 5_000)
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        a.outbox_claim(case, "gs-a", 7_002, 5_000).unwrap(),
+        None,
+        "now gs-b's"
+    );
+    b.with_tx(|tx| tiancha_ground_station::store::outbox::mark_delivered(tx, case, 2, 8_000))
+        .unwrap();
+    assert_eq!(a.outbox_claim(case, "gs-a", 100_000, 5_000).unwrap(), None);
+    assert!(a.outbox_pending().unwrap().is_empty());
+
+    // Many racers for one entry: exactly one wins.
+    let case2 = Uuid::now_v7();
+    a.with_tx(|tx| {
+        tiancha_ground_station::store::outbox::enqueue(
+            tx,
+            case2,
+            "governance",
+            "application/json",
+            b"{}",
+            100,
+        )
+    })
+    .unwrap();
+    let go = Arc::new(Barrier::new(4));
+    let winners: usize = (0..4)
+        .map(|i| {
+            let (u, go) = (url.clone(), go.clone());
+            std::thread::spawn(move || {
+                let mut s = Store::open_postgres(&u, 1000).unwrap();
+                go.wait();
+                s.outbox_claim(case2, &format!("gs-{i}"), 1_000, 5_000)
+                    .unwrap()
+                    .is_some() as usize
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(winners, 1);
+
+    // The desk lock: while one instance holds it, the other waits.
+    let u = url.clone();
+    let held = Arc::new(Barrier::new(2));
+    let h2 = held.clone();
+    let holder = std::thread::spawn(move || {
+        let mut s = Store::open_postgres(&u, 1000).unwrap();
+        s.serialized(LOCK_DESK, |_| {
+            h2.wait();
+            std::thread::sleep(Duration::from_millis(600));
+            Ok::<_, tiancha_ground_station::store::StoreError>(Instant::now())
+        })
+        .unwrap()
+    });
+    held.wait();
+    let got_it = b
+        .serialized(LOCK_DESK, |_| {
+            Ok::<_, tiancha_ground_station::store::StoreError>(Instant::now())
+        })
+        .unwrap();
+    let released = holder.join().unwrap();
+    assert!(
+        got_it >= released,
+        "the second instance waited for the first"
+    );
+
+    // Users and sessions are shared: a user made on one instance logs in on the other.
+    a.put_user(
+        "op",
+        tiancha_ground_station::auth::Role::Operator,
+        "$argon2id$x",
+        1,
+    )
+    .unwrap();
+    assert!(b.user_credentials("op").unwrap().is_some());
+}
