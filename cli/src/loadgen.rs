@@ -7,6 +7,10 @@
 //! `{"alert_id": ..., "snapshot_sha256": ...}` once the spool has it on
 //! disk, so a test can check the ground's store against exactly what was
 //! accepted.
+//!
+//! `--drones N` runs N such channels in one process (tokio tasks), e.g.
+//! 200 drones with telemetry at 2 Hz each and 5 alerts/s overall for the
+//! load run (`scripts/bench-load`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +61,12 @@ pub struct Args {
     /// Don't wait for receipts: exit once everything is spooled.
     #[arg(long)]
     no_wait: bool,
+    /// Simulate this many drones in one process: each its own MQTT client
+    /// and spool (`--spool` with `-NNN` before the extension), named
+    /// `<drone-id>-NNN`. `--alerts` and `--rate` are totals, dealt out in
+    /// turn; `--telemetry-hz` is per drone.
+    #[arg(long, default_value_t = 1)]
+    drones: u32,
 }
 
 /// A deterministic, JPEG-looking snapshot (valid SOI marker).
@@ -72,8 +82,39 @@ fn snapshot(n: usize, salt: u64) -> Vec<u8> {
     v
 }
 
+/// The drones' ids and spool files.
+fn fleet(args: &Args) -> anyhow::Result<Vec<(DroneId, PathBuf)>> {
+    if args.drones == 0 || args.drones > 10_000 {
+        bail!("--drones {} must be within 1..=10000", args.drones);
+    }
+    if args.drones == 1 {
+        return Ok(vec![(
+            DroneId::new(args.drone_id.clone())?,
+            args.spool.clone(),
+        )]);
+    }
+    let stem = args
+        .spool
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "spool".into());
+    let ext = args
+        .spool
+        .extension()
+        .map(|s| format!(".{}", s.to_string_lossy()))
+        .unwrap_or_default();
+    (1..=args.drones)
+        .map(|i| {
+            Ok((
+                DroneId::new(format!("{}-{i:03}", args.drone_id))?,
+                args.spool.with_file_name(format!("{stem}-{i:03}{ext}")),
+            ))
+        })
+        .collect()
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let drone_id = DroneId::new(args.drone_id.clone())?;
+    let fleet = fleet(&args)?;
     // What the process holds before the channel exists: the binary and the
     // shared libraries it is linked with (OpenCV alone maps ~150), which the
     // companion carries whatever it does. The channel's own cost is the
@@ -81,6 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let baseline_kb = proc_status_kb(None, "VmRSS:");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let mut drones = Vec::with_capacity(fleet.len());
+        for (drone_id, spool_path) in fleet {
         let cfg = ChannelConfig {
             drone_id: drone_id.clone(),
             mqtt: Endpoint {
@@ -88,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 port: args.mqtt_port,
                 ..Endpoint::default()
             },
-            spool_path: args.spool.clone(),
+            spool_path: spool_path.clone(),
             spool: SpoolConfig {
                 receipt_timeout: Duration::from_secs(args.receipt_timeout_s),
                 max_receipt_backoff: Duration::from_secs(args.receipt_timeout_s * 4),
@@ -96,7 +139,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             software_version: env!("CARGO_PKG_VERSION").into(),
         };
-        let (handle, _commands, task) = channel::start(cfg)?;
+        let (handle, commands, task) = channel::start(cfg)?;
+        drones.push((drone_id, handle, commands, task));
+        }
+        let n_drones = drones.len();
+        // Telemetry: one task per drone, phases spread over the period.
+        let mut tele_tasks = Vec::new();
+        if args.telemetry_hz > 0.0 {
+            let period = Duration::from_secs_f64(1.0 / args.telemetry_hz);
+            for (k, (id, h, _, _)) in drones.iter().enumerate() {
+                let (id, h) = (id.clone(), h.clone());
+                let phase = period.mul_f64(k as f64 / n_drones as f64);
+                tele_tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep(phase).await;
+                    let mut tick = tokio::time::interval(period);
+                    let mut i = 0u64;
+                    loop {
+                        tick.tick().await;
+                        h.set_telemetry(telemetry(&id, i));
+                        i += 1;
+                    }
+                }));
+            }
+        }
         let mut out = match &args.out {
             Some(p) => Some(
                 std::fs::OpenOptions::new()
@@ -108,7 +173,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => None,
         };
         let t0 = Instant::now();
-        let mut tele_next = Instant::now();
         // Submit concurrently so the spool can group-commit.
         let mut inflight = tokio::task::JoinSet::new();
         for i in 0..args.alerts {
@@ -116,11 +180,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let due = t0 + Duration::from_secs_f64(i as f64 / args.rate);
                 tokio::time::sleep_until(due.into()).await;
             }
-            if args.telemetry_hz > 0.0 && Instant::now() >= tele_next {
-                handle.set_telemetry(telemetry(&drone_id, i));
-                tele_next = Instant::now() + Duration::from_secs_f64(1.0 / args.telemetry_hz);
-            }
-            let a = alert(&drone_id, i, args.snapshot_bytes);
+            let (drone_id, handle, _, _) = &drones[(i % n_drones as u64) as usize];
+            let a = alert(drone_id, i, args.snapshot_bytes);
             let h = handle.clone();
             inflight.spawn(async move {
                 let r = h.submit_alert(&a).await;
@@ -140,26 +201,51 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             accepted_in.as_secs_f64(),
             args.alerts as f64 / accepted_in.as_secs_f64().max(1e-9)
         );
+        let total = |drones: &[(DroneId, channel::ChannelHandle, _, _)]| {
+            let mut t = channel::ChannelStats::default();
+            for (_, h, _, _) in drones {
+                let s = h.stats();
+                t.spool.depth += s.spool.depth;
+                t.spool.inflight += s.spool.inflight;
+                t.spool.acked += s.spool.acked;
+                t.spool.republished += s.spool.republished;
+                t.connects += s.connects;
+                t.telemetry_sent += s.telemetry_sent;
+                t.telemetry_skipped += s.telemetry_skipped;
+            }
+            t
+        };
+        let stop = |drones: Vec<(DroneId, channel::ChannelHandle, _, tokio::task::JoinHandle<()>)>| async move {
+            for (_, h, _, _) in &drones {
+                h.shutdown();
+            }
+            for (_, _, _, t) in drones {
+                let _ = t.await;
+            }
+        };
         if args.no_wait {
-            handle.shutdown();
-            let _ = task.await;
+            tele_tasks.iter().for_each(|t| t.abort());
+            stop(drones).await;
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
         loop {
-            let s = handle.stats();
+            let s = total(&drones);
             if s.spool.depth == 0 {
                 eprintln!(
-                    "loadgen: all delivered and receipted after {:.2} s ({} connects, {} republished)",
+                    "loadgen: all delivered and receipted after {:.2} s ({} drones, {} connects, {} republished; telemetry {} sent, {} skipped behind alerts)",
                     t0.elapsed().as_secs_f64(),
+                    n_drones,
                     s.connects,
-                    s.spool.republished
+                    s.spool.republished,
+                    s.telemetry_sent,
+                    s.telemetry_skipped
                 );
                 break;
             }
             if Instant::now() > deadline {
                 bail!(
-                    "timed out with {} entries still in the spool ({} in flight, {} acked)",
+                    "timed out with {} entries still in the spools ({} in flight, {} acked)",
                     s.spool.depth,
                     s.spool.inflight,
                     s.spool.acked
@@ -167,8 +253,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        handle.shutdown();
-        let _ = task.await;
+        tele_tasks.iter().for_each(|t| t.abort());
+        stop(drones).await;
         if let (Some(peak), Some(base)) = (proc_status_kb(None, "VmHWM:"), baseline_kb) {
             eprintln!(
                 "loadgen: peak RSS {:.1} MB (at start {:.1} MB; channel +{:.1} MB)",

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod broker;
+mod chaos;
 mod command_key;
 mod companion;
 mod demo;
@@ -47,6 +48,8 @@ enum Command {
     Broker(broker::Args),
     /// Publish synthetic alerts through a real spool and MQTT channel (tests, benchmarks).
     Loadgen(loadgen::Args),
+    /// The whole system as processes under faults (kills, link cut, full disk); counts every alert by id.
+    Chaos(chaos::Args),
     /// The ground station's command-signing key pair (generate, print the public key).
     #[command(name = "command-key")]
     SigningKey(command_key::Args),
@@ -65,6 +68,7 @@ fn main() -> anyhow::Result<()> {
         Command::DisputeReceiver(a) => dispute_receiver::run(a),
         Command::Broker(a) => broker::run(a),
         Command::Loadgen(a) => loadgen::run(a),
+        Command::Chaos(a) => chaos::run(a),
         Command::SigningKey(a) => command_key::run(a),
     }
 }

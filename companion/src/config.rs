@@ -35,6 +35,9 @@ pub struct CompanionConfig {
     /// End-to-end command authentication (see docs/security.md).
     #[serde(default)]
     pub commands: CommandsSection,
+    /// Load/chaos testing only: made-up alerts (see `crate::synthetic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_alerts: Option<crate::synthetic::SyntheticAlertsSection>,
 }
 
 /// `[commands]`: which ground stations may command this drone, and the
@@ -410,6 +413,9 @@ impl CompanionConfig {
                     ));
                 }
             }
+        }
+        if let Some(s) = &self.synthetic_alerts {
+            s.check()?;
         }
         let d = &self.detection;
         if d.default_gathering_min_people < 2 {

@@ -30,6 +30,8 @@ pub enum DaemonError {
     Bridge { address: String, message: String },
     #[error("signing key: {0}")]
     Signing(String),
+    #[error("synthetic alerts ledger: {0}")]
+    Synthetic(String),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -88,6 +90,12 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             watch::channel(crate::eye::EyeStatus::default()).1
         }
     };
+
+    // Load/chaos testing only: made-up alerts through the same spool.
+    if let Some(syn) = cfg.synthetic_alerts.clone() {
+        crate::synthetic::start(syn, bridge.clone(), channel.clone(), metrics.clone())
+            .map_err(|e| DaemonError::Synthetic(e.to_string()))?;
+    }
 
     // Commands from the ground.
     tokio::spawn({

@@ -14,4 +14,5 @@ pub mod failsafe;
 pub mod metrics;
 pub mod signing;
 pub mod spool;
+pub mod synthetic;
 pub mod vehicle;

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub frame_to_event_latency_s: Histogram,
     pub alerts: Counter,
     pub alerts_refused: Counter,
+    pub spool_disk_full: Gauge,
     pub cpu_temp_c: Gauge<f64, AtomicU64>,
 }
 
@@ -53,6 +54,7 @@ impl Default for Metrics {
             frame_to_event_latency_s: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             alerts: Counter::default(),
             alerts_refused: Counter::default(),
+            spool_disk_full: Gauge::default(),
             cpu_temp_c: Gauge::default(),
         };
         {
@@ -111,6 +113,11 @@ impl Default for Metrics {
                 m.alerts_refused.clone(),
             );
             r.register(
+                "spool_disk_full",
+                "1 while the spool's disk is full (new alerts refused, spooled ones kept)",
+                m.spool_disk_full.clone(),
+            );
+            r.register(
                 "cpu_temperature_celsius",
                 "CPU temperature, where readable",
                 m.cpu_temp_c.clone(),
@@ -124,6 +131,7 @@ impl Metrics {
     pub fn update_vehicle(&self, s: &VehicleState, ch: &ChannelStats) {
         self.spool_depth.set(ch.spool.depth as i64);
         self.spool_bytes.set(ch.spool.bytes as i64);
+        self.spool_disk_full.set(ch.spool.disk_full as i64);
         self.ground_link_up.set(ch.connected as i64);
         self.autopilot_link_up.set(s.link_up as i64);
         if let Some(b) = battery_pct(s) {

@@ -510,6 +510,9 @@ impl Driver {
             .expect("spool writer panicked");
         match res {
             Ok(()) => {
+                if self.spool.on_write_ok() {
+                    warn!("spool disk has room again: accepting alerts");
+                }
                 for (e, reply) in accepted {
                     let _ = reply.send(Ok(Submitted::Accepted { seq: e.seq }));
                 }
@@ -517,6 +520,16 @@ impl Driver {
             Err(err) => {
                 error!(error = %err, "SPOOL WRITE FAILED: {} entries refused", accepted.len());
                 let disk_full = matches!(err, StoreError::DiskFull(_));
+                if self.spool.on_write_failed(accepted.len() as u64, disk_full) {
+                    let kept = self.spool.stats().depth - accepted.len() as u64;
+                    let message = format!("SPOOL DISK FULL: new alerts are refused until there is room; the {kept} entries already spooled are kept");
+                    error!("{message}");
+                    self.publish_best_effort_event(EventKind::Log {
+                        level: "error".into(),
+                        message,
+                    })
+                    .await;
+                }
                 let msg = err.to_string();
                 for (e, reply) in accepted {
                     self.spool.abandon(e.seq);

@@ -134,6 +134,11 @@ pub struct SpoolStats {
     pub republished: u64,
     /// Entries removed after the ground's receipt (since start).
     pub receipted: u64,
+    /// The last write to the spool's disk failed because the disk is full
+    /// (cleared by the next successful write).
+    pub disk_full: bool,
+    /// Entries refused because the spool's disk was full (since start).
+    pub disk_full_refused: u64,
 }
 
 /// The sans-IO spool core. See the module docs.
@@ -359,6 +364,24 @@ impl Spool {
             self.queued.insert((slot.meta.priority, seq));
             self.stats.republished += 1;
         }
+    }
+
+    /// A batch of `entries` could not be written (`disk_full`: the disk
+    /// has no room). Call [`Spool::abandon`] for each of them as well.
+    /// Returns true when this starts a disk-full episode (say it loudly
+    /// once, not for every refused entry).
+    pub fn on_write_failed(&mut self, entries: u64, disk_full: bool) -> bool {
+        if !disk_full {
+            return false;
+        }
+        self.stats.disk_full_refused += entries;
+        !std::mem::replace(&mut self.stats.disk_full, true)
+    }
+
+    /// A batch reached the disk. Returns true when this ends a disk-full
+    /// episode.
+    pub fn on_write_ok(&mut self) -> bool {
+        std::mem::replace(&mut self.stats.disk_full, false)
     }
 
     /// Forget an entry whose write to disk failed (it was never accepted).

@@ -2,6 +2,14 @@
 //! `synchronous=FULL`, so an accepted entry survives a killed process and a
 //! power cut. Entries are written in batches (group commit: one fsync for
 //! many entries) and deleted in batches.
+//!
+//! A full disk (ENOSPC, SQLite's `SQLITE_FULL`) refuses the batch being
+//! written ([`StoreError::DiskFull`]) and nothing else: the transaction
+//! rolls back and every entry accepted before stays. The WAL is truncated
+//! to 256 KB after each checkpoint (`journal_size_limit`), so the spool
+//! gives back disk it no longer needs and a full disk is felt (and
+//! reported) within a few entries rather than after the WAL's high-water
+//! mark.
 
 use std::path::{Path, PathBuf};
 
@@ -70,6 +78,7 @@ impl SpoolStore {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA busy_timeout=5000;
+             PRAGMA journal_size_limit=262144;
              CREATE TABLE IF NOT EXISTS entries (
                  seq INTEGER PRIMARY KEY,
                  id BLOB NOT NULL UNIQUE,
@@ -138,15 +147,16 @@ impl SpoolStore {
         if seqs.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction().map_err(classify)?;
         {
-            let mut st = tx.prepare_cached("DELETE FROM entries WHERE seq = ?1")?;
+            let mut st = tx
+                .prepare_cached("DELETE FROM entries WHERE seq = ?1")
+                .map_err(classify)?;
             for s in seqs {
-                st.execute([*s as i64])?;
+                st.execute([*s as i64]).map_err(classify)?;
             }
         }
-        tx.commit()?;
-        Ok(())
+        tx.commit().map_err(classify)
     }
 
     pub fn count(&self) -> Result<u64, StoreError> {
@@ -174,6 +184,55 @@ mod tests {
             payload: vec![seq as u8; 10],
             created_unix_ms: 0,
         }
+    }
+
+    /// A full disk (SQLite's SQLITE_FULL, here from a page limit, as
+    /// ENOSPC gives on a real full disk): the batch is refused as
+    /// `DiskFull`, everything accepted before stays readable, and writes
+    /// work again once there is room.
+    #[test]
+    fn full_disk_refuses_the_batch_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.db");
+        let mut s = SpoolStore::open(&path).unwrap();
+        let big = |seq: u64| NewEntry {
+            payload: vec![seq as u8; 3000],
+            ..entry(seq)
+        };
+        let pages: i64 = s
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        s.conn
+            .execute_batch(&format!("PRAGMA max_page_count = {}", pages + 8))
+            .unwrap();
+        let mut seq = 1;
+        let err = loop {
+            match s.insert_batch(&[big(seq)]) {
+                Ok(()) => seq += 1,
+                Err(e) => break e,
+            }
+            assert!(seq < 1000, "the page limit never bit");
+        };
+        assert!(matches!(err, StoreError::DiskFull(_)), "{err}");
+        let kept = seq - 1;
+        assert!(kept >= 1);
+        assert_eq!(s.count().unwrap(), kept);
+        // Deleting still works on a full disk here, or fails as DiskFull:
+        // never anything else.
+        match s.delete_batch(&[1]) {
+            Ok(()) => assert_eq!(s.count().unwrap(), kept - 1),
+            Err(e) => assert!(matches!(e, StoreError::DiskFull(_)), "{e}"),
+        }
+        let before = s.count().unwrap();
+        s.conn
+            .execute_batch("PRAGMA max_page_count = 1000000")
+            .unwrap();
+        s.insert_batch(&[big(seq)]).unwrap();
+        drop(s);
+        let s = SpoolStore::open(&path).unwrap();
+        assert_eq!(s.count().unwrap(), before + 1);
+        assert_eq!(s.load(seq).unwrap().unwrap().1, vec![seq as u8; 3000]);
     }
 
     #[test]

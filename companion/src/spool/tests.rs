@@ -267,3 +267,23 @@ proptest! {
         prop_assert!(produced.is_subset(&got), "lost: {:?}", produced.difference(&got).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn disk_full_is_one_episode_counted_per_entry() {
+    let mut s = Spool::new(cfg(), []);
+    assert!(
+        s.on_write_failed(3, true),
+        "the first failure starts the episode"
+    );
+    assert!(!s.on_write_failed(2, true), "later ones do not");
+    assert!(
+        !s.on_write_failed(1, false),
+        "other write errors are not disk-full"
+    );
+    let st = s.stats();
+    assert!(st.disk_full);
+    assert_eq!(st.disk_full_refused, 5);
+    assert!(s.on_write_ok(), "a good write ends the episode");
+    assert!(!s.on_write_ok());
+    assert!(!s.stats().disk_full);
+}
