@@ -333,6 +333,7 @@ impl CompanionConfig {
     pub fn check(&self) -> Result<(), String> {
         DroneId::new(self.drone_id.clone()).map_err(|e| format!("drone_id: {e}"))?;
         self.mqtt.check()?;
+        self.mqtt.check_files()?;
         if self.autopilot.address.trim().is_empty() {
             return Err("autopilot.address must not be empty".into());
         }

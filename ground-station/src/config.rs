@@ -445,6 +445,14 @@ impl Config {
         })?;
         let mut cfg = Self::parse(&text, path)?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        // TLS certificates, keys and the broker's password file: read now,
+        // so a missing or unparsable file stops start-up with its name.
+        let files = |message: String| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        };
+        cfg.mqtt.check_files().map_err(files)?;
+        cfg.broker.check_files().map_err(files)?;
         Ok(cfg)
     }
 
@@ -479,6 +487,10 @@ impl Config {
         if let Some(k) = &mut self.commands.signing_key_file {
             fix(k);
         }
+        if let Some(t) = &mut self.mqtt.tls {
+            t.resolve_paths(base);
+        }
+        self.broker.resolve_paths(base);
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -508,6 +520,17 @@ impl Config {
                 return Err(format!(
                     "http.public_url `{u}` must start with http:// or https://"
                 ));
+            }
+        }
+        self.broker.check()?;
+        if self.broker.embedded && self.broker.auth.is_some() && self.mqtt.username.is_none() {
+            let has_cert = self
+                .mqtt
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_cert_file.is_some());
+            if !has_cert {
+                return Err("[broker.auth] is on: the ground station must log in too ([mqtt] username and password of a broker.auth.ground_station_users identity, or a client certificate)".into());
             }
         }
         let a = &self.auth;

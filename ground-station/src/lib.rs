@@ -247,8 +247,8 @@ pub async fn run(cfg: Config) -> Result<(), GroundStationError> {
     let st = open_store(&cfg)?;
     tracing::info!(path = %cfg.store_path().display(), "store open");
     if cfg.broker.embedded {
-        let listen = cfg.broker.listen;
-        tokio::task::spawn_blocking(move || broker::start_embedded(listen))
+        let broker_cfg = cfg.broker.clone();
+        tokio::task::spawn_blocking(move || broker::start(&broker_cfg))
             .await
             .expect("broker start panicked")?;
     }
