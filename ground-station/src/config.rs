@@ -23,6 +23,7 @@
 //! [cases]                           # merging, priority rules, auto-dispatch
 //! [dispatch]                        # routes ("2+N"), retry policy
 //! [retention]                       # purge snapshots / telemetry after N days
+//! [video]                           # live video per drone, clips around alerts
 //! ```
 
 use std::collections::BTreeMap;
@@ -69,6 +70,9 @@ pub struct Config {
     /// Where the store lives: SQLite (default) or a shared PostgreSQL.
     #[serde(default)]
     pub store: crate::store::StoreConfig,
+    /// Live video and alert clips (`[video]`, see [`crate::video::config`]).
+    #[serde(default)]
+    pub video: crate::video::config::VideoConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -420,6 +424,7 @@ impl Default for Config {
             missions: MissionsConfig::default(),
             retention: RetentionConfig::default(),
             store: crate::store::StoreConfig::default(),
+            video: Default::default(),
         }
     }
 }
@@ -507,6 +512,7 @@ impl Config {
         }
         self.mqtt.check()?;
         self.ingest.check()?;
+        self.video.check()?;
         self.store.check(self.dispatch.request_timeout_ms)?;
         if self.broker.embedded && self.broker.listen.port() != self.mqtt.port {
             return Err(format!(

@@ -24,6 +24,8 @@
 //!   honours idempotency keys, sends signed status callbacks) for the demo
 //!   and tests (`tiancha dispute-receiver`).
 //!
+//! - [`video`]: each drone's live video to the browser (WebRTC with the
+//!   H.264 passed through, MJPEG fallback), clips around alerts.
 //! - [`command_key`]: the Ed25519 key that signs every command end to end
 //!   (companions verify it; a broker alone cannot command a drone).
 //!
@@ -45,6 +47,7 @@ pub mod http;
 pub mod ingest;
 pub mod receiver;
 pub mod store;
+pub mod video;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -186,7 +189,12 @@ pub fn build_state(
     });
     let command_signer = Arc::new(command_key::load_or_create(&cfg)?);
     let (live, _) = broadcast::channel(16_384);
+    let video = Arc::new(
+        video::VideoHub::new(cfg.video.clone())
+            .map_err(|e| GroundStationError::Setup(e.to_string()))?,
+    );
     Ok(http::AppState {
+        video,
         command_signer,
         store: Arc::new(Mutex::new(st)),
         stats: Arc::new(ingest::IngestStats::default()),
@@ -276,6 +284,11 @@ pub async fn run(cfg: Config) -> Result<(), GroundStationError> {
     });
     tokio::spawn(http::live::forward(notices.subscribe(), state.clone()));
     tokio::spawn(triage_worker(notices.subscribe(), state.clone()));
+    tokio::spawn(video::clip::run_recorder(
+        state.video.clone(),
+        cfg.data_dir.clone(),
+        notices.subscribe(),
+    ));
     spawn_dispatcher(&state);
     tokio::spawn(retention(state.clone()));
     ingest::run_with(client, eventloop, cfg.ingest.clone(), store, stats, notices).await;

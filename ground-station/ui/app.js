@@ -67,6 +67,7 @@ function applyRoles() {
 
 // ------------------------------------------------------------ login
 function showLogin() {
+  if (window.tianchaVideo) window.tianchaVideo.stop();
   T.session = null; if (T.ws) { T.ws.onclose = null; T.ws.close(); T.ws = null; }
   $('app').hidden = true; $('login').hidden = false; $('login-name').focus();
 }
@@ -99,6 +100,7 @@ async function start() {
   await initMap();
   await Promise.all([loadAlerts(), loadDrones(), loadCases(), loadCommands()]);
   connectLive();
+  if (window.tianchaVideo) window.tianchaVideo.start(T.session);
   const want = location.hash.slice(1);
   show(['ops', 'cases', 'dispatch', 'admin'].includes(want) ? want : (T.session.role === 'dispute_centre' ? 'cases' : 'ops'));
 }
@@ -453,6 +455,7 @@ async function openCase(id) {
   add('Route', (c.route || 'none') + (d.delivery ? ' · ' + d.delivery.state + (d.delivery.last_error ? ' (' + d.delivery.last_error + ')' : '') : ''));
   const ev = clear($('case-evidence'));
   for (const a of d.alerts) if (a.snapshot_url) ev.append(h('a', { href: a.snapshot_url, target: '_blank', rel: 'noopener' }, h('img', { src: a.snapshot_url, alt: 'snapshot' })));
+  for (const v of d.clips || []) ev.append(h('figure', { class: 'clip' }, h('video', { src: v.url, controls: true, preload: 'metadata' }), h('figcaption', {}, 'clip ' + ((v.end_unix_ms - v.start_unix_ms) / 1000).toFixed(1) + ' s · SHA-256 ' + v.sha256)));
   const tl = clear($('case-timeline'));
   for (const e of d.timeline)
     tl.append(h('li', { dataset: { kind: e.kind, status: e.status || '' } },

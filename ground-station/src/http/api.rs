@@ -277,6 +277,7 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "Connected live UI clients",
         l.clients.load(Ordering::Relaxed),
     );
+    out.push_str(&super::video::metrics(&s));
     if let Ok(counts) = blocking(&s, |st| st.outbox_counts()).await {
         out.push_str("# HELP tiancha_outbox_entries Outbox entries by state\n# TYPE tiancha_outbox_entries gauge\n");
         for (state, n) in counts {
@@ -838,7 +839,7 @@ pub async fn case(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let (row, alerts, timeline, delivery) = blocking(&s, move |st| {
+    let (row, alerts, timeline, delivery, alert_ids) = blocking(&s, move |st| {
         let row = st.case(id)?;
         let ids = st.case_alert_ids(id)?;
         let mut alerts = vec![];
@@ -856,13 +857,14 @@ pub async fn case(
             .outbox_rows(None, 10_000)?
             .into_iter()
             .find(|r| r.case_id == id);
-        Ok::<_, crate::store::StoreError>((row, alerts, st.timeline(id)?, delivery))
+        Ok::<_, crate::store::StoreError>((row, alerts, st.timeline(id)?, delivery, ids))
     })
     .await?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
     audit(&s, &u, "view_case", format!("case:{id}"), String::new()).await;
+    let clips = super::video::clips_of(&s, &alert_ids);
     Ok(Json(
-        json!({"case": row, "alerts": alerts, "timeline": timeline, "delivery": delivery}),
+        json!({"case": row, "alerts": alerts, "timeline": timeline, "delivery": delivery, "clips": clips}),
     ))
 }
 

@@ -14,6 +14,7 @@ pub mod api;
 pub mod live;
 pub mod openapi;
 pub mod ui;
+pub mod video;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub route_secrets: Arc<HashMap<String, Vec<u8>>>,
     /// The map layers as one GeoJSON FeatureCollection.
     pub layers: Arc<serde_json::Value>,
+    /// Live video and alert clips.
+    pub video: Arc<crate::video::VideoHub>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -111,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/tokens", post(api::create_token))
         .route("/api/admin/audit", get(api::audit_log))
         .route("/api/live", get(live::upgrade))
+        .route("/api/video", get(video::list))
+        .route("/api/drones/{id}/video.mjpeg", get(video::mjpeg))
+        .route("/api/drones/{id}/video/webrtc", get(video::webrtc_ws))
+        .route("/api/alerts/{id}/clip.mp4", get(video::clip_mp4))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

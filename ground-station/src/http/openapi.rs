@@ -45,6 +45,10 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("post", "/api/admin/tokens", "Create an API token (shown once)", "admin", Some("Token")),
     ("get", "/api/admin/audit", "The audit log", "admin", None),
     ("get", "/api/live", "WebSocket: live alerts, telemetry, command results, case changes", "any role", None),
+    ("get", "/api/video", "Drones with live video and their sources' state", "operator, admin", None),
+    ("get", "/api/drones/{id}/video.mjpeg", "Live video as MJPEG (multipart/x-mixed-replace), the fallback", "operator, admin", None),
+    ("get", "/api/drones/{id}/video/webrtc", "WebSocket: WebRTC signalling for live H.264 video (station offers, browser answers, ICE trickles)", "operator, admin", None),
+    ("get", "/api/alerts/{id}/clip.mp4", "The MP4 clip recorded around the alert (X-Content-SHA256)", "any role", None),
 ];
 
 fn schemas() -> Value {

@@ -24,6 +24,7 @@ macro_rules! asset {
 static ASSETS: &[(&str, &str, &[u8])] = &[
     asset!("app.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
+    asset!("video.js", "text/javascript; charset=utf-8"),
     asset!(
         "vendor/leaflet/leaflet.js",
         "text/javascript; charset=utf-8"
