@@ -162,6 +162,13 @@ const MATRIX: &[Row] = &[
     // A plain GET (no WebSocket upgrade) gets past authentication, then
     // 400 "Connection header did not include 'upgrade'".
     row("get",  "/api/live",                              "/api/live",                                   "", [401, 400, 400, 400, 400]),
+    // Live video: operators and admins watch; the dispute centre sees
+    // clips (case evidence) but not live video. No drone has video in
+    // this station's config, so watching gets past authorisation to 404.
+    row("get",  "/api/video",                             "/api/video",                                  "", [401, 200, 403, 200, 200]),
+    row("get",  "/api/drones/{id}/video.mjpeg",           "/api/drones/sr-01/video.mjpeg",               "", [401, 404, 403, 404, 404]),
+    row("get",  "/api/drones/{id}/video/webrtc",          "/api/drones/sr-01/video/webrtc",              "", [401, 404, 403, 404, 404]),
+    row("get",  "/api/alerts/{id}/clip.mp4",              "/api/alerts/{alert}/clip.mp4",                "", [401, 404, 404, 404, 404]),
 ];
 
 struct Gs {
