@@ -394,3 +394,63 @@ fn two_stores_on_one_postgres_share_without_duplicates_or_double_sends() {
     .unwrap();
     assert!(b.user_credentials("op").unwrap().is_some());
 }
+
+/// The live feed of one instance announces alerts another instance stored
+/// (its own ingest never saw them): `http::live::forward` follows the
+/// shared store by sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_feed_announces_alerts_stored_by_another_instance() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let data = tempfile::tempdir().unwrap();
+    let cfg = tiancha_ground_station::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let st = Store::open_postgres(&url, 1000).unwrap();
+    let state = tiancha_ground_station::build_state(cfg, st, None).unwrap();
+    let mut live = state.live.subscribe();
+    let (_notices, rx) = tokio::sync::broadcast::channel(16);
+    tokio::spawn(tiancha_ground_station::http::live::forward(
+        rx,
+        state.clone(),
+    ));
+    // Let the follower read where the store is now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let alerts: Vec<proto::Alert> = (0..3).map(alert).collect();
+    let recs: Vec<Record> = alerts
+        .iter()
+        .cloned()
+        .map(|x| Record::Alert(Box::new(x)))
+        .collect();
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut other = Store::open_postgres(&u, 1000).unwrap();
+        other.ingest_batch(&recs, 5).unwrap();
+    })
+    .await
+    .unwrap();
+
+    let mut seen = vec![];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while seen.len() < alerts.len() {
+        let m = tokio::time::timeout_at(deadline, live.recv())
+            .await
+            .expect("the live feed announced the other instance's alerts in time")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        if v["type"] == "alert" {
+            seen.push(v["data"]["alert_id"].as_str().unwrap().to_string());
+            assert_eq!(
+                v["data"]["snapshot_url"],
+                format!(
+                    "/api/alerts/{}/snapshot.jpg",
+                    v["data"]["alert_id"].as_str().unwrap()
+                )
+            );
+        }
+    }
+    let want: Vec<String> = alerts.iter().map(|a| a.alert_id.to_string()).collect();
+    assert_eq!(seen, want, "each once, in the order they were stored");
+}

@@ -367,7 +367,8 @@ pub fn pg_sql(sql: &str) -> String {
 
 /// A PostgreSQL connection with its prepared statements.
 pub struct Pg {
-    pub client: postgres::Client,
+    /// Always Some until dropped (see the Drop impl).
+    client: Option<postgres::Client>,
     pub stmts: HashMap<String, postgres::Statement>,
     /// Connection string (for reconnecting after the server went away).
     pub url: String,
@@ -376,19 +377,34 @@ pub struct Pg {
 impl Pg {
     pub fn connect(url: &str) -> Result<Self, postgres::Error> {
         Ok(Self {
-            client: postgres::Client::connect(url, postgres::NoTls)?,
+            client: Some(postgres::Client::connect(url, postgres::NoTls)?),
             stmts: HashMap::new(),
             url: url.to_string(),
         })
     }
 
+    pub fn client(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("open until dropped")
+    }
+
     /// Reconnect if the server closed the connection (restart, failover).
     pub fn ensure_open(&mut self) -> Result<(), StoreError> {
-        if self.client.is_closed() {
+        if self.client().is_closed() {
             tracing::warn!("PostgreSQL connection lost; reconnecting");
             *self = Self::connect(&self.url)?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Pg {
+    /// The sync client owns a small runtime, which may not be dropped on a
+    /// tokio thread (a store dropped inside async code would panic): drop
+    /// it on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            let _ = std::thread::spawn(move || drop(c)).join();
+        }
     }
 }
 
@@ -464,7 +480,7 @@ impl Db {
                 let mut p = p.borrow_mut();
                 p.ensure_open()?;
                 let Pg { client, stmts, .. } = &mut *p;
-                pg_query(client, stmts, sql, params)
+                pg_query(client.as_mut().expect("open"), stmts, sql, params)
             }),
         }
     }
@@ -480,7 +496,7 @@ impl Db {
                 let mut p = p.borrow_mut();
                 p.ensure_open()?;
                 let Pg { client, stmts, .. } = &mut *p;
-                pg_execute(client, stmts, sql, params)
+                pg_execute(client.as_mut().expect("open"), stmts, sql, params)
             }),
         }
     }
@@ -493,7 +509,7 @@ impl Db {
                 let p = p.get_mut();
                 p.ensure_open()?;
                 let Pg { client, stmts, .. } = p;
-                Ok(Tx::Pg(client.transaction()?, stmts))
+                Ok(Tx::Pg(client.as_mut().expect("open").transaction()?, stmts))
             }
         }
     }

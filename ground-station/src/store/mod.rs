@@ -502,7 +502,7 @@ impl Store {
             source,
         })?;
         {
-            let mut tx = pg.client.transaction()?;
+            let mut tx = pg.client().transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])?;
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (
