@@ -228,6 +228,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             stop(drones).await;
             return Ok(());
         }
+        // The channels publish their stats every 250 ms: a reading taken
+        // sooner after the last submission may predate it and say "empty".
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let deadline = Instant::now() + Duration::from_secs(args.timeout_s);
         loop {
             let s = total(&drones);
