@@ -94,6 +94,7 @@ pub mod preprocess;
 pub mod source;
 pub mod textio;
 pub mod tracker;
+pub mod video_out;
 pub mod writer;
 
 pub use decode::{BBox, Detection};

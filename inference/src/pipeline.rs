@@ -39,6 +39,7 @@ use crate::geotag::Geotagger;
 use crate::manifest::Manifest;
 use crate::source::{FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
 use crate::tracker::{Track, TrackState, Tracker, TrackerConfig};
+use crate::video_out::overlay::{overlay_state, OverlayBoard};
 
 /// Settings of the per-frame logic.
 #[derive(Debug, Clone)]
@@ -444,6 +445,8 @@ impl Pipeline {
         let (rules_tx, rules_rx) = std::sync::mpsc::channel::<EngineConfig>();
         let health = Arc::new(Mutex::new(Health::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        // With video out, the overlay of each processed frame goes here.
+        let overlay = source.video_overlay();
         let prep = {
             let detector = detector.clone();
             let out = out_tx.clone();
@@ -458,7 +461,16 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("tiancha-infer".into())
                 .spawn(move || {
-                    infer_loop(&detector, eye, work_rx, &out_tx, opts, &rules_rx, &health)
+                    infer_loop(
+                        &detector,
+                        eye,
+                        work_rx,
+                        &out_tx,
+                        opts,
+                        &rules_rx,
+                        &health,
+                        overlay.as_ref(),
+                    )
                 })
                 .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
         };
@@ -576,6 +588,7 @@ fn infer_loop(
     opts: PipelineOptions,
     rules: &Receiver<EngineConfig>,
     health: &Mutex<Health>,
+    overlay: Option<&OverlayBoard>,
 ) {
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let started = Instant::now();
@@ -639,6 +652,18 @@ fn infer_loop(
                         continue;
                     }
                 };
+                if let Some(board) = overlay {
+                    let manifest = detector.manifest();
+                    board.publish(overlay_state(
+                        frame.width,
+                        frame.height,
+                        frame.seq,
+                        frame.capture_unix_ms,
+                        &outcome.tracks,
+                        &outcome.open,
+                        &|id| manifest.class_name(id).to_string(),
+                    ));
+                }
                 let t2 = Instant::now();
                 last_done = t2;
                 let timing = FrameTiming {

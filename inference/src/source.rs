@@ -10,6 +10,11 @@
 //! | `v4l2:///dev/video0`, `/dev/videoN` | `v4l2src` ! `decodebin` |
 //! | `test://[pattern]?width=&height=&fps=` | live `videotestsrc` |
 //!
+//! With [`SourceConfig::video`] set, the decoded stream is teed: one
+//! branch as below, the other to the video out ([`crate::video_out`]:
+//! leaky queue, videorate, videoscale, overlay, encoder, RTSP). Folders
+//! have no video out.
+//!
 //! All end in `videoconvert ! appsink` (BGR). The appsink's callback puts
 //! each frame in a one-frame slot:
 //!
@@ -50,6 +55,7 @@ use gstreamer_video::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{unix_ms_now, Frame};
+use crate::video_out::{OverlayBoard, VideoTap};
 
 /// Why a source failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -145,6 +151,8 @@ pub struct SourceConfig {
     /// those of the stream. Runs a recording at the frame rate a companion
     /// keeps up with (e.g. 2 on a 10 fps file: 5 fps of capture time).
     pub frame_step: u64,
+    /// Also carry the stream out as video (see [`crate::video_out`]).
+    pub video: Option<VideoTap>,
 }
 
 impl SourceConfig {
@@ -160,6 +168,7 @@ impl SourceConfig {
             folder_interval_ms: 1000,
             realtime: false,
             frame_step: 1,
+            video: None,
         }
     }
 }
@@ -468,6 +477,7 @@ pub struct FrameSource {
     thread: Option<JoinHandle<()>>,
     kind: SourceKind,
     uri: String,
+    overlay: Option<OverlayBoard>,
 }
 
 impl FrameSource {
@@ -525,6 +535,7 @@ impl FrameSource {
             frame_step: cfg.frame_step,
         });
         let uri = cfg.uri.clone();
+        let overlay = cfg.video.as_ref().map(|v| v.overlay().clone());
         let thread = {
             let shared = shared.clone();
             let kind = kind.clone();
@@ -544,7 +555,14 @@ impl FrameSource {
             thread: Some(thread),
             kind,
             uri,
+            overlay,
         })
+    }
+
+    /// Where to publish the overlay when the source carries video out
+    /// (the [`crate::Pipeline`] does, after each frame).
+    pub fn video_overlay(&self) -> Option<OverlayBoard> {
+        self.overlay.clone()
     }
 
     pub fn kind(&self) -> &SourceKind {
@@ -689,10 +707,16 @@ fn build(
     convert
         .link(&appsink)
         .map_err(|e| format!("cannot link videoconvert to appsink: {e}"))?;
+    // Where decoded video enters: videoconvert, or a tee in front of it
+    // that also feeds the video out.
+    let head = match &cfg.video {
+        None => convert.clone(),
+        Some(tap) => video_branch(&pipeline, &convert, tap)?,
+    };
 
-    // Link a dynamic decoder pad to videoconvert when it is video.
+    // Link a dynamic decoder pad to the head when it is video.
     let link_video = {
-        let convert = convert.clone();
+        let convert = head.clone();
         move |pad: &gst::Pad| {
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let is_video = caps
@@ -806,7 +830,7 @@ fn build(
             pipeline
                 .add_many([&src, &filter])
                 .map_err(|e| e.to_string())?;
-            gst::Element::link_many([&src, &filter, &convert])
+            gst::Element::link_many([&src, &filter, &head])
                 .map_err(|e| format!("test pattern: {e}"))?;
         }
         SourceKind::Folder { .. } => unreachable!("folders are not GStreamer sources"),
@@ -875,8 +899,64 @@ fn build(
     Ok(Built { pipeline })
 }
 
+/// The tee and the video-out branch: `tee ! videoconvert` (inference, as
+/// without video) and `tee ! queue (1 buffer, leaky) ! videorate ! videoscale
+/// ! videoconvert ! BGR W×H ! appsink` whose samples go to the tap.
+/// Returns the tee.
+fn video_branch(
+    pipeline: &gst::Pipeline,
+    convert: &gst::Element,
+    tap: &VideoTap,
+) -> Result<gst::Element, String> {
+    let tee = make("tee")?;
+    let queue = make("queue")?;
+    queue.set_property("max-size-buffers", 1u32);
+    queue.set_property("max-size-bytes", 0u32);
+    queue.set_property("max-size-time", 0u64);
+    queue.set_property_from_str("leaky", "downstream");
+    let rate = make("videorate")?;
+    rate.set_property("drop-only", true);
+    rate.set_property("skip-to-first", true);
+    let scale = make("videoscale")?;
+    let vconvert = make("videoconvert")?;
+    let (w, h) = tap.size();
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::Bgr)
+                .width(w as i32)
+                .height(h as i32)
+                .build(),
+        )
+        .max_buffers(1)
+        .drop(true)
+        .sync(false)
+        .build();
+    sink.set_property("async", false);
+    tap.attach_videorate(&rate);
+    let chain = [&queue, &rate, &scale, &vconvert, sink.upcast_ref()];
+    pipeline.add(&tee).map_err(|e| e.to_string())?;
+    pipeline.add_many(chain).map_err(|e| e.to_string())?;
+    tee.link(convert)
+        .map_err(|e| format!("cannot link the tee to inference: {e}"))?;
+    tee.link(&queue)
+        .map_err(|e| format!("cannot link the tee to video out: {e}"))?;
+    gst::Element::link_many(chain).map_err(|e| format!("video out branch: {e}"))?;
+    let tap = tap.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                tap.on_sample(&sample);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(tee)
+}
+
 /// Copy a sample's BGR image into packed rows.
-fn sample_to_frame(sample: &gst::Sample) -> Result<(u32, u32, Vec<u8>), String> {
+pub(crate) fn sample_to_frame(sample: &gst::Sample) -> Result<(u32, u32, Vec<u8>), String> {
     let caps = sample.caps().ok_or("sample without caps")?;
     let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
     let buffer = sample.buffer().ok_or("sample without buffer")?;
