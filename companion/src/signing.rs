@@ -1,6 +1,6 @@
 //! MAVLink signing on the companion ↔ autopilot link, from the config.
 //! Provisioning the key to the autopilot is documented in
-//! `docs/mavlink-signing.md`.
+//! `docs/security.md` ("MAVLink", "Key provisioning").
 
 use tiancha_firmware_bridge::signing::SigningKey;
 use tiancha_firmware_bridge::SigningConfig;

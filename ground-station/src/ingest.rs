@@ -11,6 +11,13 @@
 //!
 //! A crash between 3 and 4 means the broker (or the drone) sends them again;
 //! ids are primary keys, so they are stored once.
+//!
+//! Identity: the broker authenticates each drone and its ACL lets it
+//! publish only under its own `tiancha/v1/drones/{id}/` (see
+//! [`crate::broker::acl`], `deploy/mosquitto/acl`); [`classify`]
+//! quarantines a payload whose `drone_id` differs from its topic's. With
+//! both, an alert stored as drone D's was published with D's credentials
+//! (tested in `tests/mqtt_security.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
