@@ -601,6 +601,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         c.ground_alt_m = Some(scenario.ground_alt_m);
     }
     ccfg.metrics_listen = Some(([127, 0, 0, 1], metrics).into());
+    // Live video out (RTSP, overlay drawn) for the ground station to pull.
+    ccfg.video.enabled = true;
+    ccfg.video.rtsp_address = "127.0.0.1".into();
+    ccfg.video.rtsp_port = free_port()?;
+    let video_url = format!(
+        "rtsp://{}:{}{}",
+        ccfg.video.rtsp_address, ccfg.video.rtsp_port, ccfg.video.rtsp_path
+    );
     ccfg.commands.ground_station_public_keys = vec![signer.public_key().to_string()];
     let cconf = dir.join("companion.toml");
     std::fs::write(&cconf, toml::to_string(&ccfg)?)?;
@@ -614,6 +622,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "companion       drone {DRONE}, metrics http://127.0.0.1:{metrics}/metrics, logs in {}",
         dir.display()
     );
+    println!("live video      {video_url} (H.264, tracks and incidents drawn)");
 
     let rt = tokio::runtime::Runtime::new()?;
     let api = Api {

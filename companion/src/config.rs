@@ -21,6 +21,9 @@ pub struct CompanionConfig {
     pub autopilot: AutopilotSection,
     #[serde(default)]
     pub camera: Option<CameraSection>,
+    /// Live video out (RTSP, H.264, the eye's overlay drawn on it).
+    #[serde(default)]
+    pub video: tiancha_inference::video_out::VideoConfig,
     #[serde(default)]
     pub patrol: PatrolSection,
     #[serde(default)]
@@ -417,6 +420,10 @@ impl CompanionConfig {
         }
         if let Some(s) = &self.synthetic_alerts {
             s.check()?;
+        }
+        self.video.validate().map_err(|e| e.to_string())?;
+        if self.video.enabled && self.camera.is_none() {
+            return Err("video.enabled needs a [camera] section".into());
         }
         let d = &self.detection;
         if d.default_gathering_min_people < 2 {

@@ -78,6 +78,7 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
         Some(cam) => crate::eye::start(
             cam.clone(),
             cfg.detection.clone(),
+            cfg.video.clone(),
             zones_rx,
             bridge.clone(),
             channel.clone(),

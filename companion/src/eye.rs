@@ -19,6 +19,10 @@
 //! - Health (camera link, frames, drops, fps, latency) goes to
 //!   [`EyeStatus`] (the daemon's status and failsafes) and the Prometheus
 //!   metrics.
+//! - With `[video] enabled`, the camera stream also goes out as RTSP
+//!   (H.264, scaled, tracks and incidents drawn on it; see
+//!   `tiancha_inference::video_out`). Video that cannot start is logged
+//!   and left out: the eye and its alerts run without it.
 //! - Optionally (`detection.auto_investigate_min_people`) a gathering that
 //!   reaches that many people makes the companion investigate it on its
 //!   own, through the same executor as the ground's commands.
@@ -38,6 +42,7 @@ use tiancha_inference::protocol::{
     self as proto, Command, CommandKind, DetectionZone, DroneEvent, EventKind, LinkName, LinkState,
     ZoneRule,
 };
+use tiancha_inference::video_out::{VideoConfig, VideoOut};
 use tiancha_inference::{
     Detector, DetectorOptions, EngineConfig, Eye, EyeConfig, EyeOutput, FrameSource, Geotagger,
     Pipeline, PipelineOptions, RuleConfig, SourceConfig, SourceEvent,
@@ -233,6 +238,7 @@ impl Resighting {
 pub fn start(
     cam: CameraSection,
     detection: DetectionSection,
+    video: VideoConfig,
     zones: watch::Receiver<Vec<DetectionZone>>,
     bridge: Bridge,
     channel: ChannelHandle,
@@ -247,6 +253,7 @@ pub fn start(
             let ctx = Ctx {
                 cam,
                 detection,
+                video,
                 zones,
                 bridge,
                 channel,
@@ -273,6 +280,7 @@ pub fn start(
 struct Ctx {
     cam: CameraSection,
     detection: DetectionSection,
+    video: VideoConfig,
     zones: watch::Receiver<Vec<DetectionZone>>,
     bridge: Bridge,
     channel: ChannelHandle,
@@ -331,7 +339,23 @@ impl Ctx {
             Some(geotagger),
         )
         .map_err(|e| format!("detection rules: {e}"))?;
-        let source = FrameSource::open(SourceConfig::new(self.cam.uri.clone()))
+        let mut source_cfg = SourceConfig::new(self.cam.uri.clone());
+        // Kept alive for as long as the eye runs.
+        let _video = self
+            .video
+            .enabled
+            .then(|| match VideoOut::start(&self.video) {
+                Ok(v) => {
+                    info!(url = v.url(), "eye: live video out");
+                    source_cfg.video = Some(v.tap());
+                    Some(v)
+                }
+                Err(e) => {
+                    error!("eye: live video out did not start (the eye runs without it): {e}");
+                    None
+                }
+            });
+        let source = FrameSource::open(source_cfg)
             .map_err(|e| format!("camera.uri {}: {e}", self.cam.uri))?;
         let pipeline = Pipeline::start(source, detector, eye, PipelineOptions::default())
             .map_err(|e| format!("eye pipeline: {e}"))?;

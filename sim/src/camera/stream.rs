@@ -6,7 +6,8 @@
 //!   ultrafast, bitrate, key-int-max) ! h264 byte-stream ! tee
 //!     ├ rtph264pay pt=96 config-interval=-1 ! udpsink HOST:PORT
 //!     └ rtph264pay ! udpsink 127.0.0.1:RELAY   (only with RTSP)
-//! RTSP server (gst-rtsp-server, shared media):
+//! RTSP server (`tiancha_inference::video_out::RtspRelay`, shared with the
+//! companion's video out; gst-rtsp-server, shared media):
 //!   udpsrc 127.0.0.1:RELAY ! rtph264depay ! h264parse ! rtph264pay name=pay0
 //! ```
 //!
@@ -15,16 +16,15 @@
 //! join at any time. Each frame's PTS is the pipeline's running time when
 //! it was pushed.
 
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, ToSocketAddrs};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use gstreamer_rtsp_server as rtsp;
-use gstreamer_rtsp_server::prelude::*;
 use opencv::core::Mat;
 use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
+use tiancha_inference::video_out::rtsp::{free_udp_port, RtspRelay};
 
 use super::CameraError;
 
@@ -121,26 +121,7 @@ pub struct Streamer {
     width: i32,
     height: i32,
     pushed: u64,
-    rtsp: Option<RtspServer>,
-}
-
-struct RtspServer {
-    main: gst::glib::MainLoop,
-    thread: Option<std::thread::JoinHandle<()>>,
-    source: Option<gst::glib::SourceId>,
-    url: String,
-}
-
-impl Drop for RtspServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.source.take() {
-            s.remove();
-        }
-        self.main.quit();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    rtsp: Option<RtspRelay>,
 }
 
 fn gst_err(what: &str, e: impl std::fmt::Display) -> CameraError {
@@ -243,13 +224,18 @@ impl Streamer {
         let rtsp = match cfg.rtsp_port {
             None => None,
             Some(port) => {
-                // A free local port for the relay.
-                let relay = UdpSocket::bind("127.0.0.1:0")
-                    .and_then(|s| s.local_addr())
-                    .map_err(|e| gst_err("no free local UDP port for the RTSP relay", e))?
-                    .port();
+                let relay = free_udp_port().map_err(CameraError::Stream)?;
                 add_branch("127.0.0.1".into(), relay)?;
-                Some(start_rtsp(cfg, port, relay)?)
+                Some(
+                    RtspRelay::start(
+                        &cfg.rtsp_address,
+                        port,
+                        &cfg.rtsp_path,
+                        relay,
+                        cfg.payload_type,
+                    )
+                    .map_err(CameraError::Stream)?,
+                )
             }
         };
         pipeline
@@ -267,7 +253,7 @@ impl Streamer {
 
     /// The RTSP URL, when serving RTSP.
     pub fn rtsp_url(&self) -> Option<&str> {
-        self.rtsp.as_ref().map(|r| r.url.as_str())
+        self.rtsp.as_ref().map(|r| r.url())
     }
 
     /// Frames pushed so far.
@@ -328,40 +314,4 @@ impl Drop for Streamer {
         let _ = self.appsrc.end_of_stream();
         let _ = self.pipeline.set_state(gst::State::Null);
     }
-}
-
-fn start_rtsp(cfg: &StreamConfig, port: u16, relay: u16) -> Result<RtspServer, CameraError> {
-    let main = gst::glib::MainLoop::new(None, false);
-    let server = rtsp::RTSPServer::new();
-    server.set_address(&cfg.rtsp_address);
-    server.set_service(&port.to_string());
-    let factory = rtsp::RTSPMediaFactory::new();
-    factory.set_launch(&format!(
-        "( udpsrc address=127.0.0.1 port={relay} caps=\"application/x-rtp,media=video,\
-         clock-rate=90000,encoding-name=H264,payload={pt}\" ! rtph264depay ! h264parse ! \
-         rtph264pay name=pay0 pt={pt} config-interval=-1 )",
-        pt = cfg.payload_type
-    ));
-    factory.set_shared(true);
-    server
-        .mount_points()
-        .ok_or_else(|| CameraError::Stream("RTSP server has no mount points".into()))?
-        .add_factory(&cfg.rtsp_path, factory);
-    let source = server.attach(None).map_err(|e| {
-        gst_err(
-            &format!("cannot serve RTSP on {}:{port}", cfg.rtsp_address),
-            e,
-        )
-    })?;
-    let ml = main.clone();
-    let thread = std::thread::Builder::new()
-        .name("tiancha-rtsp".into())
-        .spawn(move || ml.run())
-        .map_err(|e| gst_err("cannot start the RTSP thread", e))?;
-    Ok(RtspServer {
-        main,
-        thread: Some(thread),
-        source: Some(source),
-        url: format!("rtsp://{}:{port}{}", cfg.rtsp_address, cfg.rtsp_path),
-    })
 }
