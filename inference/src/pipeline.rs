@@ -580,6 +580,7 @@ fn prep_loop(
     let _ = work.send(Work::End(end, stats));
 }
 
+#[allow(clippy::too_many_arguments)]
 fn infer_loop(
     detector: &Detector,
     mut eye: Eye,

@@ -22,9 +22,12 @@ use tiancha_inference::video_out::overlay::{OverlayShape, OverlayState, EVENT_CO
 use tiancha_inference::video_out::{VideoConfig, VideoOut, KEYFRAME_INTERVAL};
 use tiancha_inference::{BBox, FrameSource};
 
+/// A decoded frame: arrival, width, height, packed BGR.
+type Decoded = (Instant, u32, u32, Vec<u8>);
+
 struct Client {
     pipeline: gst::Pipeline,
-    frames: Arc<Mutex<Vec<(Instant, u32, u32, Vec<u8>)>>>,
+    frames: Arc<Mutex<Vec<Decoded>>>,
     keyframes: Arc<Mutex<Vec<Instant>>>,
     parse: gst::Element,
 }
@@ -62,7 +65,7 @@ fn watch(url: &str) -> Client {
                 gst::PadProbeReturn::Ok
             });
     }
-    let frames: Arc<Mutex<Vec<(Instant, u32, u32, Vec<u8>)>>> = Arc::default();
+    let frames: Arc<Mutex<Vec<Decoded>>> = Arc::default();
     let sink = pipeline
         .by_name("sink")
         .unwrap()
@@ -117,7 +120,7 @@ fn video_cfg() -> VideoConfig {
     }
 }
 
-fn pixel(frame: &(Instant, u32, u32, Vec<u8>), x: u32, y: u32) -> [u8; 3] {
+fn pixel(frame: &Decoded, x: u32, y: u32) -> [u8; 3] {
     let i = ((y * frame.1 + x) * 3) as usize;
     [frame.3[i], frame.3[i + 1], frame.3[i + 2]]
 }

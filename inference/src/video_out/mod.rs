@@ -685,7 +685,8 @@ mod tests {
     #[test]
     fn defaults_validate_and_bad_fields_are_named() {
         VideoConfig::default().validate().unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut VideoConfig)>)> = vec![
+        type Edit = Box<dyn Fn(&mut VideoConfig)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "rtsp_address",
                 Box::new(|c| c.rtsp_address = "drone".into()),

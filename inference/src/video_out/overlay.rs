@@ -222,8 +222,11 @@ pub fn draw(img: &mut Mat, shapes: &[PixelShape], banner: &[String]) -> opencv::
 /// up. Cloning shares the board.
 #[derive(Clone, Default)]
 pub struct OverlayBoard {
-    latest: Arc<Mutex<Option<(Instant, Arc<OverlayState>)>>>,
+    latest: Arc<Mutex<Option<Published>>>,
 }
+
+/// A state and when it was published.
+type Published = (Instant, Arc<OverlayState>);
 
 impl std::fmt::Debug for OverlayBoard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
