@@ -99,6 +99,18 @@ impl Desk {
     /// The case as dispute systems receive it.
     pub fn wire_case(&self, store: &Store, row: &CaseRow, now: i64) -> Result<Case, StoreError> {
         let alert_ids = store.case_alert_ids(row.case_id)?;
+        self.wire_case_with(store, row, alert_ids, now)
+    }
+
+    /// [`Desk::wire_case`] for a case whose alerts are known (a case not
+    /// yet committed: its outbox entry goes in the same transaction).
+    fn wire_case_with(
+        &self,
+        store: &Store,
+        row: &CaseRow,
+        alert_ids: Vec<Uuid>,
+        now: i64,
+    ) -> Result<Case, StoreError> {
         let mut evidence = vec![];
         for a in &alert_ids {
             let Some(sha) = store.snapshot_sha256(*a)? else {
@@ -293,13 +305,50 @@ impl Desk {
             route: route.clone(),
             max_person_count: max_count,
         };
-        let mut ch = Changed {
+        let ch = Changed {
             cases: vec![case_id],
             alerts: alerts.iter().map(|a| a.alert_id).collect(),
-            enqueued: false,
+            enqueued: route.is_some(),
+        };
+        // The dispatched body, made before the transaction so that the case
+        // and its outbox entry commit together: a crash between the two
+        // left a confirmed case that was never sent (found by the chaos
+        // test, a ground station SIGKILLed mid-ingest).
+        let outbox = match &route {
+            Some(r) => {
+                let row = CaseRow {
+                    case_id,
+                    category: new.category,
+                    priority: new.priority,
+                    priority_reasons: new.priority_reasons.clone(),
+                    status: new.status,
+                    location: new.location,
+                    grid: new.grid.clone(),
+                    t_start_unix_ms: new.t_start_unix_ms,
+                    t_end_unix_ms: new.t_end_unix_ms,
+                    title: new.title.clone(),
+                    description: new.description.clone(),
+                    confirmed_by: new.confirmed_by.clone(),
+                    route: new.route.clone(),
+                    max_person_count: new.max_person_count,
+                    created_unix_ms: now,
+                    updated_unix_ms: now,
+                    alert_count: alerts.len() as u32,
+                    delivery: None,
+                };
+                // The order `case_alert_ids` gives: by time, then id.
+                let ids = alerts.iter().map(|a| a.alert_id).collect();
+                let wire = self.wire_case_with(store, &row, ids, now)?;
+                let (ct, body) = self.body_for(&wire, now);
+                Some((r.clone(), ct, body))
+            }
+            None => None,
         };
         store.with_tx(|tx| {
             insert_case(tx, &new, now)?;
+            if let Some((r, ct, body)) = &outbox {
+                enqueue(tx, case_id, r, ct, body, now)?;
+            }
             add_timeline(
                 tx,
                 case_id,
@@ -352,13 +401,6 @@ impl Desk {
             }
             Ok(())
         })?;
-        if route.is_some() {
-            let row = store.case(case_id)?.expect("just inserted");
-            let wire = self.wire_case(store, &row, now)?;
-            let (ct, body) = self.body_for(&wire, now);
-            store.with_tx(|tx| enqueue(tx, case_id, &wire.route, &ct, &body, now))?;
-            ch.enqueued = true;
-        }
         Ok((case_id, ch))
     }
 
