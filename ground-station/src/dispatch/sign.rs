@@ -68,9 +68,12 @@ pub fn verify(
     if sigs.is_empty() || sigs.len() > 4 {
         return Err(SignatureError::Malformed);
     }
-    let skew = (now_unix_s - t).abs();
-    if skew > tolerance_s {
-        return Err(SignatureError::Stale(now_unix_s - t, tolerance_s));
+    // Any i64 may arrive in the header: no arithmetic that can overflow.
+    if now_unix_s.abs_diff(t) > tolerance_s.unsigned_abs() {
+        return Err(SignatureError::Stale(
+            now_unix_s.saturating_sub(t),
+            tolerance_s,
+        ));
     }
     for s in sigs {
         if mac(secret, t, body).verify_slice(&s).is_ok() {
@@ -113,6 +116,17 @@ mod tests {
                 verify(b"s3cret", Some(bad), b"", 1, 300).is_err(),
                 "{bad} accepted"
             );
+        }
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        for t in [i64::MIN, i64::MAX, -1] {
+            let h = format!("t={t},v1=00");
+            assert!(matches!(
+                verify(b"k", Some(&h), b"{}", 1_700_000_000, 300),
+                Err(SignatureError::Stale(..))
+            ));
         }
     }
 
