@@ -6,7 +6,8 @@
 //!   topic, de-duplicates by id and stores in batches; what fails lands in
 //!   quarantine with its reason; stored ids go back to the drones as
 //!   receipts.
-//! - [`store`]: SQLite (WAL) on disk, the only module that speaks SQL:
+//! - [`store`]: SQLite (WAL) on disk by default, or PostgreSQL shared by
+//!   several instances (`[store]`); the only module that speaks SQL:
 //!   drones, alerts with snapshots, events, command results, down-sampled
 //!   telemetry, quarantine, cases and their timeline, the outbox, users,
 //!   sessions, API tokens, the audit log.
@@ -29,7 +30,7 @@
 //! - [`command_key`]: the Ed25519 key that signs every command end to end
 //!   (companions verify it; a broker alone cannot command a drone).
 //!
-//! What it does not: PostgreSQL (the store API is the seam, issue 8),
+//! What it does not:
 //! TLS (put it behind a reverse proxy; cookies are `Secure` by default).
 //!
 //! Main types: [`Config`], [`store::Store`], [`desk::Desk`],
