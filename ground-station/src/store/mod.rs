@@ -923,3 +923,87 @@ fn insert_alert(tx: &mut Tx<'_>, a: &Alert, now: i64) -> Result<bool, StoreError
     }
     Ok(n == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml: &str) -> Result<crate::Config, String> {
+        crate::Config::parse(toml, Path::new("gs.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn store_section_is_validated_with_clear_messages() {
+        let c = parse("").unwrap();
+        assert_eq!(c.store.backend, Backend::Sqlite);
+        let c = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://gs:pw@db.example:5432/tiancha\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, Backend::Postgres);
+
+        let e = parse("[store]\nbackend = \"postgres\"\n").unwrap_err();
+        assert!(
+            e.contains("gs.toml") && e.contains("needs store.url"),
+            "{e}"
+        );
+        let e = parse("[store]\nurl = \"postgres://x@h/db\"\n").unwrap_err();
+        assert!(e.contains("only for backend = \"postgres\""), "{e}");
+        let e = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://gs:hunter2@h:notaport/db\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("not a PostgreSQL connection string"), "{e}");
+        assert!(!e.contains("hunter2"), "the password is not echoed: {e}");
+        let e = parse("[store]\nbackend = \"mysql\"\n").unwrap_err();
+        assert!(e.contains("mysql"), "{e}");
+        let e = parse(
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\nlease_ms = 5000\n[dispatch]\nrequest_timeout_ms = 10000\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("lease_ms") && e.contains("request_timeout_ms"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://gs:secret@db:5432/t"),
+            "postgres://gs:***@db:5432/t"
+        );
+        assert_eq!(redact_url("postgres://gs@db/t"), "postgres://gs@db/t");
+        assert_eq!(redact_url("host=db user=gs"), "host=db user=gs");
+    }
+
+    #[test]
+    fn an_older_sqlite_store_is_migrated_in_place() {
+        // A store made before schema versioning (user_version 0, no lease
+        // columns) opens, gains the columns, and keeps its rows.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("store.db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute(
+                "INSERT INTO kv (key, value) VALUES ('evidence_key', 'abc')",
+                [],
+            )
+            .unwrap();
+        }
+        let st = Store::open(&p, 1000).unwrap();
+        assert_eq!(st.kv("evidence_key").unwrap().as_deref(), Some("abc"));
+        drop(st);
+        let c = Connection::open(&p).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS_SQLITE.len() as i64);
+        c.prepare("SELECT lease_owner, lease_until_unix_ms FROM outbox")
+            .expect("the lease columns exist");
+        // Opening again runs nothing twice.
+        drop(c);
+        Store::open(&p, 1000).unwrap();
+    }
+}
