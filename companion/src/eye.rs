@@ -235,6 +235,7 @@ impl Resighting {
 }
 
 /// Start the eye on its own threads.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     cam: CameraSection,
     detection: DetectionSection,
