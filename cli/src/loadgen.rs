@@ -67,6 +67,13 @@ pub struct Args {
     /// turn; `--telemetry-hz` is per drone.
     #[arg(long, default_value_t = 1)]
     drones: u32,
+    /// TLS to the broker: the CA (PEM) its certificate must chain to.
+    #[arg(long)]
+    mqtt_ca: Option<PathBuf>,
+    /// With --mqtt-ca: client certificates `<dir>/<drone id>.pem` and
+    /// `.key` (as `tiancha broker pki --client` writes them).
+    #[arg(long, requires = "mqtt_ca")]
+    mqtt_cert_dir: Option<PathBuf>,
 }
 
 /// A deterministic, JPEG-looking snapshot (valid SOI marker).
@@ -129,6 +136,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             mqtt: Endpoint {
                 host: args.mqtt_host.clone(),
                 port: args.mqtt_port,
+                tls: args.mqtt_ca.as_ref().map(|ca| proto::mqtt::ClientTls {
+                    ca_file: ca.clone(),
+                    client_cert_file: args.mqtt_cert_dir.as_ref().map(|d| d.join(format!("{drone_id}.pem"))),
+                    client_key_file: args.mqtt_cert_dir.as_ref().map(|d| d.join(format!("{drone_id}.key"))),
+                }),
                 ..Endpoint::default()
             },
             spool_path: spool_path.clone(),
@@ -139,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             software_version: env!("CARGO_PKG_VERSION").into(),
         };
+        cfg.mqtt.check_files().map_err(anyhow::Error::msg)?;
         let (handle, commands, task) = channel::start(cfg)?;
         drones.push((drone_id, handle, commands, task));
         }

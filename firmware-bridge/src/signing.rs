@@ -13,6 +13,7 @@
 //! (e.g. USB on the bench): it carries the key in clear.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -149,6 +150,10 @@ pub enum SignatureError {
 }
 
 /// Checks received frames against the key and the replay rules.
+///
+/// Clones share the replay state (the last timestamp of every stream):
+/// a decoder per peer holds a clone, and a frame captured from one peer
+/// and replayed from another address must still be stale.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     key: SigningKey,
@@ -157,6 +162,11 @@ pub struct Verifier {
     /// Message ids accepted unsigned even when signing is required
     /// (ArduPilot accepts RADIO_STATUS from SiK radios that cannot sign).
     unsigned_allowed_ids: Vec<u32>,
+    replay: Arc<Mutex<ReplayState>>,
+}
+
+#[derive(Debug, Default)]
+struct ReplayState {
     streams: HashMap<(u8, u8, u8), u64>,
     last_timestamp: u64,
 }
@@ -167,8 +177,7 @@ impl Verifier {
             key,
             allow_unsigned: !require,
             unsigned_allowed_ids: vec![109 /* RADIO_STATUS */, 166 /* RADIO */],
-            streams: HashMap::new(),
-            last_timestamp: 0,
+            replay: Arc::default(),
         }
     }
 
@@ -186,17 +195,18 @@ impl Verifier {
         if self.key.signature(frame.signed_part()) != sig.value {
             return Err(SignatureError::BadSignature);
         }
-        self.last_timestamp = self.last_timestamp.max(signing_timestamp(now_unix_us));
+        let mut r = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+        r.last_timestamp = r.last_timestamp.max(signing_timestamp(now_unix_us));
         let stream = (sig.link_id, frame.system_id, frame.component_id);
-        match self.streams.get(&stream) {
+        match r.streams.get(&stream) {
             Some(&last) if sig.timestamp <= last => return Err(SignatureError::Stale),
-            None if sig.timestamp + NEW_STREAM_WINDOW < self.last_timestamp => {
+            None if sig.timestamp + NEW_STREAM_WINDOW < r.last_timestamp => {
                 return Err(SignatureError::Stale)
             }
             _ => {}
         }
-        self.streams.insert(stream, sig.timestamp);
-        self.last_timestamp = self.last_timestamp.max(sig.timestamp);
+        r.streams.insert(stream, sig.timestamp);
+        r.last_timestamp = r.last_timestamp.max(sig.timestamp);
         Ok(())
     }
 }
@@ -270,6 +280,23 @@ mod tests {
         let f = encode(1, 1, 0, &ping(), Some((&mut recent, NOW - 30_000_000)));
         d.set_verifier(Some(v));
         assert_eq!(d.push_datagram(&f, NOW).len(), 1);
+    }
+
+    #[test]
+    fn a_replay_from_another_peer_is_stale_too() {
+        let key = SigningKey::from_passphrase("k");
+        let mut s = Signer::new(key.clone(), 0);
+        let f = encode(1, 1, 0, &ping(), Some((&mut s, NOW)));
+        let v = Verifier::new(key, true);
+        // One decoder per peer, each with a clone of the link's verifier.
+        let mut first = Decoder::new(Some(v.clone()));
+        let mut second = Decoder::new(Some(v));
+        assert_eq!(first.push_datagram(&f, NOW).len(), 1);
+        assert!(
+            second.push_datagram(&f, NOW).is_empty(),
+            "replayed via another peer"
+        );
+        assert_eq!(second.stats.stale_signatures, 1);
     }
 
     #[test]

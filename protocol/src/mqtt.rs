@@ -241,10 +241,17 @@ impl Endpoint {
         if let (Some(u), Some(p)) = (&self.username, &self.password) {
             o.set_credentials(u.clone(), p.clone());
         }
-        if let Some(t) = &self.tls {
-            o.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(t.client_config()?),
-            ));
+        match &self.tls {
+            Some(t) => {
+                o.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(t.client_config()?),
+                ));
+            }
+            None if !self.is_loopback() => tracing::warn!(
+                host = %self.host,
+                "plain MQTT to a host that is not this one: alerts, commands and the password cross the network in clear; configure [mqtt.tls]"
+            ),
+            None => {}
         }
         Ok(o)
     }

@@ -1011,6 +1011,9 @@ pub struct SimNode {
     encoder: Encoder,
     decoders: HashMap<PeerId, Decoder>,
     key: Option<SigningKey>,
+    /// One verifier for the link; every peer's decoder holds a clone
+    /// sharing its replay state.
+    verifier: Option<Verifier>,
     out: VecDeque<Vec<u8>>,
 }
 
@@ -1027,6 +1030,7 @@ impl SimNode {
             autopilot,
             encoder,
             decoders: HashMap::new(),
+            verifier: key.clone().map(|k| Verifier::new(k, true)),
             key,
             out: VecDeque::new(),
         }
@@ -1050,7 +1054,7 @@ impl SimNode {
     }
 
     fn verifier(&self) -> Option<Verifier> {
-        self.key.clone().map(|k| Verifier::new(k, true))
+        self.verifier.clone()
     }
 
     /// `now` is simulated seconds; `wall_unix_us` the real clock (signing
@@ -1075,6 +1079,7 @@ impl SimNode {
             // Reply (the STATUSTEXT) still goes out with the old setting.
             self.flush(wall_unix_us);
             self.key = change;
+            self.verifier = self.key.clone().map(|k| Verifier::new(k, true));
             self.encoder
                 .set_signer(self.key.clone().map(|k| Signer::new(k, 0)));
             let v = self.verifier();

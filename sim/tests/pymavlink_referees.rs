@@ -186,3 +186,82 @@ async fn signing_required_ignores_unsigned_and_wrongly_signed_commands() {
     .expect("armed and climbing after the signed commands");
     assert_eq!(t.mode_name, "GUIDED");
 }
+
+/// A validly signed COMMAND_LONG captured on the wire and sent again
+/// verbatim does nothing: its signature timestamp is not newer than the
+/// last one seen on its stream (link id, system, component), so the
+/// simulator (the bridge's `signing::Verifier`) drops it as stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_required_ignores_a_replayed_signed_command() {
+    let key = "3b9e".repeat(16);
+    let k2 = key.clone();
+    let sim = sim(move |c| c.signing_key = Some(k2)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let connect = sim.client_address();
+    let script = referee("signed_commands.py");
+    let run = move |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_python(&a)
+        })
+    };
+    let base = |phase: &str| {
+        vec![
+            script.to_str().unwrap().to_string(),
+            "--connect".into(),
+            connect.clone(),
+            "--phase".into(),
+            phase.into(),
+        ]
+    };
+    let mut capture_args = base("capture");
+    capture_args.extend(["--key".into(), key.clone()]);
+    let capture = run(capture_args).await.unwrap();
+    // The genuine ARM was signed, accepted and executed, then disarmed.
+    assert_eq!(capture["signed"], serde_json::json!(true), "{capture}");
+    assert_eq!(
+        capture["acks"]["400"],
+        serde_json::json!([0, 0]),
+        "arm and disarm accepted: {capture}"
+    );
+    assert_eq!(capture["acks"]["176"], serde_json::json!([0]), "{capture}");
+    let t = sim.truth().borrow().clone();
+    assert!(!t.armed, "disarmed after the capture");
+    assert_eq!(t.mode_name, "GUIDED", "an ARM now would succeed");
+    // The stats follow the simulator with a lag: wait until they show the
+    // capture's three commands (mode, arm, disarm).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.stats().autopilot.commands < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sim.stats().autopilot
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let commands_before = sim.stats().autopilot.commands;
+    let stale_before = sim.stats().link.stale_signatures;
+
+    let frame = capture["captured"].as_str().unwrap().to_string();
+    let mut replay_args = base("replay");
+    replay_args.extend(["--key".into(), key.clone(), "--frame".into(), frame]);
+    let replay = run(replay_args).await.unwrap();
+    assert_eq!(
+        replay["acks"],
+        serde_json::json!({}),
+        "no answer to a replay: {replay}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = sim.stats();
+    assert!(
+        st.link.stale_signatures >= stale_before + 3,
+        "each replay counted as stale: {:?}",
+        st.link
+    );
+    assert_eq!(
+        st.autopilot.commands, commands_before,
+        "no replayed command reached the autopilot"
+    );
+    let t = sim.truth().borrow().clone();
+    assert!(!t.armed, "the replayed ARM did nothing");
+}
