@@ -112,10 +112,12 @@ impl VideoConfig {
                 .or_else(|| d.url.strip_prefix("rtsps://"));
             match rest {
                 Some(r) if !r.is_empty() && !r.starts_with('/') => {}
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "video.drones.\"{id}\".url `{}` must be rtsp://HOST[:PORT]/PATH or rtsps://...",
                     d.url
-                )),
+                ))
+                }
             }
             if d.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(

@@ -93,7 +93,9 @@ pub fn live_elements() -> usize {
     r.len()
 }
 
-type Consumer = Arc<Mutex<Box<dyn FnMut(&Arc<Au>) + Send>>>;
+/// What a subscriber gets: each access unit, in order.
+pub type AuSink = Box<dyn FnMut(&Arc<Au>) + Send>;
+type Consumer = Arc<Mutex<AuSink>>;
 
 /// One drone's video: its source (when running), consumers and ring.
 pub struct DroneVideo {
@@ -185,10 +187,10 @@ impl DroneVideo {
 
     /// Receive access units from the next keyframe on, starting the
     /// source if it is not running.
-    pub fn subscribe(&self, mut f: Box<dyn FnMut(&Arc<Au>) + Send>) -> Subscription {
+    pub fn subscribe(&self, mut f: AuSink) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut started = false;
-        let b: Box<dyn FnMut(&Arc<Au>) + Send> = Box::new(move |au: &Arc<Au>| {
+        let b: AuSink = Box::new(move |au: &Arc<Au>| {
             started |= au.keyframe;
             if started {
                 f(au)

@@ -149,7 +149,7 @@ impl Viewer {
         // Errors on the bus end the viewer.
         let bus = p.bus().expect("a pipeline has a bus");
         let tx_bus = tx.clone();
-        let _ = bus.set_sync_handler(move |_, m| {
+        bus.set_sync_handler(move |_, m| {
             if let gst::MessageView::Error(e) = m.view() {
                 let _ = tx_bus.send(Signal::Failed(e.error().to_string()));
             }
