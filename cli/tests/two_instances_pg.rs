@@ -19,8 +19,7 @@ mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -29,209 +28,9 @@ const PER_DRONE: usize = 150;
 const N: usize = DRONES * PER_DRONE;
 const SECRET: &str = "two-instances-route-secret-0123456789";
 
-/// A throwaway PostgreSQL cluster, stopped (fast shutdown) when dropped.
-struct Postgres {
-    port: u16,
-    bin: PathBuf,
-    proc: Proc,
-    _dir: tempfile::TempDir,
-}
-
-fn pg_bin() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.retain(|p| p.join("initdb").exists() && p.join("postgres").exists());
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: \
-             install the `postgresql` package (scripts/dev setup does)"
-        )
-    })
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().expect("id -u");
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
-/// `program args...`, as the `postgres` user when we are root (PostgreSQL
-/// refuses to run as root). `setpriv` execs in place, so killing the child
-/// kills the server itself.
-fn as_pg_user(program: &Path, args: &[&str]) -> (String, Vec<String>) {
-    let mut v: Vec<String> = vec![];
-    if is_root() {
-        let ok = Command::new("id")
-            .arg("postgres")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            ok,
-            "running as root and there is no `postgres` user to run PostgreSQL as \
-             (the `postgresql` package creates it)"
-        );
-        v.extend(
-            [
-                "--reuid=postgres",
-                "--regid=postgres",
-                "--init-groups",
-                "--",
-            ]
-            .map(String::from),
-        );
-        v.push(program.display().to_string());
-        v.extend(args.iter().map(|s| s.to_string()));
-        ("setpriv".into(), v)
-    } else {
-        v.extend(args.iter().map(|s| s.to_string()));
-        (program.display().to_string(), v)
-    }
-}
-
-impl Postgres {
-    fn start(log_dir: &Path) -> Postgres {
-        let bin = pg_bin();
-        let dir = tempfile::Builder::new()
-            .prefix("tiancha-pg-")
-            .tempdir()
-            .unwrap();
-        let data = dir.path().join("data");
-        if is_root() {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres", dir.path().to_str().unwrap()])
-                .status()
-                .unwrap();
-            assert!(st.success(), "chown of the PostgreSQL temp dir");
-        }
-        let (prog, args) = as_pg_user(
-            &bin.join("initdb"),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "tiancha",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ],
-        );
-        let out = Command::new(&prog).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let port_s = port.to_string();
-        let (prog, args) = as_pg_user(
-            &bin.join("postgres"),
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-p",
-                &port_s,
-                "-k",
-                dir.path().to_str().unwrap(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=50",
-            ],
-        );
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let proc = Proc::spawn("postgres", log_dir, &prog, &args);
-        let pg = Postgres {
-            port,
-            bin,
-            proc,
-            _dir: dir,
-        };
-        wait_for(
-            "PostgreSQL accepting connections",
-            Duration::from_secs(30),
-            || {
-                Command::new(pg.bin.join("pg_isready"))
-                    .args(["-h", "127.0.0.1", "-p", &port_s])
-                    .output()
-                    .ok()
-                    .filter(|o| o.status.success())
-            },
-        );
-        let out = Command::new(pg.bin.join("createdb"))
-            .args(["-h", "127.0.0.1", "-p", &port_s, "-U", "tiancha", "tiancha"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "createdb: {out:?}");
-        pg
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://tiancha@127.0.0.1:{}/tiancha", self.port)
-    }
-
-    /// Rows of a query, each a `|`-separated line (psql -At).
-    fn query(&self, sql: &str) -> Vec<String> {
-        let psql = [self.bin.join("psql"), PathBuf::from("/usr/bin/psql")]
-            .into_iter()
-            .find(|p| p.exists())
-            .expect("psql (postgresql-client)");
-        let out = Command::new(psql)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args([
-                "-U",
-                "tiancha",
-                "-d",
-                "tiancha",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "psql `{sql}`: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
-    fn count(&self, sql: &str) -> i64 {
-        self.query(sql)
-            .first()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("`{sql}` gave no count"))
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGINT: fast shutdown (clients are disconnected).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.proc.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline && self.proc.is_running() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
+#[path = "../../ground-station/tests/common/pg.rs"]
+mod pg;
+use pg::Postgres;
 
 /// (alert id → snapshot SHA-256) of every alert the drones had accepted.
 fn sent(dir: &Path) -> HashMap<String, String> {
@@ -346,7 +145,7 @@ impl Instance {
 fn two_ground_stations_share_mosquitto_and_postgres_without_loss_or_duplicates() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let pg = Postgres::start(dir);
+    let pg = Postgres::start_logging_to(dir);
     let mqtt = free_port();
     let _broker = Broker::start(BrokerKind::Mosquitto, dir, mqtt);
     let rport = free_port();
