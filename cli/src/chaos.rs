@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::demo::{free_port, free_udp_port, secret, unix_ms};
 use crate::link_cut::LinkCut;
 
 #[derive(clap::Args, Debug)]
@@ -234,16 +235,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn tcp_up(port: u16) -> bool {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
@@ -259,19 +250,6 @@ async fn wait_tcp(port: u16, what: &str, procs: &mut Procs) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
-}
-
-fn secret() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom")?;
-    Ok(hex::encode(b))
-}
-
-fn unix_ms() -> i64 {
-    tiancha_protocol::unix_ms(std::time::SystemTime::now())
 }
 
 /// Fill the disk holding `path` with a ballast file until it is full.

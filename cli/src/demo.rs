@@ -158,18 +158,15 @@ impl Drop for Children {
     }
 }
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+pub(crate) fn unix_ms() -> i64 {
+    tiancha_protocol::unix_ms(std::time::SystemTime::now())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn free_udp_port() -> anyhow::Result<u16> {
+pub(crate) fn free_udp_port() -> anyhow::Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -202,7 +199,8 @@ fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     Some((ticks / 100.0, hwm_kb as f64 / 1024.0))
 }
 
-fn secret() -> anyhow::Result<String> {
+/// 128 random bits, hex (route secrets, passwords of throwaway accounts).
+pub(crate) fn secret() -> anyhow::Result<String> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
