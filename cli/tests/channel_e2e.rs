@@ -99,7 +99,7 @@ fn run(kind: BrokerKind) {
     let connects: u64 = log
         .split(" connects")
         .next()
-        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.rsplit([' ', '(']).next())
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("loadgen summary missing:\n{log}"));
     assert!(
