@@ -29,21 +29,7 @@ impl Drop for Mjpeg {
 
 pub(super) fn start(drone: &Arc<DroneVideo>, fps: u32, quality: u32) -> Result<Mjpeg, VideoError> {
     let p = gst::Pipeline::new();
-    let src = gst_app::AppSrc::builder()
-        .caps(
-            &gst::Caps::builder("video/x-h264")
-                .field("stream-format", "byte-stream")
-                .field("alignment", "au")
-                .build(),
-        )
-        .is_live(true)
-        .do_timestamp(true)
-        .format(gst::Format::Time)
-        .block(false)
-        .max_bytes(4 * 1024 * 1024)
-        .leaky_type(gst_app::AppLeakyType::Downstream)
-        .build();
-    super::track(src.upcast_ref());
+    let src = super::live_h264_src();
     let parse = make("h264parse")?;
     let dec = make("avdec_h264")?;
     // Frame threading delays output by one frame per thread.

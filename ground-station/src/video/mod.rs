@@ -86,6 +86,28 @@ pub(crate) fn make(factory: &str) -> Result<gst::Element, VideoError> {
     Ok(e)
 }
 
+/// A viewer's source of H.264 access units (tracked): live, time-stamped
+/// on arrival, never blocking the drone's source; a viewer that falls
+/// 4 MB behind loses its oldest units, not the others' video.
+pub(crate) fn live_h264_src() -> gstreamer_app::AppSrc {
+    let src = gstreamer_app::AppSrc::builder()
+        .caps(
+            &gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        .is_live(true)
+        .do_timestamp(true)
+        .format(gst::Format::Time)
+        .block(false)
+        .max_bytes(4 * 1024 * 1024)
+        .leaky_type(gstreamer_app::AppLeakyType::Downstream)
+        .build();
+    track(src.upcast_ref());
+    src
+}
+
 /// GStreamer elements made by this module that are still alive.
 pub fn live_elements() -> usize {
     let mut r = registry().lock().unwrap();

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 use tokio::sync::mpsc;
@@ -48,21 +47,7 @@ impl Viewer {
     ) -> Result<(Viewer, mpsc::UnboundedReceiver<Signal>), VideoError> {
         let gerr = |what: &str, e: &dyn std::fmt::Display| VideoError::Gst(format!("{what}: {e}"));
         let p = gst::Pipeline::new();
-        let src = gst_app::AppSrc::builder()
-            .caps(
-                &gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "byte-stream")
-                    .field("alignment", "au")
-                    .build(),
-            )
-            .is_live(true)
-            .do_timestamp(true)
-            .format(gst::Format::Time)
-            .block(false)
-            .max_bytes(4 * 1024 * 1024)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .build();
-        super::track(src.upcast_ref());
+        let src = super::live_h264_src();
         let parse = make("h264parse")?;
         parse.set_property("config-interval", -1i32);
         let pay = make("rtph264pay")?;
