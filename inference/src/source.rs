@@ -402,6 +402,10 @@ struct Shared {
     last_pts_ms: AtomicI64,
     /// Deliver only frames whose `seq` is a multiple of this.
     frame_step: u64,
+    /// The connection attempt whose first frame is still to come (−1:
+    /// none). The first frame announces `Connected` before it is offered,
+    /// so a consumer always sees the event before that connection's frames.
+    announce: AtomicI64,
 }
 
 impl Shared {
@@ -437,6 +441,18 @@ impl Shared {
         self.decoded.fetch_add(1, Ordering::Release);
         self.last_frame_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let attempt = self.announce.swap(-1, Ordering::AcqRel);
+        if attempt >= 0 {
+            if attempt > 0 {
+                self.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            self.push_event(SourceEvent::Connected {
+                t_unix_ms: unix_ms_now(),
+                width: frame.width,
+                height: frame.height,
+                attempt: attempt as u32,
+            });
+        }
         if !frame.seq.is_multiple_of(self.frame_step) {
             return !self.stop.load(Ordering::Relaxed);
         }
@@ -533,6 +549,7 @@ impl FrameSource {
             last_size: AtomicU64::new(0),
             last_pts_ms: AtomicI64::new(-1),
             frame_step: cfg.frame_step,
+            announce: AtomicI64::new(-1),
         });
         let uri = cfg.uri.clone();
         let overlay = cfg.video.as_ref().map(|v| v.overlay().clone());
@@ -1017,6 +1034,7 @@ fn run_once(
     let pipeline = built.pipeline;
     let bus = pipeline.bus().expect("a pipeline has a bus");
     let decoded_before = shared.decoded.load(Ordering::Relaxed);
+    shared.announce.store(attempt as i64, Ordering::Release);
     if let Err(e) = pipeline.set_state(gst::State::Playing) {
         // The real reason is on the bus.
         let reason = bus
@@ -1033,27 +1051,12 @@ fn run_once(
         return Outcome::Failed(SourceError::Stream { uri, reason });
     }
     let started = Instant::now();
-    let mut connected = false;
     let mut duration: Option<gst::ClockTime> = None;
     let outcome = loop {
         if shared.stop.load(Ordering::Relaxed) {
             break Outcome::Stopped;
         }
         let got_frames = shared.decoded.load(Ordering::Acquire) > decoded_before;
-        if got_frames && !connected {
-            connected = true;
-            let size = shared.last_size.load(Ordering::Relaxed);
-            let (w, h) = ((size >> 32) as u32, size as u32);
-            if attempt > 0 {
-                shared.reconnects.fetch_add(1, Ordering::Relaxed);
-            }
-            shared.push_event(SourceEvent::Connected {
-                t_unix_ms: unix_ms_now(),
-                width: w,
-                height: h,
-                attempt,
-            });
-        }
         if duration.is_none() && !kind.is_live() {
             duration = pipeline.query_duration::<gst::ClockTime>();
             if let Some(d) = duration {
@@ -1264,7 +1267,7 @@ fn run_folder(shared: &Arc<Shared>, dir: PathBuf, cfg: &SourceConfig) {
     let start_unix_ms = cfg.start_unix_ms.unwrap_or_else(unix_ms_now);
     let start_mono = Instant::now();
     let mut seq = 0;
-    let mut announced = false;
+    shared.announce.store(0, Ordering::Release);
     for (i, path) in files.iter().enumerate() {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -1276,15 +1279,6 @@ fn run_folder(shared: &Arc<Shared>, dir: PathBuf, cfg: &SourceConfig) {
                     Ok(mut f) => {
                         f.pts_ms = Some(t);
                         f.capture_mono = start_mono + Duration::from_millis(t as u64);
-                        if !announced {
-                            announced = true;
-                            shared.push_event(SourceEvent::Connected {
-                                t_unix_ms: unix_ms_now(),
-                                width: f.width,
-                                height: f.height,
-                                attempt: 0,
-                            });
-                        }
                         seq += 1;
                         if !shared.offer(f) {
                             break;
