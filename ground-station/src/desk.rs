@@ -4,6 +4,15 @@
 //! auto-dispatch), apply dispute-system status callbacks, and build the
 //! wire [`Case`] that is dispatched (frozen into the outbox).
 //!
+//! Evidence: each alert's snapshot (a signed link, or inline as a data
+//! URL) and its clip if its drone was recording (always a signed link
+//! `{public_url}evidence/{case}/{alert}.mp4`: video is never inlined),
+//! each with its SHA-256. A clip finishes `post_alert_s` after its alert,
+//! often after the case was made and sent: [`Desk::clip_recorded`] then
+//! stores it and queues the case again as a new outbox revision (its own
+//! idempotency key, `{case_id}.rev{n}`), in one transaction, so the
+//! dispute centre gets the clip too.
+//!
 //! Every operation is one store transaction, so a crash leaves either all
 //! of it or none (a confirmed case without its outbox entry cannot exist).
 
@@ -25,7 +34,8 @@ use crate::store::cases::{
     add_timeline, advance_status, insert_case, set_kv, set_triage, status_rank, update_case_merge,
     CaseRow, NewCase,
 };
-use crate::store::outbox::enqueue;
+use crate::store::clips::{put_clip, ClipRow};
+use crate::store::outbox::{enqueue, revise};
 use crate::store::{Store, StoreError, LOCK_DESK};
 
 const CURSOR_KEY: &str = "triage_cursor";
@@ -96,19 +106,50 @@ impl Desk {
         exp >= now / 1000 && crate::auth::ct_eq(&self.evidence_sig(case_id, alert_id, exp), sig)
     }
 
+    /// The signature of a clip link (a snapshot link's does not open it).
+    fn clip_sig(&self, case_id: Uuid, alert_id: Uuid, exp_unix_s: i64) -> String {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.evidence_key).expect("any key length");
+        m.update(format!("{case_id}/{alert_id}/{exp_unix_s}/clip").as_bytes());
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    /// The evidence link of an alert's clip in a case (absolute, on the
+    /// station's public URL), valid for `evidence_link_ttl_h`.
+    pub fn clip_url(&self, case_id: Uuid, alert_id: Uuid, now: i64) -> String {
+        let exp = now / 1000 + self.cfg.dispatch.evidence_link_ttl_h * 3600;
+        format!(
+            "{}evidence/{case_id}/{alert_id}.mp4?exp={exp}&sig={}",
+            self.cfg.public_url(),
+            self.clip_sig(case_id, alert_id, exp)
+        )
+    }
+
+    pub fn clip_link_ok(
+        &self,
+        case_id: Uuid,
+        alert_id: Uuid,
+        exp: i64,
+        sig: &str,
+        now: i64,
+    ) -> bool {
+        exp >= now / 1000 && crate::auth::ct_eq(&self.clip_sig(case_id, alert_id, exp), sig)
+    }
+
     /// The case as dispute systems receive it.
     pub fn wire_case(&self, store: &Store, row: &CaseRow, now: i64) -> Result<Case, StoreError> {
         let alert_ids = store.case_alert_ids(row.case_id)?;
-        self.wire_case_with(store, row, alert_ids, now)
+        self.wire_case_with(store, row, alert_ids, None, now)
     }
 
     /// [`Desk::wire_case`] for a case whose alerts are known (a case not
-    /// yet committed: its outbox entry goes in the same transaction).
+    /// yet committed: its outbox entry goes in the same transaction), with
+    /// a clip not yet committed either (`new_clip`, same reason).
     fn wire_case_with(
         &self,
         store: &Store,
         row: &CaseRow,
         alert_ids: Vec<Uuid>,
+        new_clip: Option<&ClipRow>,
         now: i64,
     ) -> Result<Case, StoreError> {
         let mut evidence = vec![];
@@ -133,6 +174,21 @@ impl Desk {
                 sha256: sha,
                 alert_id: Some(*a),
             });
+        }
+        for a in &alert_ids {
+            let clip = match new_clip {
+                Some(c) if c.alert_id == *a => Some(c.clone()),
+                _ => store.clip(*a)?,
+            };
+            if let Some(c) = clip {
+                evidence.push(Evidence {
+                    kind: "clip".into(),
+                    url: self.clip_url(row.case_id, *a, now),
+                    mime: "video/mp4".into(),
+                    sha256: c.sha256,
+                    alert_id: Some(*a),
+                });
+            }
         }
         Ok(Case {
             schema: SCHEMA_VERSION,
@@ -338,7 +394,7 @@ impl Desk {
                 };
                 // The order `case_alert_ids` gives: by time, then id.
                 let ids = alerts.iter().map(|a| a.alert_id).collect();
-                let wire = self.wire_case_with(store, &row, ids, now)?;
+                let wire = self.wire_case_with(store, &row, ids, None, now)?;
                 let (ct, body) = self.body_for(&wire, now);
                 Some((r.clone(), ct, body))
             }
@@ -699,8 +755,103 @@ impl Desk {
         })?)
     }
 
+    /// A clip of an alert was recorded: keep it, and if the alert is in a
+    /// case with a route, queue the case again with the clip as evidence
+    /// (a new outbox revision: a delivered case is sent again, a pending
+    /// one sends the new body at its next attempt). One transaction, so a
+    /// crash leaves either the clip and the update or neither. Recording
+    /// the same clip again changes nothing. Returns the case whose record
+    /// changed and the revision queued (None: the case has no delivery).
+    pub fn clip_recorded(
+        &self,
+        store: &mut Store,
+        clip: &ClipRow,
+        now: i64,
+    ) -> Result<Option<(Uuid, Option<i64>)>, DeskError> {
+        store.serialized(LOCK_DESK, |st| {
+            if st.clip(clip.alert_id)?.as_ref() == Some(clip) {
+                return Ok(None);
+            }
+            let case = match st.triage_of(clip.alert_id)? {
+                Some((s, Some(c))) if s == "case" => st.case(c)?,
+                _ => None,
+            };
+            let update = match &case {
+                Some(row) if row.route.is_some() => {
+                    let ids = st.case_alert_ids(row.case_id)?;
+                    let wire = self.wire_case_with(st, row, ids, Some(clip), now)?;
+                    Some(self.body_for(&wire, now))
+                }
+                _ => None,
+            };
+            let secs = (clip.end_unix_ms - clip.start_unix_ms) as f64 / 1000.0;
+            let out = st.with_tx(|tx| {
+                if !put_clip(tx, clip)? {
+                    return Ok(None);
+                }
+                let Some(row) = &case else { return Ok(None) };
+                let rev = match &update {
+                    Some((ct, body)) => revise(tx, row.case_id, ct, body, now)?,
+                    None => None,
+                };
+                add_timeline(
+                    tx,
+                    row.case_id,
+                    now,
+                    "evidence",
+                    None,
+                    "ground station",
+                    &format!(
+                        "clip of alert {} recorded ({secs:.1} s, {} frames, sha256 {}){}",
+                        clip.alert_id,
+                        clip.frames,
+                        clip.sha256,
+                        match rev {
+                            Some(r) => format!("; case queued again with it (revision {r})"),
+                            None => String::new(),
+                        }
+                    ),
+                    Some(&format!("clip:{}:{}", clip.alert_id, clip.sha256)),
+                )?;
+                Ok(Some((row.case_id, rev)))
+            })?;
+            Ok(out)
+        })
+    }
+
     /// The location of a case for map use.
     pub fn place(row: &CaseRow) -> GeoPoint {
         row.location
+    }
+}
+
+/// The station's clip recorder writes into the store and updates the
+/// clip's case (see [`Desk::clip_recorded`]).
+impl crate::video::clip::ClipSink for crate::http::AppState {
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.cfg.data_dir.clone()
+    }
+
+    async fn recorded(&self, clip: ClipRow) {
+        let desk = self.desk.clone();
+        let (alert, sha) = (clip.alert_id, clip.sha256.clone());
+        let now = tiancha_protocol::unix_ms(std::time::SystemTime::now());
+        match crate::http::blocking(self, move |st| desk.clip_recorded(st, &clip, now)).await {
+            Ok(Some((case_id, rev))) => {
+                tracing::info!(%alert, %case_id, revision = ?rev, sha256 = %sha, "alert clip added to its case");
+                if rev.is_some() {
+                    self.dispatch_wake.notify_one();
+                }
+                crate::http::live::announce(
+                    self,
+                    &Changed {
+                        cases: vec![case_id],
+                        ..Default::default()
+                    },
+                );
+            }
+            Ok(None) => tracing::info!(%alert, sha256 = %sha, "alert clip recorded"),
+            Err(e) => tracing::warn!(%alert, error = %e.0, "cannot record an alert clip"),
+        }
     }
 }

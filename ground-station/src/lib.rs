@@ -287,7 +287,7 @@ pub async fn run(cfg: Config) -> Result<(), GroundStationError> {
     tokio::spawn(triage_worker(notices.subscribe(), state.clone()));
     tokio::spawn(video::clip::run_recorder(
         state.video.clone(),
-        cfg.data_dir.clone(),
+        state.clone(),
         notices.subscribe(),
     ));
     spawn_dispatcher(&state);

@@ -3,15 +3,19 @@
 //! at its edge.
 //!
 //! - `POST /{route}/cases`: checks the HMAC signature with the route's
-//!   secret, requires `Idempotency-Key` equal to the body's case id,
-//!   records the case once (SQLite on disk) and answers 201; a repeat of
-//!   the same key answers 200 `duplicate` without recording again; the
-//!   same key with a different body is refused (422).
+//!   secret, requires `Idempotency-Key` equal to the body's case id (or
+//!   `{case_id}.rev{n}` for the n-th update of a case, e.g. a clip added
+//!   as evidence after it was sent; `X-Tiancha-Case-Revision`, if given,
+//!   must say the same n), records each revision once (SQLite on disk)
+//!   and answers 201; a repeat of the same key answers 200 `duplicate`
+//!   without recording again; the same key with a different body is
+//!   refused (422).
 //! - `POST /admin/callback` `{route, case_id, status, note, handler}`:
 //!   sends a signed [`CaseStatusUpdate`] to the ground station.
 //! - optional automatic callbacks after each new case, and scripted faults
 //!   (answer 5xx, or hang past the client's timeout) for fault tests.
-//! - `GET /cases`, `GET /requests`: what arrived (for tests and the demo).
+//! - `GET /cases` (one entry per case: its newest revision, and how many
+//!   arrived), `GET /requests`: what arrived (for tests and the demo).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -240,6 +244,30 @@ async fn receive(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let Some((key_case, revision)) = parse_key(&key) else {
+        return err(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "bad_key",
+            format!(
+                "Idempotency-Key `{}` is neither a case id nor `<case id>.rev<n>`",
+                key.chars().take(80).collect::<String>()
+            ),
+        );
+    };
+    if let Some(h) = headers
+        .get(sign::REVISION_HEADER)
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        if h.parse::<u32>().ok() != Some(revision) {
+            return err(
+                &st,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "revision_mismatch",
+                format!("X-Tiancha-Case-Revision `{h}` differs from the key's revision {revision}"),
+            );
+        }
+    }
     let case_id = if ct.starts_with("application/json") {
         match tiancha_protocol::decode::<Case>(&body) {
             Ok(c) => Some(c.case_id.to_string()),
@@ -256,12 +284,12 @@ async fn receive(
         None // CAP XML: the key alone identifies the case
     };
     if let Some(id) = &case_id {
-        if *id != key {
+        if *id != key_case {
             return err(
                 &st,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "key_mismatch",
-                format!("Idempotency-Key {key} differs from case_id {id}"),
+                format!("Idempotency-Key {key} is not about case_id {id}"),
             );
         }
     }
@@ -288,6 +316,17 @@ async fn receive(
             )
         }
         None => {
+            // Automatic callbacks follow a case's first arrival, not its updates.
+            let seen_before: bool = st
+                .db
+                .lock()
+                .unwrap()
+                .query_row(
+                    "SELECT count(*) > 0 FROM cases WHERE idempotency_key = ?1 OR idempotency_key LIKE ?2",
+                    params![key_case, format!("{key_case}.rev%")],
+                    |r| r.get(0),
+                )
+                .unwrap_or(false);
             let r = st.db.lock().unwrap().execute(
                 "INSERT INTO cases (idempotency_key, route, body, sha256, first_unix_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![key, route, body.as_ref(), sha, now_ms()],
@@ -300,9 +339,10 @@ async fn receive(
                     e.to_string(),
                 );
             }
-            if let (Some(id), false) = (
+            if let (Some(id), false, false) = (
                 case_id.as_ref().and_then(|k| k.parse::<Uuid>().ok()),
                 st.cfg.auto_callbacks.is_empty(),
+                seen_before,
             ) {
                 let st2 = st.clone();
                 let route2 = route.clone();
@@ -330,6 +370,18 @@ async fn receive(
     }
     log_request(&st, &route, &key, outcome, &attempt);
     (code, Json(json!({"status": outcome, "case_id": key})))
+}
+
+/// `{case_id}` → (case id, 0); `{case_id}.rev{n}` → (case id, n ≥ 1).
+fn parse_key(key: &str) -> Option<(String, u32)> {
+    match key.split_once(".rev") {
+        None => Some((key.to_string(), 0)),
+        Some((c, digits)) => match digits.parse::<u32>() {
+            // Canonical digits only (no sign, no leading zero).
+            Ok(n) if n >= 1 && !c.is_empty() && n.to_string() == digits => Some((c.to_string(), n)),
+            _ => None,
+        },
+    }
 }
 
 async fn send_callback(
@@ -414,19 +466,56 @@ async fn list_cases(State(st): State<St>) -> impl IntoResponse {
              FROM cases c ORDER BY c.first_unix_ms",
         )
         .expect("query");
-    let rows: Vec<serde_json::Value> = s
+    // One entry per case: the newest revision's body, the first arrival's
+    // time, the requests of all revisions.
+    let mut order: Vec<String> = vec![];
+    let mut by_case: HashMap<String, serde_json::Value> = HashMap::new();
+    let rows = s
         .query_map([], |r| {
-            let body: Vec<u8> = r.get(3)?;
-            Ok(json!({
-                "idempotency_key": r.get::<_, String>(0)?,
-                "route": r.get::<_, String>(1)?,
-                "first_unix_ms": r.get::<_, i64>(2)?,
-                "requests": r.get::<_, i64>(4)?,
-                "case": serde_json::from_slice::<serde_json::Value>(&body).unwrap_or_else(|_| String::from_utf8_lossy(&body).into()),
-            }))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })
         .expect("query")
-        .filter_map(Result::ok)
+        .filter_map(Result::ok);
+    for (key, route, first, body, requests) in rows {
+        let (case, revision) = parse_key(&key).unwrap_or((key.clone(), 0));
+        let body = serde_json::from_slice::<serde_json::Value>(&body)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into());
+        match by_case.get_mut(&case) {
+            None => {
+                order.push(case.clone());
+                by_case.insert(
+                    case,
+                    json!({
+                        "idempotency_key": key,
+                        "route": route,
+                        "first_unix_ms": first,
+                        "requests": requests,
+                        "revision": revision,
+                        "revisions": 1,
+                        "case": body,
+                    }),
+                );
+            }
+            Some(e) => {
+                e["requests"] = (e["requests"].as_i64().unwrap_or(0) + requests).into();
+                e["revisions"] = (e["revisions"].as_i64().unwrap_or(0) + 1).into();
+                if i64::from(revision) > e["revision"].as_i64().unwrap_or(0) {
+                    e["idempotency_key"] = key.into();
+                    e["revision"] = revision.into();
+                    e["case"] = body;
+                }
+            }
+        }
+    }
+    let rows: Vec<serde_json::Value> = order
+        .into_iter()
+        .filter_map(|c| by_case.remove(&c))
         .collect();
     Json(rows)
 }
@@ -457,6 +546,16 @@ async fn list_requests(State(st): State<St>) -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_name_a_case_and_its_revision() {
+        let id = "019a0000-0000-7000-8000-000000000001";
+        assert_eq!(parse_key(id), Some((id.to_string(), 0)));
+        assert_eq!(parse_key(&format!("{id}.rev2")), Some((id.to_string(), 2)));
+        for bad in ["x.rev0", "x.rev", "x.rev01", "x.rev+1", ".rev1", "x.rev1a"] {
+            assert_eq!(parse_key(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn faults_parse() {

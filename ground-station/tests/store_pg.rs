@@ -136,10 +136,10 @@ fn two_stores_on_one_postgres_share_without_duplicates_or_double_sends() {
     })
     .unwrap();
     assert_eq!(b.outbox_pending().unwrap().len(), 1);
-    let (ct, body) = a.outbox_claim(case, "gs-a", 1_000, 5_000).unwrap().unwrap();
+    let c = a.outbox_claim(case, "gs-a", 1_000, 5_000).unwrap().unwrap();
     assert_eq!(
-        (ct.as_str(), body.as_slice()),
-        ("application/json", &b"{}"[..])
+        (c.content_type.as_str(), c.body.as_slice(), c.revision),
+        ("application/json", &b"{}"[..], 0)
     );
     assert_eq!(
         b.outbox_claim(case, "gs-b", 2_000, 5_000).unwrap(),
@@ -163,9 +163,33 @@ fn two_stores_on_one_postgres_share_without_duplicates_or_double_sends() {
         None,
         "now gs-b's"
     );
-    b.with_tx(|tx| tiancha_ground_station::store::outbox::mark_delivered(tx, case, 2, 8_000))
-        .unwrap();
+    assert!(b
+        .with_tx(|tx| tiancha_ground_station::store::outbox::mark_delivered(tx, case, 0, 2, 8_000))
+        .unwrap());
     assert_eq!(a.outbox_claim(case, "gs-a", 100_000, 5_000).unwrap(), None);
+    assert!(a.outbox_pending().unwrap().is_empty());
+    // New evidence: revision 1 is pending again; a late answer about
+    // revision 0 does not mark it delivered.
+    let rev = a
+        .with_tx(|tx| {
+            tiancha_ground_station::store::outbox::revise(
+                tx,
+                case,
+                "application/json",
+                b"{\"rev\":1}",
+                9_000,
+            )
+        })
+        .unwrap();
+    assert_eq!(rev, Some(1));
+    assert!(!b
+        .with_tx(|tx| tiancha_ground_station::store::outbox::mark_delivered(tx, case, 0, 3, 9_001))
+        .unwrap());
+    let c = b.outbox_claim(case, "gs-b", 9_002, 5_000).unwrap().unwrap();
+    assert_eq!((c.revision, c.body.as_slice()), (1, &b"{\"rev\":1}"[..]));
+    assert!(b
+        .with_tx(|tx| tiancha_ground_station::store::outbox::mark_delivered(tx, case, 1, 1, 9_003))
+        .unwrap());
     assert!(a.outbox_pending().unwrap().is_empty());
 
     // Many racers for one entry: exactly one wins.

@@ -2,6 +2,11 @@
 //! them with reqwest (signed, with the idempotency key), feeds the
 //! outcomes back, and writes what the outbox decided to the store (and
 //! the case timeline).
+//!
+//! Each attempt sends the entry's current revision (its own idempotency
+//! key, header `X-Tiancha-Case-Revision`); the outcome is written for that
+//! revision only, and if the entry moved on meanwhile (new evidence) the
+//! newer revision is taken up again from the store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +19,9 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::outbox::{Outbox, OutboxEvent, Response, RetryPolicy};
-use super::sign::{self, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
+use super::sign::{self, IDEMPOTENCY_HEADER, REVISION_HEADER, SIGNATURE_HEADER};
 use crate::store::cases::{add_timeline, advance_status};
-use crate::store::outbox::{mark_dead, mark_delivered};
+use crate::store::outbox::{idempotency_key, mark_dead, mark_delivered, Claimed};
 use crate::store::Store;
 
 /// A route ready to use: URL and secret.
@@ -84,6 +89,9 @@ pub async fn run(
         info!(n = pending.len(), "outbox: resuming undelivered cases");
     }
     let mut outbox = Outbox::restore(cfg.policy, pending);
+    // The revision each in-flight attempt sends (one attempt per case at
+    // a time).
+    let mut sent_rev: HashMap<Uuid, i64> = HashMap::new();
     let (tx, mut rx) = mpsc::channel::<(Uuid, Response)>(1024);
     // With a shared store, entries enqueued by other instances (or left by
     // one that died) show up only in the store: look every poll_ms.
@@ -97,11 +105,6 @@ pub async fn run(
         let now = now_ms();
         while let Some(t) = outbox.poll_transmit(now) {
             stats.attempts.fetch_add(1, Ordering::Relaxed);
-            let Some(route) = routes.get(&t.route).cloned() else {
-                // The route left the config: answer as a permanent failure.
-                let _ = tx.send((t.case_id, Response::Status(404))).await;
-                continue;
-            };
             // Claim the entry (a lease in the store) so that of several
             // instances sharing the store only one sends it.
             let s = store.clone();
@@ -112,7 +115,11 @@ pub async fn run(
             })
             .await
             .expect("store worker");
-            let (ct, body) = match body {
+            let Claimed {
+                content_type: ct,
+                body,
+                revision,
+            } = match body {
                 Ok(Some(b)) => b,
                 Ok(None) => {
                     // Delivered, dead, or being sent by another instance.
@@ -129,6 +136,12 @@ pub async fn run(
                     continue;
                 }
             };
+            sent_rev.insert(t.case_id, revision);
+            let Some(route) = routes.get(&t.route).cloned() else {
+                // The route left the config: answer as a permanent failure.
+                let _ = tx.send((t.case_id, Response::Status(404))).await;
+                continue;
+            };
             let client = client.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -136,7 +149,8 @@ pub async fn run(
                 let r = client
                     .post(&route.url)
                     .header("content-type", ct)
-                    .header(IDEMPOTENCY_HEADER, t.case_id.to_string())
+                    .header(IDEMPOTENCY_HEADER, idempotency_key(t.case_id, revision))
+                    .header(REVISION_HEADER, revision.to_string())
                     .header(SIGNATURE_HEADER, sig)
                     .header("x-tiancha-route", &route.name)
                     .header("x-tiancha-attempt", t.attempt.to_string())
@@ -153,15 +167,28 @@ pub async fn run(
         }
         let mut events = vec![];
         while let Some(e) = outbox.poll_event() {
-            events.push(e);
+            let (OutboxEvent::Delivered { case_id, .. }
+            | OutboxEvent::DeadLettered { case_id, .. }
+            | OutboxEvent::Retrying { case_id, .. }) = &e;
+            let revision = sent_rev.remove(case_id).unwrap_or(0);
+            events.push((e, revision));
         }
         if !events.is_empty() {
             let s = store.clone();
             let st = stats.clone();
-            let ids =
-                tokio::task::spawn_blocking(move || persist(&mut s.lock().unwrap(), events, &st))
-                    .await
-                    .expect("store worker");
+            let (ids, superseded) = tokio::task::spawn_blocking(move || {
+                let mut s = s.lock().unwrap();
+                let r = persist(&mut s, events, &st);
+                // A revision newer than the one that was answered is
+                // pending: put it back in the queue.
+                let pending = if r.1 { s.outbox_pending().ok() } else { None };
+                (r.0, pending)
+            })
+            .await
+            .expect("store worker");
+            for p in superseded.into_iter().flatten() {
+                outbox.add(p);
+            }
             for id in ids {
                 changed(id);
             }
@@ -204,10 +231,18 @@ pub async fn run(
     }
 }
 
-fn persist(store: &mut Store, events: Vec<OutboxEvent>, stats: &DispatchStats) -> Vec<Uuid> {
+/// Write outcomes (each with the revision its attempt sent). Returns the
+/// cases whose delivery state moved, and whether an outcome was about a
+/// revision since superseded (the newer one is pending in the store).
+fn persist(
+    store: &mut Store,
+    events: Vec<(OutboxEvent, i64)>,
+    stats: &DispatchStats,
+) -> (Vec<Uuid>, bool) {
     let now = now_ms();
     let mut ids = vec![];
-    for e in events {
+    let mut superseded = false;
+    for (e, revision) in events {
         let r = match &e {
             OutboxEvent::Delivered {
                 case_id,
@@ -216,10 +251,24 @@ fn persist(store: &mut Store, events: Vec<OutboxEvent>, stats: &DispatchStats) -
                 status,
             } => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
-                info!(%case_id, route, attempts, status, "case delivered");
+                info!(%case_id, route, attempts, status, revision, "case delivered");
                 ids.push(*case_id);
                 store.with_tx(|tx| {
-                    mark_delivered(tx, *case_id, *attempts, now)?;
+                    if !mark_delivered(tx, *case_id, revision, *attempts, now)? {
+                        superseded = true;
+                    }
+                    if revision > 0 {
+                        add_timeline(
+                            tx,
+                            *case_id,
+                            now,
+                            "dispatch",
+                            None,
+                            "ground station",
+                            &format!("update (revision {revision}, new evidence) delivered to {route} (HTTP {status}, attempt {attempts})"),
+                            Some(&format!("dispatched:{case_id}:rev{revision}")),
+                        )?;
+                    }
                     add_timeline(
                         tx,
                         *case_id,
@@ -260,9 +309,12 @@ fn persist(store: &mut Store, events: Vec<OutboxEvent>, stats: &DispatchStats) -
                 warn!(%case_id, attempts, error, "case delivery dead-lettered");
                 ids.push(*case_id);
                 store.with_tx(|tx| {
-                    mark_dead(tx, *case_id, *attempts, error)?;
+                    if !mark_dead(tx, *case_id, revision, *attempts, error)? {
+                        superseded = true;
+                        return Ok(());
+                    }
                     add_timeline(tx, *case_id, now, "dispatch", None, "ground station",
-                        &format!("delivery failed after {attempts} attempt(s): {error}; waiting in dead letters"), None)?;
+                        &format!("delivery (revision {revision}) failed after {attempts} attempt(s): {error}; waiting in dead letters"), None)?;
                     Ok(())
                 })
             }
@@ -271,5 +323,5 @@ fn persist(store: &mut Store, events: Vec<OutboxEvent>, stats: &DispatchStats) -
             warn!(error = %err, "cannot record a delivery outcome");
         }
     }
-    ids
+    (ids, superseded)
 }

@@ -10,8 +10,11 @@ use sha2::Sha256;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "x-tiancha-signature";
-/// The idempotency header (the case id).
+/// The idempotency header: the case id, `{case_id}.rev{n}` for the n-th
+/// update of a case (see [`crate::store::outbox::idempotency_key`]).
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// The revision of the case a request carries (0: as first sent).
+pub const REVISION_HEADER: &str = "x-tiancha-case-revision";
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -839,7 +839,7 @@ pub async fn case(
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
-    let (row, alerts, timeline, delivery, alert_ids) = blocking(&s, move |st| {
+    let (row, alerts, timeline, delivery, clips) = blocking(&s, move |st| {
         let row = st.case(id)?;
         let ids = st.case_alert_ids(id)?;
         let mut alerts = vec![];
@@ -857,12 +857,13 @@ pub async fn case(
             .outbox_rows(None, 10_000)?
             .into_iter()
             .find(|r| r.case_id == id);
-        Ok::<_, crate::store::StoreError>((row, alerts, st.timeline(id)?, delivery, ids))
+        let clips = st.clips_of(&ids)?;
+        Ok::<_, crate::store::StoreError>((row, alerts, st.timeline(id)?, delivery, clips))
     })
     .await?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("no case {id}")))?;
     audit(&s, &u, "view_case", format!("case:{id}"), String::new()).await;
-    let clips = super::video::clips_of(&s, &alert_ids);
+    let clips = super::video::clips_of(clips);
     Ok(Json(
         json!({"case": row, "alerts": alerts, "timeline": timeline, "delivery": delivery, "clips": clips}),
     ))
@@ -1046,7 +1047,8 @@ pub struct EvidenceQuery {
     sig: Option<String>,
 }
 
-/// A signed evidence link (dispute systems fetch snapshots without a session).
+/// A signed evidence link (dispute systems fetch snapshots and clips
+/// without a session): `/evidence/{case}/{alert}.jpg` or `.mp4`.
 pub async fn evidence(
     State(s): State<AppState>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
@@ -1054,24 +1056,38 @@ pub async fn evidence(
     Query(q): Query<EvidenceQuery>,
 ) -> ApiResult<Response> {
     let case_id = parse_id(&case)?;
-    let alert_id = file
-        .strip_suffix(".jpg")
-        .ok_or_else(|| ApiError::bad("evidence files are <alert id>.jpg"))
-        .and_then(parse_id)?;
+    let (alert_id, clip) = match (file.strip_suffix(".jpg"), file.strip_suffix(".mp4")) {
+        (Some(a), _) => (parse_id(a)?, false),
+        (_, Some(a)) => (parse_id(a)?, true),
+        _ => {
+            return Err(ApiError::bad(
+                "evidence files are <alert id>.jpg or <alert id>.mp4",
+            ))
+        }
+    };
     let (Some(exp), Some(sig)) = (q.exp, q.sig) else {
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "evidence links need exp and sig".into(),
         ));
     };
-    if !s.desk.evidence_ok(case_id, alert_id, exp, &sig, now_ms()) {
+    let ok = if clip {
+        s.desk.clip_link_ok(case_id, alert_id, exp, &sig, now_ms())
+    } else {
+        s.desk.evidence_ok(case_id, alert_id, exp, &sig, now_ms())
+    };
+    if !ok {
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,
             "evidence link invalid or expired".into(),
         ));
     }
-    let (ids, snap) = blocking(&s, move |st| {
-        Ok::<_, crate::store::StoreError>((st.case_alert_ids(case_id)?, st.snapshot(alert_id)?))
+    let (ids, snap, clip_row) = blocking(&s, move |st| {
+        Ok::<_, crate::store::StoreError>((
+            st.case_alert_ids(case_id)?,
+            if clip { None } else { st.snapshot(alert_id)? },
+            if clip { st.clip(alert_id)? } else { None },
+        ))
     })
     .await?;
     if !ids.contains(&alert_id) {
@@ -1079,7 +1095,14 @@ pub async fn evidence(
             "that alert is not evidence of that case",
         ));
     }
-    let (_, _, jpeg) = snap.ok_or_else(|| ApiError::not_found("snapshot purged"))?;
+    let resp = if clip {
+        let c = clip_row.ok_or_else(|| ApiError::not_found("no clip of that alert"))?;
+        let data = super::video::read_clip(&s, &c).await?;
+        super::video::mp4_response(data, c.sha256)
+    } else {
+        let (_, _, jpeg) = snap.ok_or_else(|| ApiError::not_found("snapshot purged"))?;
+        ([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response()
+    };
     let ip = addr.ip().to_string();
     let now = now_ms();
     let _ = blocking(&s, move |st| {
@@ -1088,12 +1111,12 @@ pub async fn evidence(
             "evidence link",
             "view_evidence",
             &format!("case:{case_id}"),
-            &alert_id.to_string(),
+            &format!("{alert_id}{}", if clip { " clip" } else { "" }),
             &ip,
         )
     })
     .await;
-    Ok(([(header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response())
+    Ok(resp)
 }
 
 pub async fn quarantine(

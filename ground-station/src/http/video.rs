@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{audit, ApiError, AppState, User};
 use crate::auth::Role;
-use crate::video::{clip, webrtc, VideoError, VideoHub, ViewerSlot};
+use crate::video::{webrtc, VideoError, VideoHub, ViewerSlot};
 
 type ApiResult<T> = Result<T, ApiError>;
 
@@ -285,7 +285,9 @@ async fn serve_webrtc(mut sock: WebSocket, h: Arc<VideoHub>, id: String, w: Watc
     drop(w);
 }
 
-/// `GET /api/alerts/{id}/clip.mp4`: the clip recorded around an alert.
+/// `GET /api/alerts/{id}/clip.mp4`: the clip recorded around an alert
+/// (its record in the store names the file and its SHA-256, sent as
+/// `X-Content-SHA256`).
 pub async fn clip_mp4(
     State(s): State<AppState>,
     u: User,
@@ -297,36 +299,46 @@ pub async fn clip_mp4(
             id.chars().take(80).collect::<String>()
         ))
     })?;
-    let dir = clip::clips_dir(&s.cfg.data_dir);
-    let m = clip::manifest(&dir, id)
+    let c = super::blocking(&s, move |st| st.clip(id))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no clip for alert {id}")))?;
-    let data = tokio::fs::read(dir.join(format!("{id}.mp4")))
+    let data = read_clip(&s, &c).await?;
+    audit(&s, &u, "view_clip", format!("alert:{id}"), c.sha256.clone()).await;
+    Ok(mp4_response(data, c.sha256))
+}
+
+/// The MP4 bytes of a recorded clip.
+pub async fn read_clip(s: &AppState, c: &crate::store::clips::ClipRow) -> ApiResult<Vec<u8>> {
+    tokio::fs::read(s.cfg.data_dir.join(&c.path))
         .await
-        .map_err(|_| ApiError::not_found(format!("no clip for alert {id}")))?;
-    audit(&s, &u, "view_clip", format!("alert:{id}"), m.sha256.clone()).await;
-    Ok((
+        .map_err(|e| {
+            tracing::warn!(alert_id = %c.alert_id, path = %c.path, error = %e, "recorded clip unreadable");
+            ApiError::not_found(format!("the clip of alert {} is gone from disk", c.alert_id))
+        })
+}
+
+/// A clip as a response, with its recorded hash.
+pub fn mp4_response(data: Vec<u8>, sha256: String) -> Response {
+    (
         [
             (header::CONTENT_TYPE, "video/mp4".to_string()),
             (header::CACHE_CONTROL, "private, max-age=86400".to_string()),
-            (
-                header::HeaderName::from_static("x-content-sha256"),
-                m.sha256,
-            ),
+            (header::HeaderName::from_static("x-content-sha256"), sha256),
         ],
         data,
     )
-        .into_response())
+        .into_response()
 }
 
-/// The clips of these alerts (for a case's record).
-pub fn clips_of(s: &AppState, alerts: &[uuid::Uuid]) -> Vec<serde_json::Value> {
-    let dir = clip::clips_dir(&s.cfg.data_dir);
-    alerts
-        .iter()
-        .filter_map(|a| clip::manifest(&dir, *a))
-        .map(|m| {
-            let mut v = serde_json::to_value(&m).expect("serialisable");
-            v["url"] = format!("/api/alerts/{}/clip.mp4", m.alert_id).into();
+/// The clips of a case's alerts, for its record: each with its hash and
+/// where to fetch it.
+pub fn clips_of(clips: Vec<crate::store::clips::ClipRow>) -> Vec<serde_json::Value> {
+    clips
+        .into_iter()
+        .map(|c| {
+            let url = format!("/api/alerts/{}/clip.mp4", c.alert_id);
+            let mut v = serde_json::to_value(&c).expect("serialisable");
+            v["url"] = url.into();
             v
         })
         .collect()

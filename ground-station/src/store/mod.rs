@@ -25,6 +25,7 @@
 
 pub mod auth;
 pub mod cases;
+pub mod clips;
 pub mod db;
 pub mod ops;
 pub mod outbox;
@@ -412,17 +413,43 @@ pub const MIGRATIONS_SQLITE: &[&str] = &[
     SCHEMA,
     "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
      ALTER TABLE outbox ADD COLUMN lease_until_unix_ms INTEGER;",
+    MIGRATION_3,
 ];
+
+/// Version 3: alert clips ([`clips`]) and case revisions in the outbox (a
+/// case sent again with new evidence goes out as revision n under its own
+/// idempotency key, see [`outbox::idempotency_key`]). Written in the
+/// common subset; PostgreSQL gets it through the same type rewrite as v1.
+const MIGRATION_3: &str = "
+CREATE TABLE IF NOT EXISTS clips (
+    alert_id TEXT PRIMARY KEY,
+    drone_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    start_unix_ms INTEGER NOT NULL,
+    end_unix_ms INTEGER NOT NULL,
+    window_start_unix_ms INTEGER NOT NULL,
+    window_end_unix_ms INTEGER NOT NULL,
+    created_unix_ms INTEGER NOT NULL
+);
+ALTER TABLE outbox ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+";
+
+/// SQLite's types → PostgreSQL's.
+fn pg_types(sql: &str) -> String {
+    sql.replace(" INTEGER PRIMARY KEY", " BIGSERIAL PRIMARY KEY")
+        .replace(" INTEGER", " BIGINT")
+        .replace(" REAL", " DOUBLE PRECISION")
+        .replace(" BLOB", " BYTEA")
+}
 
 /// PostgreSQL migrations, applied in order; the `schema_migrations` table
 /// says which ran. Same tables as SQLite with PostgreSQL types, plus an
 /// explicit `seq` where SQLite uses its `rowid`.
 pub fn migrations_pg() -> Vec<String> {
-    let v1 = SCHEMA
-        .replace(" INTEGER PRIMARY KEY", " BIGSERIAL PRIMARY KEY")
-        .replace(" INTEGER", " BIGINT")
-        .replace(" REAL", " DOUBLE PRECISION")
-        .replace(" BLOB", " BYTEA")
+    let v1 = pg_types(SCHEMA)
         + "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS seq BIGSERIAL;
            CREATE UNIQUE INDEX IF NOT EXISTS alerts_by_seq ON alerts (seq);
            ALTER TABLE command_results ADD COLUMN IF NOT EXISTS seq BIGSERIAL;";
@@ -431,6 +458,7 @@ pub fn migrations_pg() -> Vec<String> {
         "ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
          ALTER TABLE outbox ADD COLUMN lease_until_unix_ms BIGINT;"
             .to_string(),
+        pg_types(MIGRATION_3),
     ]
 }
 

@@ -2,6 +2,16 @@
 //! body to send (frozen when the case is dispatched, so every retry and
 //! every resend after a crash carries the same bytes under the same
 //! idempotency key).
+//!
+//! A case sent again with new evidence (an alert clip finished after the
+//! case went out) is a new *revision* of its entry: the body is rebuilt,
+//! `revision` goes up and the entry is pending again. Each revision has
+//! its own idempotency key ([`idempotency_key`]): `{case_id}` for the
+//! first, `{case_id}.rev{n}` after; retries of one revision repeat its
+//! key and bytes. An attempt's outcome is written only if the entry is
+//! still at the revision that attempt sent ([`mark_delivered`],
+//! [`mark_dead`]), so a late answer about revision 0 never marks
+//! revision 1 delivered.
 
 use serde::Serialize;
 use uuid::Uuid;
@@ -20,6 +30,53 @@ pub struct OutboxRow {
     pub last_error: String,
     pub created_unix_ms: i64,
     pub delivered_unix_ms: Option<i64>,
+    /// 0 for the case as first sent; n after n updates (new evidence).
+    pub revision: i64,
+}
+
+/// The `Idempotency-Key` of a case's revision: the case id, then
+/// `{case_id}.rev{n}` for each update.
+pub fn idempotency_key(case_id: Uuid, revision: i64) -> String {
+    if revision == 0 {
+        case_id.to_string()
+    } else {
+        format!("{case_id}.rev{revision}")
+    }
+}
+
+/// A claimed entry: what to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub revision: i64,
+}
+
+/// Replace a case's body with a new revision (its evidence changed).
+/// A delivered entry is pending again (due now); a pending one keeps its
+/// schedule and sends the new body at its next attempt; a dead letter
+/// stays dead (a person's retry sends the newest revision). Returns the
+/// new revision, or None if the case has no outbox entry (never sent:
+/// no route).
+pub fn revise(
+    tx: &mut Tx<'_>,
+    case_id: Uuid,
+    content_type: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    tx.query_opt(
+        "UPDATE outbox SET content_type = ?2, body = ?3, revision = revision + 1,
+            state = CASE WHEN state = 'delivered' THEN 'pending' ELSE state END,
+            attempts = CASE WHEN state = 'delivered' THEN 0 ELSE attempts END,
+            next_attempt_unix_ms = CASE WHEN state = 'delivered' THEN ?4 ELSE next_attempt_unix_ms END,
+            failing_since_unix_ms = CASE WHEN state = 'delivered' THEN NULL ELSE failing_since_unix_ms END,
+            delivered_unix_ms = CASE WHEN state = 'delivered' THEN NULL ELSE delivered_unix_ms END
+         WHERE case_id = ?1 RETURNING revision",
+        params![case_id, content_type, body, now],
+    )?
+    .map(|r| r.get(0))
+    .transpose()
 }
 
 /// Queue a case for delivery (in the transaction that dispatches it).
@@ -73,7 +130,7 @@ impl Store {
     }
 
     /// Claim a pending entry for one attempt by `owner` (an instance name)
-    /// until `now + lease_ms`, and return its (content type, body). None
+    /// until `now + lease_ms`, and return what to send. None
     /// when it is delivered, dead, or leased by another instance whose
     /// lease has not run out: that instance is sending it. One UPDATE, so
     /// two instances racing for an entry cannot both win.
@@ -83,16 +140,22 @@ impl Store {
         owner: &str,
         now: i64,
         lease_ms: i64,
-    ) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<Claimed>, StoreError> {
         self.db
             .query_opt(
                 "UPDATE outbox SET lease_owner = ?2, lease_until_unix_ms = ?3
              WHERE case_id = ?1 AND state = 'pending'
                AND (lease_owner IS NULL OR lease_owner = ?2 OR lease_until_unix_ms < ?4)
-             RETURNING content_type, body",
+             RETURNING content_type, body, revision",
                 params![case_id, owner, now + lease_ms, now],
             )?
-            .map(|r| Ok((r.get(0)?, r.get(1)?)))
+            .map(|r| {
+                Ok(Claimed {
+                    content_type: r.get(0)?,
+                    body: r.get(1)?,
+                    revision: r.get(2)?,
+                })
+            })
             .transpose()
     }
 
@@ -104,7 +167,7 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         self.db
             .query(
-                "SELECT case_id, route, state, attempts, next_attempt_unix_ms, last_error, created_unix_ms, delivered_unix_ms
+                "SELECT case_id, route, state, attempts, next_attempt_unix_ms, last_error, created_unix_ms, delivered_unix_ms, revision
              FROM outbox WHERE (CAST(?1 AS TEXT) IS NULL OR state = CAST(?1 AS TEXT))
              ORDER BY created_unix_ms DESC LIMIT ?2",
                 params![state, limit.clamp(1, 10_000)],
@@ -120,6 +183,7 @@ impl Store {
                     last_error: r.get(5)?,
                     created_unix_ms: r.get(6)?,
                     delivered_unix_ms: r.get(7)?,
+                    revision: r.get(8)?,
                 })
             })
             .collect()
@@ -185,30 +249,35 @@ impl Store {
     }
 }
 
+/// Revision `revision` of the case was delivered. False (nothing
+/// written) when the entry has moved on to a newer revision meanwhile:
+/// that one is still to send.
 pub fn mark_delivered(
     tx: &mut Tx<'_>,
     case_id: Uuid,
+    revision: i64,
     attempts: u32,
     now: i64,
-) -> Result<(), StoreError> {
-    tx.execute(
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
         "UPDATE outbox SET state = 'delivered', attempts = ?2, delivered_unix_ms = ?3, last_error = '',
-            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1",
-        params![case_id, attempts, now],
-    )?;
-    Ok(())
+            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1 AND revision = ?4",
+        params![case_id, attempts, now, revision],
+    )? > 0)
 }
 
+/// Revision `revision` failed for good. False (nothing written) when the
+/// entry has moved on to a newer revision, which gets its own attempts.
 pub fn mark_dead(
     tx: &mut Tx<'_>,
     case_id: Uuid,
+    revision: i64,
     attempts: u32,
     error: &str,
-) -> Result<(), StoreError> {
-    tx.execute(
+) -> Result<bool, StoreError> {
+    Ok(tx.execute(
         "UPDATE outbox SET state = 'dead', attempts = ?2, last_error = ?3,
-            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1",
-        params![case_id, attempts, error],
-    )?;
-    Ok(())
+            lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1 AND revision = ?4",
+        params![case_id, attempts, error, revision],
+    )? > 0)
 }

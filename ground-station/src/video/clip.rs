@@ -1,6 +1,8 @@
 //! Clips around alerts: access units cut from a drone's ring buffer and
 //! muxed to MP4 without re-encoding (`appsrc ! h264parse ! mp4mux !
-//! filesink`), timestamps from their arrival times.
+//! filesink`), timestamps from their arrival times. A finished clip goes
+//! to a [`ClipSink`]: the ground station keeps it in the store's `clips`
+//! table (`store::clips`) and adds it to the alert's case as evidence.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::ring::Au;
 use super::{make, now_ms, VideoError, VideoHub};
+use crate::store::clips::ClipRow;
 
 /// A written clip.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,50 +173,42 @@ pub async fn record_alert(
     .map(Some)
 }
 
-/// What is known of a clip, kept next to it as `{alert_id}.json` (and
-/// shown in its case): the SHA-256 of the MP4 file's bytes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub alert_id: uuid::Uuid,
-    pub drone_id: String,
-    pub sha256: String,
-    pub bytes: u64,
-    pub start_unix_ms: i64,
-    pub end_unix_ms: i64,
-    pub frames: usize,
-    /// The window asked for: alert time − pre_alert_s .. + post_alert_s.
-    pub window_start_unix_ms: i64,
-    pub window_end_unix_ms: i64,
-    pub created_unix_ms: i64,
-}
-
 /// Where clips live: `{data_dir}/clips`.
 pub fn clips_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("clips")
 }
 
-/// Write the manifest of a finished clip.
-pub fn write_manifest(dir: &Path, m: &Manifest) -> Result<(), VideoError> {
-    let p = dir.join(format!("{}.json", m.alert_id));
-    let tmp = p.with_extension("json.part");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(m).expect("serialisable"))
-        .and_then(|_| std::fs::rename(&tmp, &p))
-        .map_err(|e| VideoError::Clip(format!("{}: {e}", p.display())))
+/// Where the recorder's clips go: a directory for the files and a record
+/// for each finished clip. The ground station records into its store and
+/// sends the clip's case again with the new evidence
+/// (`impl ClipSink for http::AppState`, in `desk.rs`).
+pub trait ClipSink: Clone + Send + Sync + 'static {
+    /// `{data_dir}`: files go under `{data_dir}/clips`.
+    fn data_dir(&self) -> PathBuf;
+    /// A clip was written: record it (with its SHA-256).
+    fn recorded(&self, clip: ClipRow) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// The manifest of an alert's clip, if it has one.
-pub fn manifest(dir: &Path, alert_id: uuid::Uuid) -> Option<Manifest> {
-    let t = std::fs::read(dir.join(format!("{alert_id}.json"))).ok()?;
-    serde_json::from_slice(&t).ok()
+/// Files only, nothing recorded (no store): for video tests that do not
+/// look at clips. A clip written this way is not evidence of anything.
+impl ClipSink for PathBuf {
+    fn data_dir(&self) -> PathBuf {
+        self.clone()
+    }
+    async fn recorded(&self, clip: ClipRow) {
+        tracing::warn!(alert_id = %clip.alert_id, "alert clip written without a store; not recorded");
+    }
 }
 
-/// Record every alert of a recording drone (until the notices end).
+/// Record every alert of a recording drone (until the notices end): cut
+/// the window, write the MP4, hand its record to `sink`.
 pub async fn run_recorder(
     hub: Arc<VideoHub>,
-    data_dir: PathBuf,
+    sink: impl ClipSink,
     mut notices: tokio::sync::broadcast::Receiver<crate::ingest::Notice>,
 ) {
     use tokio::sync::broadcast::error::RecvError;
+    let data_dir = sink.data_dir();
     let dir = clips_dir(&data_dir);
     loop {
         let a = match notices.recv().await {
@@ -232,33 +227,33 @@ pub async fn run_recorder(
         if !recording {
             continue;
         }
-        let (hub, dir) = (hub.clone(), dir.clone());
+        let (hub, dir, data_dir, sink) = (hub.clone(), dir.clone(), data_dir.clone(), sink.clone());
         tokio::spawn(async move {
             let (id, drone, t) = (a.alert_id, a.drone_id.to_string(), a.t_unix_ms);
             let pre = (hub.cfg.pre_alert_s * 1000.0) as i64;
             let post = (hub.cfg.post_alert_s * 1000.0) as i64;
-            match record_alert(hub, drone.clone(), id, t, dir.clone()).await {
+            match record_alert(hub, drone.clone(), id, t, dir).await {
                 Ok(Some(w)) => {
-                    let m = Manifest {
+                    let path = w.path.strip_prefix(&data_dir).unwrap_or(&w.path);
+                    tracing::info!(
+                        %drone, alert_id = %id, sha256 = %w.sha256, bytes = w.bytes,
+                        seconds = (w.end_unix_ms - w.start_unix_ms) as f64 / 1000.0,
+                        "alert clip written"
+                    );
+                    sink.recorded(ClipRow {
                         alert_id: id,
-                        drone_id: drone.clone(),
-                        sha256: w.sha256.clone(),
-                        bytes: w.bytes,
+                        drone_id: drone,
+                        path: path.to_string_lossy().into_owned(),
+                        sha256: w.sha256,
+                        bytes: w.bytes as i64,
+                        frames: w.frames as i64,
                         start_unix_ms: w.start_unix_ms,
                         end_unix_ms: w.end_unix_ms,
-                        frames: w.frames,
                         window_start_unix_ms: t - pre,
                         window_end_unix_ms: t + post,
                         created_unix_ms: now_ms(),
-                    };
-                    match write_manifest(&dir, &m) {
-                        Ok(()) => tracing::info!(
-                            %drone, alert_id = %id, sha256 = %w.sha256, bytes = w.bytes,
-                            seconds = (w.end_unix_ms - w.start_unix_ms) as f64 / 1000.0,
-                            "alert clip recorded"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "alert clip manifest"),
-                    }
+                    })
+                    .await;
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%drone, alert_id = %id, error = %e, "alert clip failed"),
