@@ -210,8 +210,9 @@ impl Desk {
         })
     }
 
-    /// The body and content type for a route.
-    pub fn body_for(&self, case: &Case, now: i64) -> (String, Vec<u8>) {
+    /// The body and content type for a route (revision 0: the case as
+    /// first sent; n: its n-th update).
+    pub fn body_for(&self, case: &Case, revision: i64, now: i64) -> (String, Vec<u8>) {
         let fmt = self
             .cfg
             .dispatch
@@ -227,7 +228,13 @@ impl Desk {
             ),
             RouteFormat::Cap => (
                 "application/cap+xml".into(),
-                cap::render(case, &format!("tiancha@{}", self.cfg.instance), now).into_bytes(),
+                cap::render_revision(
+                    case,
+                    &format!("tiancha@{}", self.cfg.instance),
+                    now,
+                    revision,
+                )
+                .into_bytes(),
             ),
         }
     }
@@ -395,7 +402,7 @@ impl Desk {
                 // The order `case_alert_ids` gives: by time, then id.
                 let ids = alerts.iter().map(|a| a.alert_id).collect();
                 let wire = self.wire_case_with(store, &row, ids, None, now)?;
-                let (ct, body) = self.body_for(&wire, now);
+                let (ct, body) = self.body_for(&wire, 0, now);
                 Some((r.clone(), ct, body))
             }
             None => None,
@@ -780,7 +787,9 @@ impl Desk {
                 Some(row) if row.route.is_some() => {
                     let ids = st.case_alert_ids(row.case_id)?;
                     let wire = self.wire_case_with(st, row, ids, Some(clip), now)?;
-                    Some(self.body_for(&wire, now))
+                    // Revisions change only here, under the desk lock.
+                    let next = st.outbox_revision(row.case_id)?.map_or(0, |r| r + 1);
+                    Some(self.body_for(&wire, next, now))
                 }
                 _ => None,
             };

@@ -86,22 +86,31 @@ fn param(w: &mut W, name: &str, value: &str) {
 /// Render `case` as a CAP 1.2 `<alert>`. `sender` identifies this
 /// station (e.g. `tiancha@gs-1`), `sent_unix_ms` is the message time.
 pub fn render(case: &Case, sender: &str, sent_unix_ms: i64) -> String {
+    render_revision(case, sender, sent_unix_ms, 0)
+}
+
+/// [`render`] for revision `revision` of a case (0: as first sent). A
+/// later revision (new evidence) is its own CAP message: identifier
+/// `tiancha-case-{id}.rev{n}`, `msgType` Update, `references` naming the
+/// first message.
+pub fn render_revision(case: &Case, sender: &str, sent_unix_ms: i64, revision: i64) -> String {
     let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
     w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
         .expect("in memory");
     let mut root = BytesStart::new("alert");
     root.push_attribute(("xmlns", CAP_NS));
     w.write_event(Event::Start(root)).expect("in memory");
-    el(
-        &mut w,
-        "identifier",
-        &format!("tiancha-case-{}", case.case_id),
-    );
+    let identifier = match revision {
+        0 => format!("tiancha-case-{}", case.case_id),
+        n => format!("tiancha-case-{}.rev{n}", case.case_id),
+    };
+    el(&mut w, "identifier", &identifier);
     el(&mut w, "sender", sender);
     el(&mut w, "sent", &cap_time(sent_unix_ms));
     el(&mut w, "status", "Actual");
     let msg_type = match case.status {
         CaseStatus::Closed | CaseStatus::Resolved | CaseStatus::Rejected => "Cancel",
+        _ if revision > 0 => "Update",
         _ => "Alert",
     };
     el(&mut w, "msgType", msg_type);
@@ -112,7 +121,7 @@ pub fn render(case: &Case, sender: &str, sent_unix_ms: i64) -> String {
         "restriction",
         "Dispute-resolution and police use only",
     );
-    if msg_type == "Cancel" {
+    if msg_type != "Alert" {
         el(
             &mut w,
             "references",
@@ -290,6 +299,34 @@ mod tests {
                 "scope",
                 "restriction"
             ]
+        );
+        assert!(
+            !xml.contains("<references>"),
+            "a first message refers to none"
+        );
+
+        // Revision 1 (a clip added): an Update of the first message.
+        let xml = render_revision(&case, "tiancha@gs-1", 1_800_000_200_000, 1);
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+        let text = |name: &str| {
+            doc.descendants()
+                .find(|n| n.tag_name().name() == name)
+                .and_then(|n| n.text())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(text("msgType"), "Update");
+        assert_eq!(
+            text("identifier"),
+            format!("tiancha-case-{}.rev1", case.case_id)
+        );
+        assert_eq!(
+            text("references"),
+            format!(
+                "tiancha@gs-1,tiancha-case-{},{}",
+                case.case_id,
+                cap_time(case.t_start_unix_ms)
+            )
         );
     }
 }

@@ -118,6 +118,17 @@ impl Store {
             .collect()
     }
 
+    /// The current revision of a case's entry (None: no entry).
+    pub fn outbox_revision(&self, case_id: Uuid) -> Result<Option<i64>, StoreError> {
+        self.db
+            .query_opt(
+                "SELECT revision FROM outbox WHERE case_id = ?1",
+                params![case_id],
+            )?
+            .map(|r| r.get(0))
+            .transpose()
+    }
+
     /// (content type, body) of an entry.
     pub fn outbox_body(&self, case_id: Uuid) -> Result<Option<(String, Vec<u8>)>, StoreError> {
         self.db
@@ -280,4 +291,78 @@ pub fn mark_dead(
             lease_owner = NULL, lease_until_unix_ms = NULL WHERE case_id = ?1 AND revision = ?4",
         params![case_id, attempts, error, revision],
     )? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(st: &mut Store, id: Uuid) {
+        st.with_tx(|tx| enqueue(tx, id, "governance", "application/json", b"r0", 100))
+            .unwrap();
+    }
+
+    fn row(st: &Store, id: Uuid) -> OutboxRow {
+        st.outbox_rows(None, 100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.case_id == id)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_revision_is_sent_again_and_outcomes_only_count_for_their_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("store.db"), 1000).unwrap();
+        assert_eq!(idempotency_key(Uuid::nil(), 0), Uuid::nil().to_string());
+        assert_eq!(
+            idempotency_key(Uuid::nil(), 2),
+            format!("{}.rev2", Uuid::nil())
+        );
+        let revise_to = |st: &mut Store, id, body: &'static [u8], now| {
+            st.with_tx(|tx| revise(tx, id, "application/json", body, now))
+                .unwrap()
+        };
+
+        // Delivered, then new evidence: pending again at once, as rev 1.
+        let a = Uuid::now_v7();
+        entry(&mut st, a);
+        assert!(st.with_tx(|tx| mark_delivered(tx, a, 0, 1, 200)).unwrap());
+        assert_eq!(revise_to(&mut st, a, b"r1", 300), Some(1));
+        let r = row(&st, a);
+        assert_eq!(
+            (
+                r.state.as_str(),
+                r.revision,
+                r.attempts,
+                r.next_attempt_unix_ms
+            ),
+            ("pending", 1, 0, 300)
+        );
+        let c = st.outbox_claim(a, "gs-1", 301, 1000).unwrap().unwrap();
+        assert_eq!((c.revision, c.body.as_slice()), (1, &b"r1"[..]));
+
+        // Revised while revision 1 was in flight: the answer about 1 does
+        // not mark 2 delivered, nor dead.
+        assert_eq!(revise_to(&mut st, a, b"r2", 302), Some(2));
+        assert!(!st.with_tx(|tx| mark_delivered(tx, a, 1, 1, 303)).unwrap());
+        assert!(!st.with_tx(|tx| mark_dead(tx, a, 1, 1, "HTTP 422")).unwrap());
+        assert_eq!(row(&st, a).state, "pending");
+        assert_eq!(st.outbox_pending().unwrap().len(), 1);
+        assert!(st.with_tx(|tx| mark_delivered(tx, a, 2, 1, 304)).unwrap());
+        assert!(st.outbox_pending().unwrap().is_empty());
+
+        // A dead letter stays dead (a person retries it, with the new body).
+        let b = Uuid::now_v7();
+        entry(&mut st, b);
+        assert!(st.with_tx(|tx| mark_dead(tx, b, 0, 3, "HTTP 400")).unwrap());
+        assert_eq!(revise_to(&mut st, b, b"r1", 400), Some(1));
+        assert_eq!(row(&st, b).state, "dead");
+        st.outbox_requeue(b, 500).unwrap();
+        let c = st.outbox_claim(b, "gs-1", 501, 1000).unwrap().unwrap();
+        assert_eq!((c.revision, c.body.as_slice()), (1, &b"r1"[..]));
+
+        // No entry (the case has no route): nothing to revise.
+        assert_eq!(revise_to(&mut st, Uuid::now_v7(), b"x", 600), None);
+    }
 }
