@@ -380,8 +380,9 @@ pub struct MissionsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
-    /// Snapshots of alerts that are not evidence of a case are deleted
-    /// after this many days (0: keep). Cases and their evidence are kept.
+    /// Snapshots and clips of alerts that are not evidence of a case are
+    /// deleted after this many days (0: keep). Cases and their evidence
+    /// are kept.
     pub snapshot_days: u32,
     /// Telemetry history is deleted after this many days (0: keep).
     pub telemetry_days: u32,

@@ -335,9 +335,15 @@ async fn retention(s: http::AppState) {
         let snap = (r.snapshot_days > 0).then(|| now - r.snapshot_days as i64 * day);
         let tel = (r.telemetry_days > 0).then(|| now - r.telemetry_days as i64 * day);
         match http::blocking(&s, move |st| st.purge(snap, tel, now)).await {
-            Ok(p) if p.snapshots + p.telemetry > 0 => {
+            Ok(p) if p.snapshots + p.telemetry > 0 || !p.clip_paths.is_empty() => {
+                for c in &p.clip_paths {
+                    if let Err(e) = std::fs::remove_file(s.cfg.data_dir.join(c)) {
+                        tracing::warn!(path = %c, error = %e, "cannot delete a purged clip");
+                    }
+                }
                 tracing::info!(
                     snapshots = p.snapshots,
+                    clips = p.clip_paths.len(),
                     telemetry = p.telemetry,
                     "retention purge"
                 )

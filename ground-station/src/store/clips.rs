@@ -170,4 +170,44 @@ mod tests {
         let got = st.clips_of(&[b, Uuid::now_v7(), a]).unwrap();
         assert_eq!(got, vec![cb, c2]);
     }
+
+    #[test]
+    fn retention_purges_clips_of_alerts_that_are_not_evidence() {
+        const T0: i64 = 1_800_000_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = Store::open(&dir.path().join("store.db"), 1000).unwrap();
+        let alert = |id: Uuid| {
+            let v = serde_json::json!({
+                "schema": 1, "alert_id": id, "drone_id": "d1", "category": "fire",
+                "confidence": 0.9, "t_first_unix_ms": T0, "t_unix_ms": T0 + 1_000,
+                "location_status": "unknown", "tracks": [],
+                "rule": {"name": "fire", "detail": ""}
+            });
+            let r =
+                crate::ingest::classify("tiancha/v1/drones/d1/alerts", v.to_string().as_bytes());
+            assert!(matches!(r, crate::store::Record::Alert(_)), "{r:?}");
+            r
+        };
+        let (kept, gone) = (Uuid::now_v7(), Uuid::now_v7());
+        st.ingest_batch(&[alert(kept), alert(gone)], T0 + 5_000)
+            .unwrap();
+        st.put_clip(&clip(kept, &"ab".repeat(32))).unwrap();
+        st.put_clip(&clip(gone, &"cd".repeat(32))).unwrap();
+        st.with_tx(|tx| {
+            crate::store::cases::set_triage(
+                tx,
+                kept,
+                "case",
+                Some(Uuid::now_v7()),
+                "",
+                "op1",
+                6_000,
+            )
+        })
+        .unwrap();
+        let p = st.purge(Some(T0 + 10_000), None, T0 + 10_000).unwrap();
+        assert_eq!(p.clip_paths, vec![format!("clips/{gone}.mp4")]);
+        assert!(st.clip(gone).unwrap().is_none());
+        assert!(st.clip(kept).unwrap().is_some(), "case evidence is kept");
+    }
 }

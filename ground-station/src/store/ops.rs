@@ -27,6 +27,9 @@ pub struct Purged {
     pub snapshots: u64,
     pub telemetry: u64,
     pub sessions: u64,
+    /// Clip records removed with their alerts' snapshots; the caller
+    /// deletes these files (paths relative to `data_dir`).
+    pub clip_paths: Vec<String>,
 }
 
 impl Store {
@@ -121,9 +124,10 @@ impl Store {
             .collect()
     }
 
-    /// Delete snapshots of alerts older than `snapshot_before` that are not
-    /// evidence of a case, telemetry older than `telemetry_before`, and
-    /// expired sessions. Cases, their alerts and evidence are kept.
+    /// Delete snapshots and clips of alerts older than `snapshot_before`
+    /// that are not evidence of a case, telemetry older than
+    /// `telemetry_before`, and expired sessions. Cases, their alerts and
+    /// evidence are kept.
     pub fn purge(
         &mut self,
         snapshot_before: Option<i64>,
@@ -133,12 +137,23 @@ impl Store {
         self.with_tx(|tx| {
             let mut p = Purged::default();
             if let Some(t) = snapshot_before {
+                const NOT_EVIDENCE: &str =
+                    "SELECT a.alert_id FROM alerts a LEFT JOIN alert_triage t USING (alert_id)
+                    WHERE a.received_unix_ms < ?1 AND (t.state IS NULL OR t.state != 'case')";
                 p.snapshots = tx.execute(
-                    "DELETE FROM snapshots WHERE alert_id IN (
-                    SELECT a.alert_id FROM alerts a LEFT JOIN alert_triage t USING (alert_id)
-                    WHERE a.received_unix_ms < ?1 AND (t.state IS NULL OR t.state != 'case'))",
+                    &format!("DELETE FROM snapshots WHERE alert_id IN ({NOT_EVIDENCE})"),
                     params![t],
                 )?;
+                p.clip_paths = tx
+                    .query(
+                        &format!(
+                            "DELETE FROM clips WHERE alert_id IN ({NOT_EVIDENCE}) RETURNING path"
+                        ),
+                        params![t],
+                    )?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect::<Result<_, _>>()?;
             }
             if let Some(t) = telemetry_before {
                 p.telemetry =
