@@ -1,7 +1,7 @@
 //! Live video end to end, in process: a test camera (frames with the
 //! capture time burned in as `sim::camera::timestamp`'s block code,
 //! x264 → RTP → an RTSP server, like the simulator's camera) and the real
-//! ground station (router, video hub, clip recorder) on real sockets with
+//! ground station (router, video hub) on real sockets with
 //! a SQLite store on disk. Browser checks run in headless Chromium
 //! (`tests/ui/video.test.mjs`, `tests/ui/video-leak.mjs`).
 
@@ -12,12 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sha2::Digest;
-use tiancha_ground_station::auth::{hash_password, new_token, token_hash, Role};
-use tiancha_ground_station::ingest::Notice;
-use tiancha_ground_station::store::Record;
+use tiancha_ground_station::auth::{hash_password, Role};
 use tiancha_ground_station::{build_state, http, video, Config};
-use video_camera::{TestCamera, FPS};
+use video_camera::TestCamera;
 
 const PW: &str = "video test password 1";
 const DRONE: &str = "cam-1";
@@ -36,16 +33,15 @@ fn workspace() -> PathBuf {
 struct Gs {
     base: String,
     state: http::AppState,
-    notices: tokio::sync::broadcast::Sender<Notice>,
     dir: tempfile::TempDir,
     _cam: TestCamera,
 }
 
-async fn start(video_extra: &str, record: bool) -> Gs {
+async fn start(video_extra: &str) -> Gs {
     let cam = TestCamera::start();
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "data_dir = \"{}\"\n[broker]\nembedded = false\n[video]\n{video_extra}\n[video.drones.\"{DRONE}\"]\nurl = \"{}\"\nrecord = {record}\n",
+        "data_dir = \"{}\"\n[broker]\nembedded = false\n[video]\n{video_extra}\n[video.drones.\"{DRONE}\"]\nurl = \"{}\"\nrecord = false\n",
         dir.path().join("data").display(),
         cam.url
     );
@@ -60,17 +56,10 @@ async fn start(video_extra: &str, record: bool) -> Gs {
             .put_user(name, role, &hash_password(PW).unwrap(), now_ms())
             .unwrap();
     }
-    let data_dir = cfg.data_dir.clone();
     let state = tokio::task::spawn_blocking(move || build_state(cfg, store, None))
         .await
         .unwrap()
         .unwrap();
-    let (notices, _) = tokio::sync::broadcast::channel(64);
-    tokio::spawn(video::clip::run_recorder(
-        state.video.clone(),
-        data_dir,
-        notices.subscribe(),
-    ));
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://localhost:{}", l.local_addr().unwrap().port());
@@ -78,24 +67,12 @@ async fn start(video_extra: &str, record: bool) -> Gs {
     Gs {
         base,
         state,
-        notices,
         dir,
         _cam: cam,
     }
 }
 
 impl Gs {
-    fn token(&self, user: &str) -> String {
-        let tok = new_token();
-        self.state
-            .store
-            .lock()
-            .unwrap()
-            .create_api_token(&token_hash(&tok), "video test", user, now_ms())
-            .unwrap();
-        tok
-    }
-
     /// Run a script from tests/ui with node (playwright-core + Debian's
     /// chromium) off the async threads: (success, stdout, stderr).
     async fn node(&self, script: &str, env: Vec<(&'static str, String)>) -> (bool, String, String) {
@@ -157,7 +134,7 @@ async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Optio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_watches_live_video_in_chromium_others_get_nothing() {
-    let gs = start("", false).await;
+    let gs = start("").await;
     let shots = std::env::var("TIANCHA_SCREENSHOT_DIR")
         .map(|d| workspace().join(d))
         .unwrap_or_else(|_| gs.dir.path().join("shots"));
@@ -210,166 +187,8 @@ async fn an_operator_watches_live_video_in_chromium_others_get_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alert_gets_a_clip_covering_its_window_with_its_hash_in_the_case() {
-    const PRE_S: f64 = 2.0;
-    const POST_S: f64 = 2.0;
-    let gs = start(
-        &format!("pre_alert_s = {PRE_S}\npost_alert_s = {POST_S}"),
-        true,
-    )
-    .await;
-    let d = gs.state.video.drone(DRONE).unwrap().clone();
-    wait_for("the ring fills", Duration::from_secs(60), || {
-        let r = d.ring.as_ref().unwrap().lock().unwrap();
-        r.oldest_ms()
-            .filter(|o| now_ms() - o > ((PRE_S + 1.0) * 1000.0) as i64)
-    })
-    .await;
-    let t = now_ms();
-    let id = uuid::Uuid::now_v7();
-    let alert = serde_json::json!({
-        "schema": 1, "alert_id": id, "drone_id": DRONE, "category": "gathering",
-        "confidence": 0.9, "t_first_unix_ms": t - 60_000, "t_unix_ms": t,
-        "location_status": "geotagged",
-        "location": {"lat_deg": 28.45, "lon_deg": 117.94, "sigma": {"semi_major_m": 4.0, "semi_minor_m": 2.0, "orientation_deg": 30.0}},
-        "person_count": 9, "tracks": [], "rule": {"name": "gathering", "detail": "9 people within 15 m for 120 s"},
-        "snapshot": {"width": 8, "height": 8, "jpeg": "/9j/4AAQSkZJRg=="}
-    });
-    let rec = tiancha_ground_station::ingest::classify(
-        &format!("tiancha/v1/drones/{DRONE}/alerts"),
-        alert.to_string().as_bytes(),
-    );
-    let Record::Alert(a) = &rec else {
-        panic!("{rec:?}")
-    };
-    let a = a.clone();
-    gs.state
-        .store
-        .lock()
-        .unwrap()
-        .ingest_batch(&[rec], now_ms())
-        .unwrap();
-    gs.notices.send(Notice::NewAlert(a)).unwrap();
-    let op = gs.token("op1");
-    let centre = gs.token("centre1");
-    let http = reqwest::Client::new();
-    let r = http
-        .post(format!("{}/api/alerts/{id}/confirm", gs.base))
-        .bearer_auth(&op)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let case = r.json::<serde_json::Value>().await.unwrap()["case_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    // The clip, as the dispute centre fetches it.
-    let until = Instant::now() + Duration::from_secs(30);
-    let (bytes, header) = loop {
-        let r = http
-            .get(format!("{}/api/alerts/{id}/clip.mp4", gs.base))
-            .bearer_auth(&centre)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            let h = r.headers()["x-content-sha256"]
-                .to_str()
-                .unwrap()
-                .to_string();
-            break (r.bytes().await.unwrap().to_vec(), h);
-        }
-        assert_eq!(r.status(), 404);
-        assert!(Instant::now() < until, "no clip");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    assert_eq!(header, sha);
-    // Anonymous: nothing.
-    let r = http
-        .get(format!("{}/api/alerts/{id}/clip.mp4", gs.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    // The case record carries it with its hash.
-    let v: serde_json::Value = http
-        .get(format!("{}/api/cases/{case}", gs.base))
-        .bearer_auth(&centre)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let clips = v["clips"].as_array().expect("clips in the case record");
-    assert_eq!(clips.len(), 1, "{v}");
-    let c = &clips[0];
-    assert_eq!(c["sha256"], sha.as_str());
-    assert_eq!(c["bytes"], bytes.len() as u64);
-    let (start, end) = (
-        c["start_unix_ms"].as_i64().unwrap(),
-        c["end_unix_ms"].as_i64().unwrap(),
-    );
-    let (w0, w1) = (t - (PRE_S * 1000.0) as i64, t + (POST_S * 1000.0) as i64);
-    assert!(start <= w0, "clip starts {} ms into the window", start - w0);
-    assert!(
-        end >= w1 - 250,
-        "clip ends {} ms before the window does",
-        w1 - end
-    );
-
-    // Playable: the discoverer's duration, then a full decode.
-    let path = gs.dir.path().join("clip.mp4");
-    std::fs::write(&path, &bytes).unwrap();
-    let out = Command::new("gst-discoverer-1.0")
-        .arg(&path)
-        .output()
-        .expect("gst-discoverer-1.0 (gstreamer1.0-plugins-base-apps) is needed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(text.contains("H.264"), "{text}");
-    let dur = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Duration: "))
-        .unwrap_or_else(|| panic!("no duration in {text}"));
-    let p: Vec<f64> = dur.split(':').map(|x| x.parse().unwrap()).collect();
-    let secs = p[0] * 3600.0 + p[1] * 60.0 + p[2];
-    let want = PRE_S + POST_S;
-    assert!(
-        secs >= want - 0.3 && secs <= want + 2.0,
-        "clip lasts {secs} s; the window is {want} s"
-    );
-    let out = Command::new("gst-launch-1.0")
-        .arg("filesrc")
-        .arg(format!("location={}", path.display()))
-        .args(["!", "qtdemux", "!", "h264parse", "!", "avdec_h264", "!"])
-        .args(["fakesink", "silent=false", "-v"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let decoded = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("chain"))
-        .count();
-    let frames = c["frames"].as_u64().unwrap() as usize;
-    assert!(
-        decoded + 1 >= frames && decoded as f64 >= want * FPS as f64 * 0.8,
-        "decoded {decoded} of {frames} frames"
-    );
-    println!(
-        "clip {secs:.2} s for a {want} s window, {frames} frames, {decoded} decoded, sha256 {sha}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_viewers_come_and_go_without_leaking() {
-    let gs = start("", false).await;
+    let gs = start("").await;
     let (ok, stdout, stderr) = gs.node("video-leak.mjs", vec![]).await;
     println!("{stdout}");
     assert!(ok, "leak run failed:\n{stdout}\n{stderr}");

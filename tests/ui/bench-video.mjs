@@ -11,7 +11,7 @@
 // or against a running station (GS_URL, GS_USER, GS_PASSWORD; the
 // ground-station bench `cargo bench -p tiancha-ground-station --bench
 // video_latency` starts one with a test camera and runs this).
-//   env: MODES (default webrtc,mjpeg), SAMPLES (per transport per round, default 100), ROUNDS (default 2),
+//   env: STATS=1 (log the browser's inbound-rtp statistics every 2 s), MODES (default webrtc,mjpeg), SAMPLES (per transport per round, default 100), ROUNDS (default 2),
 //        FPS (camera, default 10)
 // Prints a table and one `RESULT {json}` line.
 import { chromium } from 'playwright-core';
@@ -86,6 +86,17 @@ try {
     // Polled every 5 ms for both transports (a new burned-in time = a new frame shown).
     const iv = setInterval(() => { if (read()) clearInterval(iv); }, 5);
   });
+  // STATS=1: every 2 s, the browser's inbound video statistics.
+  const statsTimer = process.env.STATS && setInterval(async () => {
+    const st = await page.evaluate(async () => {
+      const pc = window.tianchaVideo.pc; if (!pc) return null;
+      const out = {};
+      (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp') Object.assign(out, { recv: r.packetsReceived, lost: r.packetsLost, dec: r.framesDecoded, drop: r.framesDropped, key: r.keyFramesDecoded, frz: r.freezeCount, pli: r.pliCount, nack: r.nackCount, jb: r.jitterBufferDelay && r.jitterBufferEmittedCount ? Math.round(1000 * r.jitterBufferDelay / r.jitterBufferEmittedCount) : null }); if (r.type === 'candidate-pair' && r.nominated) out.pair = r.state; });
+      out.shown = window.tianchaVideo.frames; out.state = pc.connectionState;
+      return out;
+    }).catch((e) => String(e));
+    log('stats', JSON.stringify(st));
+  }, 2000);
   const q = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * (s.length - 1) + 0.5))]; };
   const res = { webrtc: [], mjpeg: [], misreads: { webrtc: 0, mjpeg: 0 } };
   for (let r = 0; r < ROUNDS; r++) {
@@ -98,6 +109,7 @@ try {
       log(`round ${r + 1} ${mode}: ${s.samples.length} samples, p50 ${q(s.samples, 0.5)} ms, p95 ${q(s.samples, 0.95)} ms`);
     }
   }
+  if (statsTimer) clearInterval(statsTimer);
   await browser.close();
   const summary = {};
   for (const m of ['webrtc', 'mjpeg']) {

@@ -189,17 +189,6 @@ pub trait ClipSink: Clone + Send + Sync + 'static {
     fn recorded(&self, clip: ClipRow) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// Files only, nothing recorded (no store): for video tests that do not
-/// look at clips. A clip written this way is not evidence of anything.
-impl ClipSink for PathBuf {
-    fn data_dir(&self) -> PathBuf {
-        self.clone()
-    }
-    async fn recorded(&self, clip: ClipRow) {
-        tracing::warn!(alert_id = %clip.alert_id, "alert clip written without a store; not recorded");
-    }
-}
-
 /// Record every alert of a recording drone (until the notices end): cut
 /// the window, write the MP4, hand its record to `sink`.
 pub async fn run_recorder(

@@ -50,8 +50,9 @@ impl Viewer {
         let src = super::live_h264_src();
         let parse = make("h264parse")?;
         parse.set_property("config-interval", -1i32);
+        // SPS/PPS come from h264parse, once per key frame; the payloader's
+        // own config-interval=-1 would repeat them before every IDR slice.
         let pay = make("rtph264pay")?;
-        pay.set_property("config-interval", -1i32);
         pay.set_property("pt", 96u32);
         pay.set_property_from_str("aggregate-mode", "zero-latency");
         let rtp_caps = gst::Caps::builder("application/x-rtp")

@@ -78,7 +78,7 @@ impl TestCamera {
             "appsrc name=src is-live=true do-timestamp=true format=time \
              caps=video/x-raw,format=RGB,width={W},height={H},framerate={FPS}/1 ! videoconvert ! \
              x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max={FPS} ! \
-             video/x-h264,stream-format=byte-stream ! rtph264pay pt=96 config-interval=-1 mtu=1400 ! \
+             video/x-h264,stream-format=byte-stream ! h264parse config-interval=-1 ! rtph264pay pt=96 mtu=1400 ! \
              udpsink host=127.0.0.1 port={relay} sync=false async=false"
         ))
         .unwrap()
@@ -125,8 +125,8 @@ impl TestCamera {
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&format!(
             "( udpsrc address=127.0.0.1 port={relay} caps=\"application/x-rtp,media=video,\
-             clock-rate=90000,encoding-name=H264,payload=96\" ! rtph264depay ! h264parse ! \
-             rtph264pay name=pay0 pt=96 config-interval=-1 )"
+             clock-rate=90000,encoding-name=H264,payload=96\" ! rtph264depay ! h264parse config-interval=-1 ! \
+             rtph264pay name=pay0 pt=96 )"
         ));
         factory.set_shared(true);
         server

@@ -10,7 +10,7 @@
 //!                               ▼
 //! appsrc (live, leaky) ! videoconvert ! I420 ! x264enc (zerolatency, ultrafast,
 //!   no B-frames, bitrate) ! constrained-baseline byte-stream !
-//!   rtph264pay config-interval=-1 ! udpsink 127.0.0.1:RELAY  ──►  RtspRelay
+//!   h264parse config-interval=-1 ! rtph264pay ! udpsink 127.0.0.1:RELAY  ──►  RtspRelay
 //!                                     rtsp://<rtsp_address>:<rtsp_port><rtsp_path>
 //! ```
 //!
@@ -222,6 +222,63 @@ fn make(name: &str) -> Result<gst::Element, VideoError> {
     })
 }
 
+/// The H.264 encoder every tiancha camera stream uses (the companion's
+/// video out and the simulator's camera), raw video in:
+/// `videoconvert ! I420 ! x264enc (zerolatency, ultrafast, no B-frames)
+/// ! constrained-baseline byte-stream ! h264parse config-interval=-1`.
+///
+/// SPS/PPS are inserted by `h264parse`, once at the start of each key
+/// frame's access unit. Not by `rtph264pay config-interval=-1`: x264's
+/// zerolatency tune cuts a frame into several slices, and the payloader
+/// repeats SPS/PPS before every IDR *slice*, which makes a receiver's
+/// parser split the key frame in two (a browser then shows torn frames).
+pub struct H264Chain {
+    /// To link in order, after the raw-video source.
+    pub elements: Vec<gst::Element>,
+    /// The x264enc among them (its `bitrate` may be changed live).
+    pub encoder: gst::Element,
+}
+
+pub fn h264_encoder(bitrate_kbps: u32, key_int_max: u32) -> Result<H264Chain, VideoError> {
+    let convert = make("videoconvert")?;
+    let i420 = make("capsfilter")?;
+    i420.set_property(
+        "caps",
+        gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::I420)
+            .build(),
+    );
+    let enc = make("x264enc")?;
+    enc.set_property_from_str("tune", "zerolatency");
+    enc.set_property_from_str("speed-preset", "ultrafast");
+    enc.set_property("bitrate", bitrate_kbps);
+    enc.set_property("bframes", 0u32);
+    enc.set_property("key-int-max", key_int_max);
+    let h264 = make("capsfilter")?;
+    h264.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "byte-stream")
+            .field("profile", "constrained-baseline")
+            .build(),
+    );
+    let parse = make("h264parse")?;
+    parse.set_property("config-interval", -1i32);
+    Ok(H264Chain {
+        elements: vec![convert, i420, enc.clone(), h264, parse],
+        encoder: enc,
+    })
+}
+
+/// RTP payloader for [`h264_encoder`]'s output (SPS/PPS already in band,
+/// so `config-interval` stays 0; MTU 1400 to leave room for tunnels).
+pub fn rtp_h264_pay(pt: u8) -> Result<gst::Element, VideoError> {
+    let pay = make("rtph264pay")?;
+    pay.set_property("pt", pt as u32);
+    pay.set_property("mtu", 1400u32);
+    Ok(pay)
+}
+
 fn perr(what: &str, e: impl std::fmt::Display) -> VideoError {
     VideoError::Pipeline(format!("{what}: {e}"))
 }
@@ -397,50 +454,23 @@ impl VideoOut {
             .max_buffers(2)
             .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
-        let convert = make("videoconvert")?;
-        let i420 = make("capsfilter")?;
-        i420.set_property(
-            "caps",
-            gst_video::VideoCapsBuilder::new()
-                .format(gst_video::VideoFormat::I420)
-                .build(),
-        );
-        let enc = make("x264enc")?;
-        enc.set_property_from_str("tune", "zerolatency");
-        enc.set_property_from_str("speed-preset", "ultrafast");
-        enc.set_property("bitrate", cfg.bitrate_kbps);
-        enc.set_property("bframes", 0u32);
-        // Key frames are forced every second; this is only the backstop.
-        enc.set_property("key-int-max", cfg.fps * 2);
-        let h264 = make("capsfilter")?;
-        h264.set_property(
-            "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("stream-format", "byte-stream")
-                .field("profile", "constrained-baseline")
-                .build(),
-        );
-        let pay = make("rtph264pay")?;
-        pay.set_property("pt", PAYLOAD_TYPE as u32);
-        pay.set_property("config-interval", -1i32);
-        pay.set_property("mtu", 1400u32);
+        let H264Chain {
+            elements,
+            encoder: enc,
+        } = h264_encoder(cfg.bitrate_kbps, cfg.fps * 2)?;
+        let pay = rtp_h264_pay(PAYLOAD_TYPE)?;
         let relay_port = rtsp::free_udp_port().map_err(VideoError::Pipeline)?;
         let sink = make("udpsink")?;
         sink.set_property("host", "127.0.0.1");
         sink.set_property("port", relay_port as i32);
         sink.set_property("sync", false);
         sink.set_property("async", false);
-        let chain = [
-            appsrc.upcast_ref(),
-            &convert,
-            &i420,
-            &enc,
-            &h264,
-            &pay,
-            &sink,
-        ];
+        let chain: Vec<&gst::Element> = std::iter::once(appsrc.upcast_ref())
+            .chain(&elements)
+            .chain([&pay, &sink])
+            .collect();
         pipeline
-            .add_many(chain)
+            .add_many(chain.iter().copied())
             .map_err(|e| perr("encoder pipeline", e))?;
         gst::Element::link_many(chain).map_err(|e| perr("linking the encoder", e))?;
         let relay = RtspRelay::start(

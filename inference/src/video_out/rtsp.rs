@@ -6,7 +6,7 @@
 //! encoder … ! rtph264pay ! udpsink 127.0.0.1:RELAY
 //! RTSP media (shared by all viewers):
 //!   udpsrc 127.0.0.1:RELAY ! rtph264depay ! h264parse !
-//!   rtph264pay name=pay0 config-interval=-1
+//!   rtph264pay name=pay0 (SPS/PPS from h264parse config-interval=-1)
 //! ```
 //!
 //! The encoder keeps running whether or not anyone watches (and across
@@ -71,8 +71,8 @@ impl RtspRelay {
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&format!(
             "( udpsrc address=127.0.0.1 port={relay_port} caps=\"application/x-rtp,media=video,\
-             clock-rate=90000,encoding-name=H264,payload={pt}\" ! rtph264depay ! h264parse ! \
-             rtph264pay name=pay0 pt={pt} config-interval=-1 )"
+             clock-rate=90000,encoding-name=H264,payload={pt}\" ! rtph264depay ! h264parse config-interval=-1 ! \
+             rtph264pay name=pay0 pt={pt} )"
         ));
         factory.set_shared(true);
         let medias: Arc<Mutex<Vec<glib::WeakRef<rtsp::RTSPMedia>>>> = Arc::default();

@@ -2,9 +2,9 @@
 //! gimbal sends), and optionally an RTSP server, through GStreamer.
 //!
 //! ```text
-//! appsrc (BGR, live, leaky) ! videoconvert ! I420 ! x264enc (zerolatency,
-//!   ultrafast, bitrate, key-int-max) ! h264 byte-stream ! tee
-//!     ├ rtph264pay pt=96 config-interval=-1 ! udpsink HOST:PORT
+//! appsrc (BGR, live, leaky) ! video_out::h264_encoder (x264enc zerolatency,
+//!   ultrafast, bitrate, key-int-max; h264parse config-interval=-1) ! tee
+//!     ├ rtph264pay pt=96 ! udpsink HOST:PORT
 //!     └ rtph264pay ! udpsink 127.0.0.1:RELAY   (only with RTSP)
 //! RTSP server (`tiancha_inference::video_out::RtspRelay`, shared with the
 //! companion's video out; gst-rtsp-server, shared media):
@@ -24,6 +24,7 @@ use gstreamer_app as gst_app;
 use opencv::core::Mat;
 use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
+use tiancha_inference::video_out;
 use tiancha_inference::video_out::rtsp::{free_udp_port, RtspRelay};
 
 use super::CameraError;
@@ -172,40 +173,23 @@ impl Streamer {
             .max_buffers(2)
             .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
-        let convert = make("videoconvert")?;
-        let i420 = make("capsfilter")?;
-        i420.set_property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .build(),
-        );
-        let enc = make("x264enc")?;
-        enc.set_property_from_str("tune", "zerolatency");
-        enc.set_property_from_str("speed-preset", "ultrafast");
-        enc.set_property("bitrate", cfg.bitrate_kbps);
-        enc.set_property("key-int-max", cfg.keyframe_interval);
-        let h264 = make("capsfilter")?;
-        h264.set_property(
-            "caps",
-            gst::Caps::builder("video/x-h264")
-                .field("stream-format", "byte-stream")
-                .build(),
-        );
+        let enc = video_out::h264_encoder(cfg.bitrate_kbps, cfg.keyframe_interval)
+            .map_err(|e| CameraError::Stream(e.to_string()))?;
         let tee = make("tee")?;
+        let chain: Vec<&gst::Element> = std::iter::once(appsrc.upcast_ref())
+            .chain(&enc.elements)
+            .chain([&tee])
+            .collect();
         pipeline
-            .add_many([appsrc.upcast_ref(), &convert, &i420, &enc, &h264, &tee])
+            .add_many(chain.iter().copied())
             .map_err(|e| gst_err("pipeline", e))?;
-        gst::Element::link_many([appsrc.upcast_ref(), &convert, &i420, &enc, &h264, &tee])
-            .map_err(|e| gst_err("linking the encoder", e))?;
+        gst::Element::link_many(chain).map_err(|e| gst_err("linking the encoder", e))?;
         let add_branch = |host: String, port: u16| -> Result<(), CameraError> {
             let queue = make("queue")?;
             queue.set_property("max-size-buffers", 4u32);
             queue.set_property_from_str("leaky", "downstream");
-            let pay = make("rtph264pay")?;
-            pay.set_property("pt", cfg.payload_type as u32);
-            pay.set_property("config-interval", -1i32);
-            pay.set_property("mtu", 1400u32);
+            let pay = video_out::rtp_h264_pay(cfg.payload_type)
+                .map_err(|e| CameraError::Stream(e.to_string()))?;
             let sink = make("udpsink")?;
             sink.set_property("host", host.as_str());
             sink.set_property("port", port as i32);
