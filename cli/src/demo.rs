@@ -11,7 +11,11 @@
 //!    simulated gimbal camera rendering the Shangrao scenario
 //!    (`examples/shangrao/scenario.toml`), streamed as RTP/H.264 over UDP;
 //! 4. `tiancha companion` (`examples/demo/companion.toml`, ports filled
-//!    in) running the eye on that stream.
+//!    in) running the eye on that stream, and serving the picture with
+//!    the eye's tracks and incidents drawn on it over RTSP; the ground
+//!    station pulls it (`[video.drones."sr-01"]`) for the browser's live
+//!    video (WebRTC, MJPEG fallback) and, with `--record-video`, cuts a
+//!    clip around each alert as case evidence (3 s before to 3 s after).
 //!
 //! Then, as an operator would, through the ground station's HTTP API
 //! (Bearer API token): launches the patrol of `examples/demo/patrol.toml`,
@@ -79,6 +83,14 @@ pub struct Args {
     /// arrived after the link came back.
     #[arg(long, value_parser = parse_cut)]
     pub cut_ground_link: Option<(Duration, Duration)>,
+    /// Have the ground station record the drone's video all the time and
+    /// attach a clip (3 s before to 3 s after) to each alert's case. Off
+    /// by default: the companion then encodes video only while someone
+    /// watches, and on a 2-core machine the continuous encoding takes
+    /// enough CPU from the eye (and the simulator's camera) to blur its
+    /// geotags.
+    #[arg(long)]
+    pub record_video: bool,
 }
 
 fn parse_cut(s: &str) -> Result<(Duration, Duration), String> {
@@ -415,6 +427,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mav = free_udp_port()?;
     let cam_port = free_udp_port()?;
     let metrics = free_port()?;
+    // The companion's RTSP video out, which the ground station pulls.
+    let video_port = free_port()?;
+    let video_url = format!("rtsp://127.0.0.1:{video_port}{}", ccfg.video.rtsp_path);
     let gov = secret()?;
     let hotline = secret()?;
     let password = secret()?;
@@ -451,6 +466,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
          [[dispatch.routes]]\nname = \"hotline\"\nurl = \"http://127.0.0.1:{receiver}/hotline/cases\"\n\
          secret_env = \"TIANCHA_HOTLINE_SECRET\"\ndefault = true\n\
          [dispatch.retry]\ninitial_backoff_ms = 1000\nmax_backoff_ms = 5000\n"
+    );
+    // Live video next to the map (WebRTC, MJPEG fallback), and with
+    // --record-video a clip around each alert as case evidence.
+    gs += &format!(
+        "[video]\npre_alert_s = 3\npost_alert_s = 3\n\
+         [video.drones.\"{DRONE}\"]\nurl = \"{video_url}\"\nrecord = {}\n",
+        args.record_video
     );
     std::fs::write(&gs_conf, gs)?;
     let gs_conf_s = gs_conf.display().to_string();
@@ -602,11 +624,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Live video out (RTSP, overlay drawn) for the ground station to pull.
     ccfg.video.enabled = true;
     ccfg.video.rtsp_address = "127.0.0.1".into();
-    ccfg.video.rtsp_port = free_port()?;
-    let video_url = format!(
-        "rtsp://{}:{}{}",
-        ccfg.video.rtsp_address, ccfg.video.rtsp_port, ccfg.video.rtsp_path
-    );
+    ccfg.video.rtsp_port = video_port;
     ccfg.commands.ground_station_public_keys = vec![signer.public_key().to_string()];
     let cconf = dir.join("companion.toml");
     std::fs::write(&cconf, toml::to_string(&ccfg)?)?;
@@ -620,7 +638,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "companion       drone {DRONE}, metrics http://127.0.0.1:{metrics}/metrics, logs in {}",
         dir.display()
     );
-    println!("live video      {video_url} (H.264, tracks and incidents drawn)");
+    println!(
+        "live video      {video_url} (H.264, tracks and incidents drawn; in the browser next to the map{})",
+        if args.record_video {
+            "; a clip around each alert"
+        } else {
+            ""
+        }
+    );
 
     let rt = tokio::runtime::Runtime::new()?;
     let api = Api {

@@ -14,7 +14,12 @@
 //!   (alerts are keyed by id at the ground station: a second delivery
 //!   would not add a row, so "once" is the count of rows per incident);
 //! - the geotag table: alerts within 8 m of their incident, median ≤ 3 m
-//!   per person over every track point.
+//!   per person over every track point;
+//! - live video (issue 9): headless Chromium logged in as the demo
+//!   operator shows the sim camera's picture (its burned-in time read
+//!   back) with the companion's overlay on it, over the ground station
+//!   (`tests/ui/demo-video.mjs`; `TIANCHA_SCREENSHOT_DIR` keeps the
+//!   screenshot, docs/demo-video.png).
 //!
 //! nextest runs this binary on its own, after the rest of the suite
 //! (`scripts/dev test`): the eye needs both cores to see each gathering
@@ -72,9 +77,41 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
         .spawn()
         .expect("start tiancha demo");
     let deadline = Instant::now() + Duration::from_secs(900);
+    // The browser joins once the ground station is up (its address and
+    // the demo operator's password are on the demo's output).
+    let mut browser: Option<std::thread::JoinHandle<(bool, String, String)>> = None;
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break Some(st);
+        }
+        if browser.is_none() {
+            let out = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+            if let Some((url, pw)) = ground_station_login(&out) {
+                // For docs/: wait for an incident's overlay too (the
+                // browser then runs longer, beside the eye).
+                let docs = std::env::var_os("TIANCHA_SCREENSHOT_DIR");
+                let wait = if docs.is_some() { "1" } else { "" };
+                let shot = docs
+                    .map(|d| PathBuf::from(d).join("demo-video.png"))
+                    .unwrap_or_else(|| tmp.join("demo-video.png"));
+                browser = Some(std::thread::spawn(move || {
+                    let o = Command::new("node")
+                        .arg("demo-video.mjs")
+                        .current_dir(workspace_root().join("tests/ui"))
+                        .env("GS_URL", url)
+                        .env("GS_USER", "demo")
+                        .env("PASSWORD", pw)
+                        .env("SCREENSHOT", shot)
+                        .env("WAIT_FOR_INCIDENT", wait)
+                        .output()
+                        .expect("node (scripts/dev setup installs it)");
+                    (
+                        o.status.success(),
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                        String::from_utf8_lossy(&o.stderr).into_owned(),
+                    )
+                }));
+            }
         }
         if Instant::now() > deadline {
             let _ = Command::new("kill")
@@ -187,4 +224,34 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
         "{cut}"
     );
     assert!(out.contains("geotag error    median"), "{out}");
+
+    // Live video: the sim camera's picture, with the eye's overlay drawn
+    // by the companion, reached the browser over the ground station.
+    let (ok, stdout, stderr) = browser
+        .expect("the demo printed the ground station's address")
+        .join()
+        .unwrap();
+    println!("{stdout}");
+    assert!(
+        ok,
+        "the browser did not show the sim camera with the overlay\n{stdout}\n{stderr}\n{context}"
+    );
+}
+
+/// The ground station's address and the demo operator's password, from
+/// the demo's line `ground station  http://…/  (user `demo`, password `…`)`.
+fn ground_station_login(out: &str) -> Option<(String, String)> {
+    let line = out.lines().find(|l| l.starts_with("ground station  "))?;
+    let url = line
+        .split_whitespace()
+        .nth(2)?
+        .trim_end_matches('/')
+        .to_string();
+    let pw = line
+        .split("password `")
+        .nth(1)?
+        .split('`')
+        .next()?
+        .to_string();
+    Some((url, pw))
 }

@@ -211,9 +211,14 @@ pub fn draw(img: &mut Mat, shapes: &[PixelShape], banner: &[String]) -> opencv::
             text(img, l, x, y - 2, s.colour)?;
         }
     }
+    // The banner sits at the bottom-left, the last line lowest: the top
+    // of the picture stays free (a camera's own time stamp is usually
+    // there, the simulator's burned-in capture time is).
+    let n = banner.len() as i32;
     for (i, line) in banner.iter().enumerate() {
         let line: String = line.chars().take(80).collect();
-        text(img, &line, 4, 18 + 18 * i as i32, EVENT_COLOUR)?;
+        let y = img.rows() - 6 - 18 * (n - 1 - i as i32);
+        text(img, &line, 4, y, EVENT_COLOUR)?;
     }
     Ok(())
 }
