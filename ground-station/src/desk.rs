@@ -78,61 +78,71 @@ pub struct Desk {
     pub evidence_key: Vec<u8>,
 }
 
+/// What an evidence link opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvidenceFile {
+    /// `{alert}.jpg`
+    Snapshot,
+    /// `{alert}.mp4`
+    Clip,
+}
+
+impl EvidenceFile {
+    fn extension(self) -> &'static str {
+        match self {
+            EvidenceFile::Snapshot => "jpg",
+            EvidenceFile::Clip => "mp4",
+        }
+    }
+}
+
 impl Desk {
-    /// The evidence link of an alert's snapshot in a case, valid until `exp_unix_s`.
-    pub fn evidence_sig(&self, case_id: Uuid, alert_id: Uuid, exp_unix_s: i64) -> String {
+    /// The signature of an evidence link, valid until `exp_unix_s`; a
+    /// snapshot link's does not open the clip and vice versa.
+    fn link_sig(
+        &self,
+        kind: EvidenceFile,
+        case_id: Uuid,
+        alert_id: Uuid,
+        exp_unix_s: i64,
+    ) -> String {
         let mut m = Hmac::<Sha256>::new_from_slice(&self.evidence_key).expect("any key length");
         m.update(format!("{case_id}/{alert_id}/{exp_unix_s}").as_bytes());
+        if kind == EvidenceFile::Clip {
+            m.update(b"/clip");
+        }
         hex::encode(m.finalize().into_bytes())
     }
 
-    pub fn evidence_url(&self, case_id: Uuid, alert_id: Uuid, now: i64) -> String {
+    /// The evidence link of an alert's snapshot or clip in a case
+    /// (absolute, on the station's public URL), valid for
+    /// `evidence_link_ttl_h`.
+    pub fn evidence_url(
+        &self,
+        kind: EvidenceFile,
+        case_id: Uuid,
+        alert_id: Uuid,
+        now: i64,
+    ) -> String {
         let exp = now / 1000 + self.cfg.dispatch.evidence_link_ttl_h * 3600;
         format!(
-            "{}evidence/{case_id}/{alert_id}.jpg?exp={exp}&sig={}",
+            "{}evidence/{case_id}/{alert_id}.{}?exp={exp}&sig={}",
             self.cfg.public_url(),
-            self.evidence_sig(case_id, alert_id, exp)
+            kind.extension(),
+            self.link_sig(kind, case_id, alert_id, exp)
         )
     }
 
     pub fn evidence_ok(
         &self,
+        kind: EvidenceFile,
         case_id: Uuid,
         alert_id: Uuid,
         exp: i64,
         sig: &str,
         now: i64,
     ) -> bool {
-        exp >= now / 1000 && crate::auth::ct_eq(&self.evidence_sig(case_id, alert_id, exp), sig)
-    }
-
-    /// The signature of a clip link (a snapshot link's does not open it).
-    fn clip_sig(&self, case_id: Uuid, alert_id: Uuid, exp_unix_s: i64) -> String {
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.evidence_key).expect("any key length");
-        m.update(format!("{case_id}/{alert_id}/{exp_unix_s}/clip").as_bytes());
-        hex::encode(m.finalize().into_bytes())
-    }
-
-    /// The evidence link of an alert's clip in a case (absolute, on the
-    /// station's public URL), valid for `evidence_link_ttl_h`.
-    pub fn clip_url(&self, case_id: Uuid, alert_id: Uuid, now: i64) -> String {
-        let exp = now / 1000 + self.cfg.dispatch.evidence_link_ttl_h * 3600;
-        format!(
-            "{}evidence/{case_id}/{alert_id}.mp4?exp={exp}&sig={}",
-            self.cfg.public_url(),
-            self.clip_sig(case_id, alert_id, exp)
-        )
-    }
-
-    pub fn clip_link_ok(
-        &self,
-        case_id: Uuid,
-        alert_id: Uuid,
-        exp: i64,
-        sig: &str,
-        now: i64,
-    ) -> bool {
-        exp >= now / 1000 && crate::auth::ct_eq(&self.clip_sig(case_id, alert_id, exp), sig)
+        exp >= now / 1000 && crate::auth::ct_eq(&self.link_sig(kind, case_id, alert_id, exp), sig)
     }
 
     /// The case as dispute systems receive it.
@@ -158,7 +168,9 @@ impl Desk {
                 continue;
             };
             let url = match self.cfg.dispatch.evidence {
-                EvidenceMode::Url => self.evidence_url(row.case_id, *a, now),
+                EvidenceMode::Url => {
+                    self.evidence_url(EvidenceFile::Snapshot, row.case_id, *a, now)
+                }
                 EvidenceMode::Inline => match store.snapshot(*a)? {
                     Some((_, _, jpeg)) => format!(
                         "data:image/jpeg;base64,{}",
@@ -183,7 +195,7 @@ impl Desk {
             if let Some(c) = clip {
                 evidence.push(Evidence {
                     kind: "clip".into(),
-                    url: self.clip_url(row.case_id, *a, now),
+                    url: self.evidence_url(EvidenceFile::Clip, row.case_id, *a, now),
                     mime: "video/mp4".into(),
                     sha256: c.sha256,
                     alert_id: Some(*a),

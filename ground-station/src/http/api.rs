@@ -1071,11 +1071,14 @@ pub async fn evidence(
             "evidence links need exp and sig".into(),
         ));
     };
-    let ok = if clip {
-        s.desk.clip_link_ok(case_id, alert_id, exp, &sig, now_ms())
+    let kind = if clip {
+        crate::desk::EvidenceFile::Clip
     } else {
-        s.desk.evidence_ok(case_id, alert_id, exp, &sig, now_ms())
+        crate::desk::EvidenceFile::Snapshot
     };
+    let ok = s
+        .desk
+        .evidence_ok(kind, case_id, alert_id, exp, &sig, now_ms());
     if !ok {
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,
