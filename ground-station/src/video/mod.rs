@@ -30,6 +30,7 @@ pub mod clip;
 pub mod config;
 pub mod mjpeg;
 pub mod ring;
+pub mod rtp_h264;
 pub mod source;
 pub mod webrtc;
 

@@ -1,5 +1,5 @@
-//! One drone's RTSP source: `rtspsrc latency=0 ! rtph264depay ! h264parse
-//! config-interval=-1 ! appsink` on a supervisor thread that restarts it
+//! One drone's RTSP source: `rtspsrc latency=0 ! (repair: [`super::rtp_h264`])
+//! rtph264depay ! h264parse config-interval=-1 ! appsink` on a supervisor thread that restarts it
 //! with back-off after an error, an end of stream or a stall, until the
 //! [`Source`] is dropped. Each access unit goes to one callback (the
 //! drone's fan-out); no decoding happens here.
@@ -165,6 +165,31 @@ fn build(
         .map_err(|e| VideoError::Gst(format!("source pipeline: {e}")))?;
     gst::Element::link_many([&depay, &parse, sink.upcast_ref()])
         .map_err(|e| VideoError::Gst(format!("source pipeline: {e}")))?;
+    // Parameter sets repeated between the slices of a key frame are
+    // dropped before the depayloader splits the frame on them (`rtp_h264`).
+    let repair = std::sync::Mutex::new(super::rtp_h264::Repair::default());
+    depay
+        .static_pad("sink")
+        .expect("depay has a sink")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(gst::PadProbeData::Buffer(buf)) = info.data.as_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let verdict = match buf.map_readable() {
+                Ok(m) => repair.lock().expect("repair lock").packet(&m),
+                Err(_) => return gst::PadProbeReturn::Ok,
+            };
+            match verdict {
+                super::rtp_h264::Verdict::Keep => gst::PadProbeReturn::Ok,
+                super::rtp_h264::Verdict::Drop => gst::PadProbeReturn::Drop,
+                super::rtp_h264::Verdict::Renumber(seq) => {
+                    if let Ok(mut m) = buf.make_mut().map_writable() {
+                        m[2..4].copy_from_slice(&seq.to_be_bytes());
+                    }
+                    gst::PadProbeReturn::Ok
+                }
+            }
+        });
     let depay_w = depay.downgrade();
     src.connect_pad_added(move |_, pad| {
         let Some(depay) = depay_w.upgrade() else {

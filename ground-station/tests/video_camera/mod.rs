@@ -67,7 +67,24 @@ impl Drop for TestCamera {
 }
 
 impl TestCamera {
+    /// SPS/PPS once per key frame, from `h264parse` (as tiancha's senders).
     pub fn start() -> TestCamera {
+        Self::start_with(false)
+    }
+
+    /// A sender as many GStreamer pipelines are written:
+    /// `rtph264pay config-interval=-1`, which repeats SPS/PPS before every
+    /// slice of a key frame (x264 zerolatency cuts frames into slices).
+    pub fn start_repeating_parameter_sets() -> TestCamera {
+        Self::start_with(true)
+    }
+
+    fn start_with(repeat_per_slice: bool) -> TestCamera {
+        let (parse, pay) = if repeat_per_slice {
+            ("", " config-interval=-1")
+        } else {
+            ("h264parse config-interval=-1 ! ", "")
+        };
         gst::init().unwrap();
         let relay = std::net::UdpSocket::bind("127.0.0.1:0")
             .unwrap()
@@ -78,7 +95,7 @@ impl TestCamera {
             "appsrc name=src is-live=true do-timestamp=true format=time \
              caps=video/x-raw,format=RGB,width={W},height={H},framerate={FPS}/1 ! videoconvert ! \
              x264enc tune=zerolatency speed-preset=ultrafast bitrate=1000 key-int-max={FPS} ! \
-             video/x-h264,stream-format=byte-stream ! h264parse config-interval=-1 ! rtph264pay pt=96 mtu=1400 ! \
+             video/x-h264,stream-format=byte-stream ! {parse}rtph264pay pt=96 mtu=1400{pay} ! \
              udpsink host=127.0.0.1 port={relay} sync=false async=false"
         ))
         .unwrap()
@@ -125,8 +142,8 @@ impl TestCamera {
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&format!(
             "( udpsrc address=127.0.0.1 port={relay} caps=\"application/x-rtp,media=video,\
-             clock-rate=90000,encoding-name=H264,payload=96\" ! rtph264depay ! h264parse config-interval=-1 ! \
-             rtph264pay name=pay0 pt=96 )"
+             clock-rate=90000,encoding-name=H264,payload=96\" ! rtph264depay ! {parse}\
+             rtph264pay name=pay0 pt=96{pay} )"
         ));
         factory.set_shared(true);
         server
