@@ -37,7 +37,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &str, Option<&str>)] = &[
     ("get", "/api/dispatch/outbox", "Deliveries (?state=pending|delivered|dead): the dead-letter view", "operator, admin", None),
     ("post", "/api/dispatch/outbox/{id}/retry", "Put a dead letter back in the queue", "operator, admin", None),
     ("post", "/api/callbacks/{route}", "Signed status callback from a dispute system (X-Tiancha-Signature)", "the route's dispute system", Some("CaseStatusUpdate")),
-    ("get", "/evidence/{case}/{file}", "A case's snapshot through a signed link (?exp, sig)", "holders of the link", None),
+    ("get", "/evidence/{case}/{file}", "A case's evidence through a signed link (?exp, sig): {alert}.jpg snapshot or {alert}.mp4 clip", "holders of the link", None),
     ("get", "/api/quarantine", "Payloads that failed validation", "operator, admin", None),
     ("get", "/api/admin/users", "Users", "admin", None),
     ("post", "/api/admin/users", "Create or replace a user", "admin", Some("User")),
