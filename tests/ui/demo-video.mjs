@@ -17,7 +17,10 @@ import { CHROMIUM_ARGS } from './video-common.mjs';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`missing env ${k}`); return v; };
 const GS = env('GS_URL'), USER = env('GS_USER'), PW = env('PASSWORD');
-const TIMEOUT_S = Number(process.env.TIMEOUT_S || 420), MIN_OVERLAY_PX = 40;
+// One track's box and label alone are several hundred pixels at 640×360;
+// the simulator's palette (muted field greens, terracotta, grey) is more
+// than 45 levels from both overlay colours in some channel.
+const TIMEOUT_S = Number(process.env.TIMEOUT_S || 420), MIN_OVERLAY_PX = 300;
 const log = (...a) => console.error(new Date().toISOString().slice(11, 23), ...a);
 
 // In the page: what the video element shows now.

@@ -1,7 +1,7 @@
 // Live video in real headless Chromium (Debian's /usr/bin/chromium driven
-// by playwright-core). Run by cli/tests/video_browser.rs, which starts the
-// simulator's camera (RTSP, capture time burned in) and the ground
-// station with [video] for DRONE_ID, and passes GS_URL, PASSWORD,
+// by playwright-core). Run by ground-station/tests/video.rs, which starts a
+// test camera like the simulator's (RTSP, capture time burned in) and the
+// ground station with [video] for DRONE_ID, and passes GS_URL, PASSWORD,
 // DRONE_ID, SCREENSHOT_DIR (optional: writes video.png there).
 //
 // Checks: anonymous and dispute-centre users get no video (401/403, no
