@@ -689,31 +689,38 @@ async fn fly(
     ui_url: String,
     link: &crate::link_cut::LinkCut,
 ) -> anyhow::Result<Summary> {
-    // Wait until the drone is heard, with a position, and the eye is up.
+    // Wait until the drone says its autopilot is ready to launch (GPS,
+    // EKF, its own pre-arm checks, home: the companion's readiness), and
+    // the eye is up.
     let t0 = Instant::now();
+    let mut last_reason = String::new();
     loop {
         if let Some((n, s)) = kids.exited() {
             bail!("{n} exited ({s}); see {}/{n}.log", dir.display());
         }
         if let Some(d) = api.drone().await {
-            let links = &d["status"]["links"];
-            // Home too: the companion refuses a launch until it knows it.
-            let telemetry = &d["telemetry"];
-            if telemetry.is_object()
-                && telemetry["home"].is_object()
+            let status = &d["status"];
+            let links = &status["links"];
+            if status["readiness"]["ready"] == true
                 && links["autopilot"] == "up"
                 && links["camera"] == "up"
             {
                 break;
             }
+            if let Some(r) = status["readiness"]["reason"].as_str() {
+                last_reason = r.to_string();
+            }
         }
-        if t0.elapsed() > Duration::from_secs(120) {
-            bail!("the drone did not report a position and a working camera within 120 s; see {}/companion.log", dir.display());
+        if t0.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "the drone was not ready with a working camera within 180 s (autopilot: {last_reason}); see {}/companion.log",
+                dir.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!(
-        "drone ready     after {:.0} s (autopilot and camera links up, home known)",
+        "drone ready     after {:.0} s (autopilot ready to launch, camera up)",
         t0.elapsed().as_secs_f64()
     );
 

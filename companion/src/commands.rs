@@ -19,6 +19,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tiancha_firmware_bridge::state::AutopilotKind;
 use tiancha_firmware_bridge::{Bridge, FlightMode, VehicleState};
 use tiancha_mission_planner::{self as planner, Plan, PlanRequest};
 use tiancha_protocol::{
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::autopilot::{self, Stack};
 use crate::channel::ChannelHandle;
 use crate::command_guard::{CommandGuard, Rejection};
 use crate::config::CompanionConfig;
@@ -38,10 +40,15 @@ use crate::vehicle::{in_air, launch_refusal};
 #[derive(Debug, Clone)]
 pub struct Patrol {
     pub mission_id: Uuid,
-    pub plan: Arc<Plan>,
+    /// The plan the patrol was flown from (`None`: adopted from what was
+    /// on board after the companion restarted mid-flight).
+    pub plan: Option<Arc<Plan>>,
     pub sortie: usize,
     /// What is on board now (the sortie, or the sortie with a detour).
     pub on_board: MissionSet,
+    /// How the fence was enforced and how the autopilot picks its RTL
+    /// destination (set once the fence is on).
+    pub fence: Option<autopilot::FenceReport>,
 }
 
 pub struct Executor {
@@ -55,7 +62,7 @@ pub struct Executor {
     zones: watch::Sender<Vec<DetectionZone>>,
 }
 
-/// How long to wait for the vehicle to climb to patrol altitude.
+/// How long to wait for the vehicle to climb to patrol altitude (after arming).
 const TAKEOFF_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Executor {
@@ -187,10 +194,10 @@ impl Executor {
             CommandKind::Pause => self.simple(self.bridge.pause().await, "paused"),
             CommandKind::Resume => self.simple(self.bridge.resume().await, "resumed"),
             CommandKind::ReturnToLaunch => {
-                let r = self.simple(self.bridge.rtl().await, "returning to launch");
+                let to = self.returning_to();
+                let r = self.simple(self.bridge.rtl().await, &to);
                 if r.0 == CommandStatus::Succeeded {
-                    self.mission_event(MissionState::Returning, "return to launch commanded")
-                        .await;
+                    self.mission_event(MissionState::Returning, &to).await;
                 }
                 r
             }
@@ -287,12 +294,44 @@ impl Executor {
         if let Some(why) = launch_refusal(&s, &self.cfg.safety) {
             return (CommandStatus::Refused, why);
         }
+        let stack = match Stack::of(s.autopilot) {
+            Ok(k) => k,
+            Err(why) => return (CommandStatus::Refused, why),
+        };
+        // Readiness (GPS, EKF, the autopilot's pre-arm checks) may come
+        // while we wait; arming is retried until the same deadline.
+        let ready_by =
+            std::time::Instant::now() + Duration::from_secs(self.cfg.safety.readiness_timeout_s);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let say = move |m: &str| {
+            let _ = tx.send(m.to_string());
+        };
+        let ready = {
+            let wait = autopilot::wait_ready(&self.bridge, &self.cfg.safety, ready_by, &say);
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    r = &mut wait => break r,
+                    Some(m) = rx.recv() => self.progress(cmd, 5.0, &m).await,
+                }
+            }
+        };
+        let s = match ready {
+            Ok(s) => s,
+            Err(why) => return (CommandStatus::Refused, why),
+        };
         let plan = match self.plan(&spec, &s) {
             Ok(p) => p,
             Err(why) => return (CommandStatus::Refused, why),
         };
         let sortie = &plan.sorties[0];
         let set = sortie.mission.clone();
+        if set.fence.is_empty() {
+            return (
+                CommandStatus::Refused,
+                "no fence in the plan: refusing to fly without one".into(),
+            );
+        }
         let summary = format!(
             "{} waypoints, sortie 1 of {}, {:.1} km, about {:.0} min",
             set.mission.len(),
@@ -305,25 +344,42 @@ impl Executor {
         let mission_id = Uuid::now_v7();
         *self.patrol.lock().unwrap() = Some(Patrol {
             mission_id,
-            plan: Arc::new(plan.clone()),
+            plan: Some(Arc::new(plan.clone())),
             sortie: 0,
             on_board: set.clone(),
+            fence: None,
         });
         self.mission_event(MissionState::Planned, &summary).await;
         if let Err(e) = self.bridge.upload_set(&set).await {
             return (CommandStatus::Failed, format!("upload failed: {e}"));
         }
-        if set.fence.is_empty() {
-            return (
-                CommandStatus::Refused,
-                "no fence in the plan: refusing to fly without one".into(),
-            );
-        }
-        self.progress(cmd, 40.0, "mission, fence and rally uploaded and verified")
+        self.progress(cmd, 35.0, "mission, fence and rally uploaded and verified")
             .await;
+        let Some(home) = s.home else {
+            return (CommandStatus::Refused, "home not known".into());
+        };
+        let fence = match stack
+            .enforce_fence(
+                &self.bridge,
+                &set,
+                planner::LatLon::new(home.lat_deg, home.lon_deg),
+                home.alt_m,
+                &self.cfg.safety,
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(why) => return (CommandStatus::Refused, why),
+        };
+        let fence_summary = fence.summary();
+        info!(fence = %fence_summary, "fence enforced");
+        if let Some(p) = self.patrol.lock().unwrap().as_mut() {
+            p.fence = Some(fence);
+        }
+        self.progress(cmd, 45.0, &fence_summary).await;
         self.mission_event(
             MissionState::Uploaded,
-            "mission, fence and rally verified on board",
+            &format!("mission, fence and rally verified on board; {fence_summary}"),
         )
         .await;
         // Conditions may have changed while uploading.
@@ -333,34 +389,89 @@ impl Executor {
         let alt = spec
             .altitude_rel_m
             .unwrap_or(self.cfg.patrol.altitude_rel_m);
-        if let Err(e) = self.bridge.set_mode(FlightMode::Guided).await {
-            return (CommandStatus::Failed, format!("set GUIDED: {e}"));
-        }
-        if let Err(e) = self.bridge.arm().await {
-            return (CommandStatus::Failed, format!("arming refused: {e}"));
-        }
-        self.progress(cmd, 55.0, "armed").await;
-        if let Err(e) = self.bridge.takeoff(alt as f32).await {
-            return (CommandStatus::Failed, format!("takeoff refused: {e}"));
-        }
-        let reached = self
-            .bridge
-            .wait_for("patrol altitude", TAKEOFF_TIMEOUT, |s| {
-                s.position.is_some_and(|p| p.alt_rel_m >= alt * 0.9)
-            })
-            .await;
-        if let Err(e) = reached {
-            return (CommandStatus::Failed, format!("takeoff: {e}"));
+        let climb = {
+            let go = stack.take_off(&self.bridge, alt, ready_by, TAKEOFF_TIMEOUT, &say);
+            tokio::pin!(go);
+            loop {
+                tokio::select! {
+                    r = &mut go => break r,
+                    Some(m) = rx.recv() => self.progress(cmd, 55.0, &m).await,
+                }
+            }
+        };
+        if let Err(why) = climb {
+            return (CommandStatus::Failed, why);
         }
         self.progress(cmd, 80.0, "at patrol altitude").await;
-        if let Err(e) = self.bridge.set_mode(FlightMode::Auto).await {
-            return (CommandStatus::Failed, format!("set AUTO: {e}"));
+        if let Err(why) = stack.start_patrol(&self.bridge).await {
+            return (CommandStatus::Failed, why);
         }
         self.mission_event(MissionState::Started, &summary).await;
         (
             CommandStatus::Succeeded,
             format!("patrol started: {summary}"),
         )
+    }
+
+    /// Take over a flight already under way (the companion restarted
+    /// mid-patrol): what is on board becomes the patrol, with the fence as
+    /// read back. Nothing is sent to the vehicle; the flight goes on
+    /// undisturbed. `None` when the vehicle is not armed.
+    pub async fn adopt_flight(&self) -> Option<Result<String, String>> {
+        let s = self.bridge.snapshot();
+        if !s.armed {
+            return None;
+        }
+        let r = async {
+            let stack = Stack::of(s.autopilot)?;
+            let set = self
+                .bridge
+                .download_set()
+                .await
+                .map_err(|e| format!("reading the mission on board: {e}"))?;
+            let fence = stack.read_fence(&self.bridge).await?;
+            let what = format!(
+                "adopted the flight under way: {} mission items, {} fence items, {} rally points on board; {}",
+                set.mission.len(),
+                set.fence.len(),
+                set.rally.len(),
+                fence.summary()
+            );
+            *self.patrol.lock().unwrap() = Some(Patrol {
+                mission_id: Uuid::now_v7(),
+                plan: None,
+                sortie: 0,
+                on_board: set,
+                fence: Some(fence),
+            });
+            Ok(what)
+        }
+        .await;
+        Some(r)
+    }
+
+    /// Where RTL would take the drone now, if the patrol's fence report
+    /// says how the autopilot chooses.
+    pub fn rtl_target(&self, s: &VehicleState) -> Option<autopilot::RtlTarget> {
+        let patrol = self.patrol()?;
+        let rule = patrol.fence.as_ref()?.rtl_rule;
+        let home = s.home?;
+        let pos = s.position?;
+        Some(autopilot::rtl_target(
+            planner::LatLon::new(pos.lat_deg, pos.lon_deg),
+            planner::LatLon::new(home.lat_deg, home.lon_deg),
+            &patrol.on_board.rally,
+            rule,
+        ))
+    }
+
+    /// "returning to …", naming where the autopilot will go.
+    pub fn returning_to(&self) -> String {
+        match self.rtl_target(&self.bridge.snapshot()) {
+            Some(t) if t.rally_index.is_some() => format!("returning to {}", t.describe()),
+            Some(t) => format!("returning to launch: {}", t.describe()),
+            None => "returning to launch".into(),
+        }
     }
 
     async fn investigate(
@@ -385,7 +496,15 @@ impl Executor {
                 "position or mission progress unknown".into(),
             );
         };
-        let inv = match patrol.plan.investigate(
+        let Some(plan) = patrol.plan.as_ref() else {
+            return (
+                CommandStatus::Refused,
+                "the companion restarted during this flight and flies the mission on board without its plan: \
+                 land and launch again to investigate"
+                    .into(),
+            );
+        };
+        let inv = match plan.investigate(
             &patrol.on_board.mission,
             seq,
             planner::LatLon::new(pos.lat_deg, pos.lon_deg),
@@ -450,10 +569,13 @@ pub fn planner_inputs(
 ) -> (planner::Vehicle, planner::Camera) {
     let p = &cfg.patrol;
     let vehicle = planner::Vehicle {
-        autopilot: if p.autopilot == "px4" {
-            planner::Autopilot::Px4
-        } else {
-            planner::Autopilot::Ardupilot
+        // The heartbeat says which stack flies; the config only when it
+        // has not been heard yet.
+        autopilot: match s.autopilot {
+            AutopilotKind::Px4 => planner::Autopilot::Px4,
+            AutopilotKind::ArduPilot => planner::Autopilot::Ardupilot,
+            _ if p.autopilot == "px4" => planner::Autopilot::Px4,
+            _ => planner::Autopilot::Ardupilot,
         },
         cruise_speed_mps: p.cruise_speed_mps,
         endurance_min: Some(p.battery_minutes),

@@ -235,6 +235,17 @@ pub struct SafetySection {
     pub ground_link_rtl_s: u64,
     /// Minimum GPS fix (MAVLink GPS_FIX_TYPE; 3 = 3D) to launch.
     pub require_gps_fix: u8,
+    /// How long a launch waits for the autopilot to become ready (GPS,
+    /// EKF, its pre-arm checks) before it refuses with the autopilot's
+    /// reason (seconds; 0 = refuse at once). ArduPilot and PX4 need 35-40 s
+    /// after boot.
+    pub readiness_timeout_s: u64,
+    /// The operator's consent that tiancha may widen the autopilot's own
+    /// fence limits (ArduPilot FENCE_RADIUS / FENCE_ALT_MAX, PX4
+    /// GF_MAX_HOR_DIST / GF_MAX_VER_DIST) when the plan reaches beyond
+    /// them. Without it such a launch is refused, naming the parameter and
+    /// the value the plan needs.
+    pub widen_autopilot_fence: bool,
 }
 
 impl Default for SafetySection {
@@ -244,6 +255,8 @@ impl Default for SafetySection {
             low_battery_rtl_pct: 20.0,
             ground_link_rtl_s: 600,
             require_gps_fix: 3,
+            readiness_timeout_s: 120,
+            widen_autopilot_fence: false,
         }
     }
 }

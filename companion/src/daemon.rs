@@ -16,11 +16,11 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::channel::{self, ChannelConfig, ChannelHandle};
-use crate::commands::Executor;
+use crate::commands::{Executor, Patrol};
 use crate::config::CompanionConfig;
 use crate::failsafe::{self, Failsafe};
 use crate::metrics::Metrics;
-use crate::vehicle::{battery_pct, in_air, mode_name, telemetry};
+use crate::vehicle::{battery_pct, in_air, mode_name, readiness, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -108,6 +108,44 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
         }
     });
 
+    // A restart mid-flight: take over the patrol on board, undisturbed.
+    tokio::spawn({
+        let (bridge, exec, channel) = (bridge.clone(), exec.clone(), channel.clone());
+        async move {
+            if bridge
+                .wait_for_autopilot(Duration::from_secs(3600))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            // One more heartbeat so that "armed" is the autopilot's word.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let (level, message) = match exec.adopt_flight().await {
+                None => return,
+                Some(Ok(m)) => {
+                    info!(%m, "restarted mid-flight");
+                    ("warning", m)
+                }
+                Some(Err(e)) => {
+                    error!(error = %e, "restarted mid-flight; could not read the flight on board");
+                    (
+                        "error",
+                        format!("restarted mid-flight; could not read the flight on board: {e}"),
+                    )
+                }
+            };
+            submit_event(
+                &channel,
+                EventKind::Log {
+                    level: level.into(),
+                    message,
+                },
+            )
+            .await;
+        }
+    });
+
     tokio::spawn(mission_events(
         bridge.clone(),
         channel.clone(),
@@ -134,7 +172,7 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             drone_id: drone.clone(),
             t_unix_ms: now_ms,
             online: true,
-            state: state_text(&s, exec.patrol().is_some()),
+            state: state_text(&s, exec.patrol().as_ref(), || exec.returning_to()),
             mode: Some(mode_name(s.mode)),
             armed: s.armed,
             battery_pct: battery_pct(&s).map(|b| b.clamp(0.0, 100.0)),
@@ -148,6 +186,16 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             },
             spool_depth: ch.spool.depth,
             software_version: env!("CARGO_PKG_VERSION").into(),
+            readiness: readiness(&s, &cfg.safety),
+            rtl_target: exec.rtl_target(&s).map(|t| proto::RtlTarget {
+                position: proto::GeoPoint::new(t.at.lat_deg, t.at.lon_deg),
+                rally_point: t.rally_index.map(|i| i as u32 + 1),
+                description: t.describe(),
+            }),
+            fence: exec
+                .patrol()
+                .and_then(|p| p.fence.map(|f| f.summary()))
+                .map(|f| f.chars().take(500).collect()),
         };
         // Retained status: on change of anything but the time, or every 10 s.
         let changed = last_status.as_ref().is_none_or(|(prev, at)| {
@@ -172,17 +220,14 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
                 camera_up: eye_now.camera_up,
                 in_air: in_air(&s),
                 battery_pct: battery_pct(&s),
-                returning: matches!(
-                    s.mode,
-                    FlightMode::Rtl | FlightMode::SmartRtl | FlightMode::Land
-                ),
+                returning: returning(&s, exec.patrol().as_ref()),
             },
         );
         for a in actions {
             match a {
                 failsafe::Action::Event(kind) => submit_event(&channel, kind).await,
                 failsafe::Action::ReturnToLaunch { reason } => {
-                    warn!(%reason, "FAILSAFE: return to launch");
+                    warn!(%reason, to = %exec.returning_to(), "FAILSAFE: return to launch");
                     if let Err(e) = bridge.rtl().await {
                         error!(error = %e, "failsafe RTL was refused by the autopilot");
                     }
@@ -190,6 +235,27 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             }
         }
     }
+}
+
+/// Already on the way down or home: in RTL, SmartRTL or LAND mode, or
+/// flying the mission's own final RTL or LAND item (ArduPilot stays in
+/// AUTO for those, and a failsafe RTL there would only cost time, or send
+/// the drone to a rally point instead of where it is landing).
+fn returning(s: &tiancha_firmware_bridge::VehicleState, patrol: Option<&Patrol>) -> bool {
+    use tiancha_protocol::mission::cmd;
+    if matches!(
+        s.mode,
+        FlightMode::Rtl | FlightMode::SmartRtl | FlightMode::Land
+    ) {
+        return true;
+    }
+    let (Some(p), Some(seq), FlightMode::Auto) = (patrol, s.mission.current_seq, s.mode) else {
+        return false;
+    };
+    p.on_board
+        .mission
+        .get(seq as usize)
+        .is_some_and(|it| matches!(it.command, cmd::NAV_RETURN_TO_LAUNCH | cmd::NAV_LAND))
 }
 
 fn up_down(up: bool) -> LinkState {
@@ -200,13 +266,19 @@ fn up_down(up: bool) -> LinkState {
     }
 }
 
-fn state_text(s: &tiancha_firmware_bridge::VehicleState, patrol: bool) -> String {
+fn state_text(
+    s: &tiancha_firmware_bridge::VehicleState,
+    patrol: Option<&Patrol>,
+    returning_to: impl FnOnce() -> String,
+) -> String {
     if !s.link_up {
         return "autopilot link down".into();
     }
+    if in_air(s) && s.mode != FlightMode::Land && returning(s, patrol) {
+        return returning_to();
+    }
     match (in_air(s), s.mode) {
-        (true, FlightMode::Auto) if patrol => "patrolling".into(),
-        (true, FlightMode::Rtl | FlightMode::SmartRtl) => "returning".into(),
+        (true, FlightMode::Auto) if patrol.is_some() => "patrolling".into(),
         (true, FlightMode::Land) => "landing".into(),
         (true, m) => format!("flying ({})", mode_name(m).to_lowercase()),
         (false, _) if s.armed => "armed on the ground".into(),

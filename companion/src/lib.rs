@@ -4,6 +4,7 @@
 //! Owns the drone side of the channel: the sans-IO alert spool that keeps
 //! every alert on disk until the ground has it, and the rumqttc driver
 //! around it.
+pub mod autopilot;
 pub mod channel;
 pub mod command_guard;
 pub mod commands;

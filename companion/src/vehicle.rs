@@ -98,7 +98,7 @@ fn wrap180(deg: f64) -> f64 {
     }
 }
 
-/// Why the vehicle may not launch now, if it may not.
+/// Why the vehicle may not launch at all now (waiting would not help).
 pub fn launch_refusal(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
     if !s.link_up {
         return Some("no link to the autopilot".into());
@@ -116,23 +116,51 @@ pub fn launch_refusal(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
         }
         _ => {}
     }
+    None
+}
+
+/// Why the autopilot is not ready to launch yet (GPS, EKF, its own
+/// pre-arm checks, home): something a launch may wait for. The
+/// autopilot's own words come first when it gave them.
+pub fn not_ready(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
+    let own = s.readiness.prearm_reason.as_deref();
+    let say = |ours: String| match own {
+        Some(t) => format!("{ours} (autopilot: {t})"),
+        None => ours,
+    };
     match s.gps {
-        None => return Some("no GPS".into()),
+        None => return Some(say("no GPS".into())),
         Some(g) if (g.fix as u8) < cfg.require_gps_fix => {
-            return Some(format!(
+            return Some(say(format!(
                 "GPS fix {:?} is below the required {} (3 = 3D)",
                 g.fix, cfg.require_gps_fix
-            ))
+            )))
         }
         _ => {}
     }
     if let Some(e) = s.ekf {
         if !e.healthy {
-            return Some(format!("EKF not healthy (flags {:#06x})", e.flags));
+            return Some(say(format!("EKF not ready (flags {:#06x})", e.flags)));
         }
     }
+    if s.readiness.prearm_ok == Some(false) {
+        return Some(say("pre-arm checks failing".into()));
+    }
     if s.position.is_none() || s.home.is_none() {
-        return Some("position or home not known yet".into());
+        return Some(say("position or home not known yet".into()));
     }
     None
+}
+
+/// The readiness the ground sees: `None` while the link is down.
+pub fn readiness(s: &VehicleState, cfg: &SafetySection) -> Option<proto::Readiness> {
+    s.link_up.then(|| {
+        let why = launch_refusal(s, cfg)
+            .filter(|_| !s.armed)
+            .or_else(|| not_ready(s, cfg));
+        proto::Readiness {
+            ready: why.is_none(),
+            reason: why,
+        }
+    })
 }

@@ -19,6 +19,7 @@ use crate::core::{
     SigningSetupError, UploadReport,
 };
 use crate::mission::{MissionError, MissionOp, MissionOutcome};
+use crate::params::{ParamError, ParamValue};
 use crate::pose::{CameraPose, ClockMap, PoseError, PoseHistory};
 use crate::signing::SigningKey;
 use crate::state::*;
@@ -54,6 +55,11 @@ enum Request {
         reply: oneshot::Sender<MissionJobResult>,
     },
     Send(Box<Msg>),
+    Param {
+        name: String,
+        value: Option<f64>,
+        reply: oneshot::Sender<Result<ParamValue, ParamError>>,
+    },
     SigningSetup {
         key: SigningKey,
         require: bool,
@@ -679,6 +685,32 @@ impl Bridge {
         })
     }
 
+    // ----- parameters -----
+
+    async fn param(&self, name: &str, value: Option<f64>) -> Result<ParamValue, ParamError> {
+        let (reply, rx) = oneshot::channel();
+        self.req
+            .send(Request::Param {
+                name: name.to_string(),
+                value,
+                reply,
+            })
+            .await
+            .map_err(|_| ParamError::NoAutopilot)?;
+        rx.await.map_err(|_| ParamError::NoAutopilot)?
+    }
+
+    /// Read a parameter by name.
+    pub async fn param_get(&self, name: &str) -> Result<ParamValue, ParamError> {
+        self.param(name, None).await
+    }
+
+    /// Set a parameter and return what the autopilot confirmed; an
+    /// autopilot that keeps another value is an error.
+    pub async fn param_set(&self, name: &str, value: f64) -> Result<ParamValue, ParamError> {
+        self.param(name, Some(value)).await
+    }
+
     // ----- signing -----
 
     /// Provision `key` to the autopilot (SETUP_SIGNING — only over a trusted
@@ -723,6 +755,9 @@ async fn drive(
         VecDeque::new();
     let mut mission_reply: Option<oneshot::Sender<MissionJobResult>> = None;
     let mut signing_reply: Option<oneshot::Sender<Result<(), SigningSetupError>>> = None;
+    let mut next_param: u64 = 1;
+    let mut param_pending: HashMap<u64, oneshot::Sender<Result<ParamValue, ParamError>>> =
+        HashMap::new();
     let mut next_stats = Instant::now();
     loop {
         let now = Instant::now();
@@ -758,6 +793,11 @@ async fn drive(
         }
         while let Some((id, r)) = core.poll_command_result() {
             if let Some(tx) = pending.remove(&id) {
+                let _ = tx.send(r);
+            }
+        }
+        while let Some((id, r)) = core.poll_param_result() {
+            if let Some(tx) = param_pending.remove(&id) {
                 let _ = tx.send(r);
             }
         }
@@ -797,6 +837,12 @@ async fn drive(
                     }
                     Request::Mission { job, reply } => mission_queue.push_back((job, reply)),
                     Request::Send(m) => core.send_message(&m, now),
+                    Request::Param { name, value, reply } => {
+                        let id = next_param;
+                        next_param += 1;
+                        param_pending.insert(id, reply);
+                        core.submit_param(id, &name, value, now);
+                    }
                     Request::SigningSetup { key, require, reply } => {
                         signing_reply = Some(reply);
                         core.start_signing_setup(key, require, now);

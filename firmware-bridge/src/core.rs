@@ -22,6 +22,7 @@ use crate::command::{
 use crate::mission::{
     verify, MissionClient, MissionConfig, MissionError, MissionOp, MissionOutcome, MissionStats,
 };
+use crate::params::{ParamClient, ParamConfig, ParamEncoding, ParamError, ParamOpId, ParamValue};
 use crate::pose::{from_euler, AttitudeSample, GimbalSample, PoseHistory, PositionSample};
 use crate::signing::{setup_signing_message, Signer, SigningKey, Verifier};
 use crate::state::*;
@@ -202,6 +203,8 @@ pub struct Core {
     next_internal: CommandId,
     pub commands: CommandClient,
     pub mission: MissionClient,
+    pub params: ParamClient,
+    param_results: VecDeque<(ParamOpId, Result<ParamValue, ParamError>)>,
     poses: SharedPoses,
     max_boot_ms: Option<u32>,
     gimbal_device_seen: Option<Instant>,
@@ -242,6 +245,8 @@ impl Core {
             verifier,
             commands: CommandClient::new(cfg.command.clone()),
             mission: MissionClient::new(cfg.mission.clone()),
+            params: ParamClient::new(ParamConfig::default()),
+            param_results: VecDeque::new(),
             cfg,
             t0: now,
             unix0_us: unix_now_us,
@@ -340,6 +345,12 @@ impl Core {
         }
         while let Some(m) = self.mission.poll_transmit() {
             self.send(&m, now);
+        }
+        while let Some(m) = self.params.poll_transmit() {
+            self.send(&m, now);
+        }
+        while let Some(r) = self.params.poll_result() {
+            self.param_results.push_back(r);
         }
         while let Some((id, r)) = self.commands.poll_result() {
             if id & INTERNAL != 0 {
@@ -497,6 +508,7 @@ impl Core {
         for x in [
             self.commands.poll_timeout(),
             self.mission.poll_timeout(),
+            self.params.poll_timeout(),
             self.signing_setup.as_ref().map(|s| s.deadline),
         ]
         .into_iter()
@@ -566,6 +578,7 @@ impl Core {
         }
         self.commands.handle_timeout(now);
         self.mission.handle_timeout(now);
+        self.params.handle_timeout(now);
         self.flush(now);
     }
 
@@ -664,6 +677,15 @@ impl Core {
         self.commands.set_target(sys, comp);
         self.mission.set_target(sys, comp);
         let autopilot = AutopilotKind::from_mav(hb.autopilot);
+        self.params.set_target(
+            sys,
+            comp,
+            if autopilot == AutopilotKind::Px4 {
+                ParamEncoding::Bytewise
+            } else {
+                ParamEncoding::Cast
+            },
+        );
         let vehicle = VehicleKind::from_mav(hb.mavtype);
         // ArduPilot answers every item request independently; PX4 wants
         // them in order.
@@ -808,6 +830,9 @@ impl Core {
             }
             Msg::COMMAND_ACK(ack) => {
                 self.commands.handle_ack(ack, now);
+            }
+            Msg::PARAM_VALUE(_) => {
+                self.params.handle(msg, now);
             }
             Msg::MISSION_REQUEST(_)
             | Msg::MISSION_REQUEST_INT(_)
@@ -972,6 +997,31 @@ impl Core {
                 if s.battery_remaining >= 0 {
                     b.remaining_pct = Some(s.battery_remaining as f64);
                 }
+                use dialect::MavSysStatusSensor as S;
+                let on = |bit| {
+                    s.onboard_control_sensors_present.contains(bit)
+                        && s.onboard_control_sensors_enabled.contains(bit)
+                };
+                // PX4 1.15 sets the pre-arm bit in `health` only (never in
+                // present/enabled); ArduPilot in all three.
+                if on(S::MAV_SYS_STATUS_PREARM_CHECK) || self.state.autopilot == AutopilotKind::Px4
+                {
+                    let ok = s
+                        .onboard_control_sensors_health
+                        .contains(S::MAV_SYS_STATUS_PREARM_CHECK);
+                    self.state.readiness.prearm_ok = Some(ok);
+                    if ok {
+                        self.state.readiness.prearm_reason = None;
+                    }
+                }
+                if s.onboard_control_sensors_present
+                    .contains(S::MAV_SYS_STATUS_GEOFENCE)
+                {
+                    self.state.fence_enabled = Some(
+                        s.onboard_control_sensors_enabled
+                            .contains(S::MAV_SYS_STATUS_GEOFENCE),
+                    );
+                }
                 self.state_dirty = true;
             }
             Msg::BATTERY_STATUS(s) if s.id == 0 => {
@@ -1058,8 +1108,15 @@ impl Core {
             }
             Msg::STATUSTEXT(s) => {
                 let end = s.text.iter().position(|&b| b == 0).unwrap_or(s.text.len());
-                let text = String::from_utf8_lossy(&s.text[..end]).into_owned();
+                // PX4 ends its texts with a TAB.
+                let text = String::from_utf8_lossy(&s.text[..end])
+                    .trim_end()
+                    .to_string();
                 tracing::info!(severity = s.severity as u8, %text, "autopilot says");
+                if let Some(reason) = prearm_failure(&text) {
+                    self.state.readiness.prearm_reason = Some(reason.to_string());
+                    self.state_dirty = true;
+                }
                 self.emit(Event::StatusText {
                     severity: s.severity as u8,
                     text,
@@ -1067,6 +1124,20 @@ impl Core {
             }
             _ => {}
         }
+    }
+
+    /// Read (`value: None`) or set a parameter (result via
+    /// [`poll_param_result`](Self::poll_param_result)).
+    pub fn submit_param(&mut self, id: ParamOpId, name: &str, value: Option<f64>, now: Instant) {
+        match value {
+            None => self.params.read(id, name, now),
+            Some(v) => self.params.set(id, name, v, now),
+        }
+        self.flush(now);
+    }
+
+    pub fn poll_param_result(&mut self) -> Option<(ParamOpId, Result<ParamValue, ParamError>)> {
+        self.param_results.pop_front()
     }
 
     /// Submit a command (result via [`poll_command_result`](Self::poll_command_result)).

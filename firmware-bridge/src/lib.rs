@@ -38,6 +38,13 @@
 //!   differs. 50 seeded 700-item runs at 20 % loss each way pass
 //!   (`sim/tests/lossy_transfers.rs`).
 //!
+//! - **Parameters** ([`params`]): read and set by name, with retries, the
+//!   set confirmed by the autopilot's echo (an echo of another value is an
+//!   error), integers cast (ArduPilot) or bytewise (PX4).
+//! - **Readiness** ([`state::Readiness`]): the autopilot's pre-arm verdict
+//!   (`SYS_STATUS` pre-arm bit) and its last stated pre-arm failure, beside
+//!   the EKF flags.
+//!
 //! All protocol logic is sans-IO: [`Core`] (and inside it
 //! [`mission::MissionClient`], [`command::CommandClient`]) is fed bytes and
 //! the time and returns bytes, events and results; [`Bridge`] drives it
@@ -89,6 +96,7 @@ pub mod codec;
 pub mod command;
 pub mod core;
 pub mod mission;
+pub mod params;
 pub mod pose;
 pub mod settings;
 pub mod signing;

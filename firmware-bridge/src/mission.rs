@@ -26,15 +26,17 @@
 //!   ArduPilot answers each request independently, PX4 wants them in order
 //!   (window 1).
 //!
-//! [`verify`] compares what was sent with what was read back, knowing that
-//! ArduPilot keeps its home position in mission item 0 and rewrites it.
+//! [`verify`] compares what was sent with what was read back, knowing what
+//! each autopilot rewrites ([`ReadbackRule`]): ArduPilot keeps its home in
+//! mission item 0, drops the frame of commands without a position, and
+//! both ArduPilot and PX4 drop `autocontinue` on fence and rally items.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use num_traits::FromPrimitive;
 use serde::Serialize;
-use tiancha_protocol::mission::{frame, MissionItem, MissionType};
+use tiancha_protocol::mission::{command_has_position, frame, MissionItem, MissionType};
 
 use crate::codec::{dialect, Msg};
 use crate::state::AutopilotKind;
@@ -344,14 +346,48 @@ fn same_f32(a: f32, b: f32) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
+/// One thing an autopilot is documented to rewrite when a list is read
+/// back. [`verify`] compares modulo exactly the rules of the autopilot and
+/// list at hand ([`readback_rules`]); everything else must come back as
+/// sent. Each rule was seen on the real firmware, and the replies are
+/// replayed in `firmware-bridge/tests/firmware_readback.rs`
+/// (`tests/data/firmware-replies/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ReadbackRule {
+    /// ArduPilot, mission list: item 0 is the vehicle's home. ArduPilot
+    /// replaces whatever was uploaded there with its current home (frame
+    /// `GLOBAL`, altitude AMSL), so item 0 must only exist and be a
+    /// `NAV_WAYPOINT`; its content is reported as the home, not compared.
+    HomeIsItemZero,
+    /// ArduPilot stores commands without a position (`DO_CHANGE_SPEED`,
+    /// `DO_MOUNT_CONTROL`, `NAV_RETURN_TO_LAUNCH` …) without a frame and
+    /// returns frame 0 (`GLOBAL`) for them, whatever frame was sent.
+    NonPositionalFrameNotKept,
+    /// Fence and rally items come back with `autocontinue` 0 (ArduPilot
+    /// and PX4 keep no such flag for them).
+    AutocontinueNotKept,
+}
+
+/// The read-back rules of `kind` for list `ty`. An autopilot tiancha
+/// does not know gets none: everything must come back as sent.
+pub fn readback_rules(kind: AutopilotKind, ty: MissionType) -> &'static [ReadbackRule] {
+    use ReadbackRule::*;
+    match (kind, ty) {
+        (AutopilotKind::ArduPilot, MissionType::Mission) => {
+            &[HomeIsItemZero, NonPositionalFrameNotKept]
+        }
+        (AutopilotKind::ArduPilot, _) => &[NonPositionalFrameNotKept, AutocontinueNotKept],
+        (AutopilotKind::Px4, MissionType::Mission) => &[],
+        (AutopilotKind::Px4, _) => &[AutocontinueNotKept],
+        _ => &[],
+    }
+}
+
 /// Compare what was sent with what was read back.
 ///
 /// - Lengths must match.
-/// - ArduPilot, MISSION list: item 0 is the vehicle's home. ArduPilot
-///   replaces whatever was uploaded there with its current home (frame
-///   `GLOBAL`, altitude AMSL), so item 0 is only required to exist and be
-///   a `NAV_WAYPOINT`; its content is reported as the vehicle's home, not
-///   compared.
+/// - What the autopilot is documented to rewrite ([`readback_rules`]) is
+///   not compared.
 /// - Frames compare modulo the `_INT` suffix ([`normalize_frame`]).
 /// - Everything else compares exactly: x/y integers, `f32` bit patterns
 ///   (NaN equals NaN), command, autocontinue.
@@ -361,6 +397,7 @@ pub fn verify(
     sent: &[MissionItem],
     on_board: &[MissionItem],
 ) -> Result<(), MissionError> {
+    let rules = readback_rules(kind, ty);
     let mut diffs = Vec::new();
     if sent.len() != on_board.len() {
         diffs.push(ItemDiff {
@@ -370,7 +407,7 @@ pub fn verify(
             on_board: on_board.len().to_string(),
         });
     }
-    let skip_home = kind == AutopilotKind::ArduPilot && ty == MissionType::Mission;
+    let skip_home = rules.contains(&ReadbackRule::HomeIsItemZero);
     for (seq, (a, b)) in sent.iter().zip(on_board).enumerate() {
         if seq == 0 && skip_home {
             if b.command != tiancha_protocol::mission::cmd::NAV_WAYPOINT {
@@ -394,10 +431,12 @@ pub fn verify(
         if a.command != b.command {
             d("command", a.command.to_string(), b.command.to_string());
         }
-        if normalize_frame(a.frame) != normalize_frame(b.frame) {
+        let frame_kept = command_has_position(a.command)
+            || !rules.contains(&ReadbackRule::NonPositionalFrameNotKept);
+        if frame_kept && normalize_frame(a.frame) != normalize_frame(b.frame) {
             d("frame", a.frame.to_string(), b.frame.to_string());
         }
-        if a.autocontinue != b.autocontinue {
+        if a.autocontinue != b.autocontinue && !rules.contains(&ReadbackRule::AutocontinueNotKept) {
             d(
                 "autocontinue",
                 a.autocontinue.to_string(),

@@ -343,6 +343,27 @@ pub struct Ekf {
     pub healthy: bool,
 }
 
+/// Whether the autopilot would allow arming, in its own words.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Readiness {
+    /// `SYS_STATUS` `MAV_SYS_STATUS_PREARM_CHECK`: the autopilot's own
+    /// verdict on its pre-arm checks (`None`: it does not report one).
+    pub prearm_ok: Option<bool>,
+    /// The last pre-arm failure it stated (ArduPilot `PreArm: …`, PX4
+    /// `Preflight Fail: …` / `Arming denied: …`); cleared when the checks
+    /// pass.
+    pub prearm_reason: Option<String>,
+}
+
+/// The pre-arm failure a `STATUSTEXT` states, if it states one.
+pub fn prearm_failure(text: &str) -> Option<&str> {
+    const PREFIXES: [&str; 4] = ["PreArm:", "Preflight Fail:", "Arming denied:", "Arm:"];
+    PREFIXES
+        .iter()
+        .find(|p| text.starts_with(*p))
+        .map(|_| text.trim())
+}
+
 /// Mission progress as last reported.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct MissionProgress {
@@ -373,6 +394,10 @@ pub struct VehicleState {
     pub battery: Option<Battery>,
     pub gps: Option<Gps>,
     pub ekf: Option<Ekf>,
+    pub readiness: Readiness,
+    /// `SYS_STATUS` geofence bit: the autopilot enforces its fence now
+    /// (`None`: it does not report a fence).
+    pub fence_enabled: Option<bool>,
     pub landed: LandedState,
     pub mission: MissionProgress,
     /// Signing is in use on this link.

@@ -301,7 +301,12 @@ function renderDrones() {
     ul.append(h('li', { dataset: { drone: s.id } },
       h('b', {}, s.id), ' ', h('span', { class: 'badge' }, s.online === false || st.online === false ? 'offline' : (t.mode || st.mode || 'online')),
       h('div', { class: 'meta' }, 'battery ' + batt + prog + (st.spool_depth !== undefined ? ' · spool ' + st.spool_depth : '')),
-      link ? h('div', { class: 'meta' }, link) : null, btns));
+      link ? h('div', { class: 'meta' }, link) : null,
+      st.readiness ? h('div', { class: 'meta readiness ' + (st.readiness.ready ? 'ready' : 'not-ready'), dataset: { readiness: st.readiness.ready ? 'ready' : 'not-ready' } },
+        st.readiness.ready ? 'ready to launch' : 'not ready: ' + (st.readiness.reason || '')) : null,
+      st.rtl_target ? h('div', { class: 'meta', dataset: { rtl: '' } }, 'RTL → ' + st.rtl_target.description) : null,
+      st.fence ? h('div', { class: 'meta', dataset: { fence: '' } }, st.fence) : null,
+      btns));
     sel.append(h('option', { value: s.id }, s.id));
   }
   if (cur) sel.value = cur;

@@ -253,11 +253,34 @@ pub fn fence_items(
     out
 }
 
-/// Rally point items (altitude relative to home).
-pub fn rally_items(points: &[LatLon], alt_rel_m: f64) -> Vec<MissionItem> {
+/// Rally point items. ArduPilot: altitude relative to home
+/// (`GLOBAL_RELATIVE_ALT_INT`). PX4 1.15's RTL takes only frame 0
+/// (`GLOBAL`, above sea level): with any other frame it says "RTL:
+/// unsupported MAV_FRAME" and flies to an altitude of -2147483648 m
+/// (recorded from PX4 SITL, `firmware-bridge/tests/data/firmware-replies`).
+pub fn rally_items(
+    autopilot: Autopilot,
+    points: &[LatLon],
+    alt_rel_m: f64,
+    home_alt_amsl_m: f64,
+) -> Vec<MissionItem> {
     points
         .iter()
-        .map(|q| MissionItem::nav(cmd::NAV_RALLY_POINT, q.lat_deg, q.lon_deg, alt_rel_m as f32))
+        .map(|q| match autopilot {
+            Autopilot::Ardupilot => {
+                MissionItem::nav(cmd::NAV_RALLY_POINT, q.lat_deg, q.lon_deg, alt_rel_m as f32)
+            }
+            Autopilot::Px4 => {
+                let mut it = MissionItem::nav(
+                    cmd::NAV_RALLY_POINT,
+                    q.lat_deg,
+                    q.lon_deg,
+                    (home_alt_amsl_m + alt_rel_m) as f32,
+                );
+                it.frame = frame::GLOBAL;
+                it
+            }
+        })
         .collect()
 }
 

@@ -348,7 +348,7 @@ pub fn plan_patrol(req: &PlanRequest) -> Result<Plan, PlanError> {
             .collect::<Vec<_>>(),
     );
     let rally = rally_points(&air, &clean, &req.rally_points, opts.rally_points);
-    let rally_items = mission::rally_items(&rally, alt);
+    let rally_items = mission::rally_items(v.autopilot, &rally, alt, v.home_alt_amsl_m);
 
     let style = MissionStyle {
         autopilot: v.autopilot,

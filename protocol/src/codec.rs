@@ -237,6 +237,9 @@ mod tests {
             links: LinkStates::default(),
             spool_depth: 0,
             software_version: "0.1.0".into(),
+            readiness: None,
+            rtl_target: None,
+            fence: None,
         };
         assert_eq!(decode::<DroneStatus>(&encode(&st).unwrap()).unwrap(), st);
         let r = Receipt {

@@ -87,6 +87,35 @@ pub struct DroneStatus {
     pub spool_depth: u64,
     #[serde(default)]
     pub software_version: String,
+    /// Whether the autopilot would allow a launch now, and why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+    /// Where a return-to-launch would take the drone now (home or a rally
+    /// point), as the autopilot will choose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtl_target: Option<RtlTarget>,
+    /// The autopilot's fence as last confirmed by reading it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<String>,
+}
+
+/// The autopilot's readiness to launch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Why not, in the autopilot's words where it gave them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a return-to-launch goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RtlTarget {
+    pub position: GeoPoint,
+    /// 1-based rally point number; `None` is home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rally_point: Option<u32>,
+    pub description: String,
 }
 
 /// Health of each of the companion's links.
@@ -117,6 +146,19 @@ impl Validate for DroneStatus {
         v::opt_in_range(at, "battery_pct", self.battery_pct, 0.0, 100.0)?;
         if let Some(m) = &self.mode {
             v::max_len(at, "mode", m, 64)?;
+        }
+        if let Some(r) = &self.readiness {
+            if let Some(t) = &r.reason {
+                v::max_len(at, "readiness.reason", t, 300)?;
+            }
+        }
+        if let Some(r) = &self.rtl_target {
+            r.position
+                .validate_at(&format!("{at}.rtl_target.position"))?;
+            v::max_len(at, "rtl_target.description", &r.description, 200)?;
+        }
+        if let Some(f) = &self.fence {
+            v::max_len(at, "fence", f, 500)?;
         }
         v::max_len(at, "software_version", &self.software_version, 64)
     }

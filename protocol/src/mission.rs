@@ -44,6 +44,28 @@ pub mod frame {
     pub const GLOBAL_RELATIVE_ALT_INT: u8 = 6;
 }
 
+/// True for the commands tiancha uses whose x/y/z are a position. An
+/// autopilot may store the others without a frame (ArduPilot does).
+pub fn command_has_position(command: u16) -> bool {
+    use cmd::*;
+    matches!(
+        command,
+        NAV_WAYPOINT
+            | NAV_LOITER_UNLIM
+            | NAV_LOITER_TURNS
+            | NAV_LOITER_TIME
+            | NAV_LAND
+            | NAV_TAKEOFF
+            | DO_SET_ROI_LOCATION
+            | NAV_FENCE_RETURN_POINT
+            | NAV_FENCE_POLYGON_VERTEX_INCLUSION
+            | NAV_FENCE_POLYGON_VERTEX_EXCLUSION
+            | NAV_FENCE_CIRCLE_INCLUSION
+            | NAV_FENCE_CIRCLE_EXCLUSION
+            | NAV_RALLY_POINT
+    )
+}
+
 /// Which list on the autopilot (`MAV_MISSION_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,23 +138,7 @@ impl MissionItem {
 
     /// True for commands whose x/y are a position.
     pub fn has_position(&self) -> bool {
-        use cmd::*;
-        matches!(
-            self.command,
-            NAV_WAYPOINT
-                | NAV_LOITER_UNLIM
-                | NAV_LOITER_TURNS
-                | NAV_LOITER_TIME
-                | NAV_LAND
-                | NAV_TAKEOFF
-                | DO_SET_ROI_LOCATION
-                | NAV_FENCE_RETURN_POINT
-                | NAV_FENCE_POLYGON_VERTEX_INCLUSION
-                | NAV_FENCE_POLYGON_VERTEX_EXCLUSION
-                | NAV_FENCE_CIRCLE_INCLUSION
-                | NAV_FENCE_CIRCLE_EXCLUSION
-                | NAV_RALLY_POINT
-        ) && self.frame != frame::MISSION
+        command_has_position(self.command) && self.frame != frame::MISSION
     }
 }
 

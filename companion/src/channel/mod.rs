@@ -208,6 +208,9 @@ pub fn start(
         links: Default::default(),
         spool_depth: 0,
         software_version: cfg.software_version.clone(),
+        readiness: None,
+        rtl_target: None,
+        fence: None,
     };
     opts.set_last_will(LastWill::new(
         Topic::new(cfg.drone_id.clone(), Channel::Status).to_string(),
