@@ -55,6 +55,10 @@ pub struct Args {
     /// No GPS: never gets a fix, refuses to arm.
     #[arg(long)]
     pub no_gps: bool,
+    /// Seconds after boot before the EKF has a position and arming is
+    /// allowed, like real ArduCopter (its SITL needs about 25-40 s); default 0.
+    #[arg(long, value_name = "SECONDS")]
+    pub ekf_delay: Option<f64>,
     /// Only legacy mount commands (no gimbal manager v2).
     #[arg(long)]
     pub legacy_gimbal: bool,
@@ -186,6 +190,9 @@ pub fn config(args: &Args) -> anyhow::Result<SimConfig> {
     }
     if args.no_gps {
         c.gps = false;
+    }
+    if let Some(d) = args.ekf_delay {
+        c.ekf_ready_delay_s = d;
     }
     if args.legacy_gimbal {
         c.gimbal_manager = false;

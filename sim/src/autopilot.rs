@@ -1,7 +1,20 @@
 //! The simulated autopilot on the wire: ArduCopter's messages, commands,
-//! streams and mission protocol over the [`Vehicle`]. Sans-IO:
-//! [`Autopilot`] works on decoded messages and simulated time;
-//! [`SimNode`] adds framing and signing (bytes in, bytes out).
+//! streams, mission protocol ([`MissionServer`]) and parameter protocol
+//! ([`Params`], kept in the [`Vehicle`], which reads them) over the
+//! [`Vehicle`]. Sans-IO: [`Autopilot`] works on decoded messages and
+//! simulated time; [`SimNode`] adds framing and signing (bytes in, bytes
+//! out).
+//!
+//! Readiness as ArduCopter: the GPS has a fix after `gps_fix_delay_s`; the
+//! EKF has a position 1 s later, and not before `ekf_ready_delay_s` after
+//! boot (real ArduCopter SITL takes about 25–40 s). Until then
+//! `EKF_STATUS_REPORT` lacks the horizontal position flags, `SYS_STATUS`
+//! reports `MAV_SYS_STATUS_PREARM_CHECK` present, enabled and unhealthy,
+//! and arming fails (`COMMAND_ACK` FAILED, `Arm: Need Position
+//! Estimate`). While disarmed, a failing pre-arm check is repeated as
+//! `PreArm: …` every 30 s. `FENCE_TOTAL` and `RALLY_TOTAL` follow the lists
+//! on board; `MAV_CMD_DO_FENCE_ENABLE` enables or disables the fence
+//! without changing `FENCE_ENABLE`, as this firmware does.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -17,11 +30,16 @@ use tiancha_protocol::mission::MissionType;
 use crate::fence::Fence;
 use crate::mission_server::{Lists, MissionServer, ServerOutput};
 use crate::noise::{Noise, NoiseConfig};
+use crate::params::{ParamReply, Params};
 use crate::truth::Truth;
 use crate::vehicle::{home_item, severity, Airframe, Mode, Refused, Vehicle, VehicleEvent};
 
 /// Physics step (simulated seconds).
 pub const DT: f64 = 0.02;
+
+/// A failing pre-arm check is repeated this often while disarmed
+/// (ArduPilot's `PREARM_DISPLAY_PERIOD`).
+pub const PREARM_REPORT_S: f64 = 30.0;
 
 /// What the autopilot is and how it behaves.
 #[derive(Debug, Clone)]
@@ -35,6 +53,10 @@ pub struct AutopilotConfig {
     pub gps: bool,
     /// Simulated seconds until the GPS has a 3D fix (EKF good 1 s later).
     pub gps_fix_delay_s: f64,
+    /// Simulated seconds after boot before the EKF has a position (and
+    /// arming is allowed), at the earliest; 0: as soon as the GPS allows.
+    /// Real ArduCopter SITL needs about 25–40 s.
+    pub ekf_ready_delay_s: f64,
     /// Supports the gimbal manager v2 commands (else only the legacy mount
     /// commands).
     pub gimbal_manager: bool,
@@ -55,6 +77,7 @@ impl Default for AutopilotConfig {
             airframe: Airframe::default(),
             gps: true,
             gps_fix_delay_s: 2.0,
+            ekf_ready_delay_s: 0.0,
             gimbal_manager: true,
             legacy_streams_only: false,
             noise: NoiseConfig::default(),
@@ -151,6 +174,8 @@ pub struct Autopilot {
     signing: bool,
     /// Bumped whenever a list changes.
     pub lists_version: u64,
+    /// When the next periodic `PreArm: …` is due.
+    next_prearm_report: f64,
 }
 
 fn is_global_frame(f: u8) -> bool {
@@ -161,6 +186,7 @@ impl Autopilot {
     pub fn new(cfg: AutopilotConfig) -> Self {
         let mut vehicle = Vehicle::new(cfg.home, cfg.airframe.clone(), cfg.battery_pct);
         vehicle.gps_fix = false;
+        vehicle.params = Params::arducopter(cfg.system_id, &cfg.airframe);
         let lists = Lists {
             mission: vec![home_item(cfg.home)],
             fence: vec![],
@@ -194,8 +220,25 @@ impl Autopilot {
             stats: AutopilotStats::default(),
             signing: false,
             lists_version: 0,
+            next_prearm_report: PREARM_REPORT_S,
             cfg,
         }
+    }
+
+    /// Set a parameter as a `PARAM_SET` would, with its effect on the
+    /// vehicle; `None` for an unknown name, `Some(Err(kept))` if refused.
+    pub fn set_param(&mut self, name: &str, value: f32) -> Option<Result<f32, f32>> {
+        let before = self.vehicle.params.get(name)?;
+        let r = self.vehicle.params.set(name, value)?;
+        if matches!(r, Ok(v) if v.to_bits() != before.to_bits()) {
+            self.vehicle.param_changed(name);
+        }
+        Some(r)
+    }
+
+    /// The value of a parameter.
+    pub fn param(&self, name: &str) -> Option<f32> {
+        self.vehicle.params.get(name)
     }
 
     pub fn set_signing_flag(&mut self, on: bool) {
@@ -256,11 +299,24 @@ impl Autopilot {
                 self.vehicle.gps_fix = true;
                 self.text(severity::INFO, "GPS 1: detected as u-blox at 230400 baud");
             }
-            if self.vehicle.gps_fix && !self.vehicle.ekf_ok && t >= self.cfg.gps_fix_delay_s + 1.0 {
+            if self.vehicle.gps_fix
+                && !self.vehicle.ekf_ok
+                && t >= (self.cfg.gps_fix_delay_s + 1.0).max(self.cfg.ekf_ready_delay_s)
+            {
                 self.vehicle.ekf_ok = true;
                 self.text(severity::INFO, "EKF3 IMU0 is using GPS");
             }
             self.vehicle.step(DT);
+            if t + 1e-9 >= self.next_prearm_report {
+                while t + 1e-9 >= self.next_prearm_report {
+                    self.next_prearm_report += PREARM_REPORT_S;
+                }
+                if !self.vehicle.armed {
+                    if let Some(f) = self.vehicle.prearm_failure() {
+                        self.text(severity::CRITICAL, &format!("PreArm: {f}"));
+                    }
+                }
+            }
             self.history.push_back(Snapshot {
                 t,
                 pos: self.vehicle.pos,
@@ -339,8 +395,16 @@ impl Autopilot {
             }
             MissionType::Fence => {
                 self.vehicle.fence = Fence::from_items(&self.lists.fence).unwrap_or_default();
+                self.vehicle
+                    .params
+                    .set_internal("FENCE_TOTAL", self.lists.fence.len() as f32);
             }
-            MissionType::Rally => {}
+            MissionType::Rally => {
+                self.vehicle.rally = self.lists.rally.clone();
+                self.vehicle
+                    .params
+                    .set_internal("RALLY_TOTAL", self.lists.rally.len() as f32);
+            }
         }
     }
 
@@ -494,9 +558,15 @@ impl Autopilot {
                     | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_3D_ACCEL
                     | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_GPS
                     | MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_BATTERY;
+                // Present and enabled always, healthy when the pre-arm
+                // checks pass (ArduPilot's `AP_Notify` pre_arm_check flag).
+                let sensors = sensors | MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK;
                 let mut health = sensors;
                 if !v.gps_fix {
                     health.remove(MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_GPS);
+                }
+                if !v.armed && v.prearm_failure().is_some() {
+                    health.remove(MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK);
                 }
                 Msg::SYS_STATUS(SYS_STATUS_DATA {
                     onboard_control_sensors_present: sensors,
@@ -585,7 +655,13 @@ impl Autopilot {
                         | F::EKF_PRED_POS_HORIZ_REL
                         | F::EKF_PRED_POS_HORIZ_ABS
                 } else {
-                    F::EKF_ATTITUDE | F::EKF_CONST_POS_MODE
+                    // What ArduCopter SITL reports before the EKF uses
+                    // the GPS (flags 167): no horizontal position.
+                    F::EKF_ATTITUDE
+                        | F::EKF_VELOCITY_HORIZ
+                        | F::EKF_VELOCITY_VERT
+                        | F::EKF_POS_VERT_ABS
+                        | F::EKF_CONST_POS_MODE
                 };
                 Msg::EKF_STATUS_REPORT(EKF_STATUS_REPORT_DATA {
                     velocity_variance: 0.05,
@@ -668,6 +744,17 @@ impl Autopilot {
         self.out.push_back(m);
     }
 
+    fn param_reply(&mut self, r: ParamReply) {
+        if let Some((sev, t)) = &r.text {
+            self.text(*sev, t);
+        }
+        if let Some(name) = r.changed {
+            self.vehicle.param_changed(name);
+            self.drain_vehicle_events();
+        }
+        self.out.extend(r.send);
+    }
+
     fn ack(&mut self, to: (u8, u8), command: dialect::MavCmd, result: dialect::MavResult) {
         if result != dialect::MavResult::MAV_RESULT_ACCEPTED {
             self.stats.commands_rejected += 1;
@@ -700,6 +787,10 @@ impl Autopilot {
         }
         if self.server.handle(from, msg, now, &mut self.lists) {
             self.drain_server();
+            return;
+        }
+        if let Some(r) = self.vehicle.params.handle(msg) {
+            self.param_reply(r);
             return;
         }
         match msg {
@@ -859,6 +950,20 @@ impl Autopilot {
                 }
             }
             MAV_CMD_DO_CHANGE_SPEED => refused(self.vehicle.set_speed(p[1] as f64)),
+            // ArduPilot: 0 disables, 1 enables, 2 disables the floor only
+            // (no floor here); FENCE_ENABLE keeps its value.
+            MAV_CMD_DO_FENCE_ENABLE => match p[0] as i64 {
+                0 => {
+                    self.vehicle.set_fence_enabled(false);
+                    MAV_RESULT_ACCEPTED
+                }
+                1 => {
+                    self.vehicle.set_fence_enabled(true);
+                    MAV_RESULT_ACCEPTED
+                }
+                2 => MAV_RESULT_ACCEPTED,
+                _ => MAV_RESULT_FAILED,
+            },
             MAV_CMD_DO_SET_MISSION_CURRENT => {
                 let r = self.vehicle.set_current(p[0] as u16);
                 let ok = r.is_ok();
@@ -987,6 +1092,7 @@ impl Autopilot {
             mission_current: v.mission_current,
             mission_len: self.lists.mission.len(),
             fence_zones: v.fence.zones.len(),
+            fence_enabled: v.fence_enabled,
             rally_points: self.lists.rally.len(),
             signing: self.signing,
         }
@@ -1108,5 +1214,361 @@ impl SimNode {
 
     pub fn signing_key(&self) -> Option<&SigningKey> {
         self.key.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialect::MavParamType::*;
+
+    const GCS: (u8, u8) = (255, 190);
+
+    fn drain(ap: &mut Autopilot) -> Vec<Msg> {
+        std::iter::from_fn(|| ap.poll_transmit()).collect()
+    }
+
+    fn texts(msgs: &[Msg]) -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Msg::STATUSTEXT(s) => Some(
+                    String::from_utf8_lossy(&s.text[..])
+                        .trim_end_matches('\0')
+                        .to_string(),
+                ),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn acks(msgs: &[Msg]) -> Vec<(dialect::MavCmd, dialect::MavResult)> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Msg::COMMAND_ACK(a) => Some((a.command, a.result)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn long(ap: &mut Autopilot, c: dialect::MavCmd, p: [f32; 7]) -> Vec<Msg> {
+        let now = ap.now();
+        ap.handle(
+            GCS,
+            &Msg::COMMAND_LONG(dialect::COMMAND_LONG_DATA {
+                param1: p[0],
+                param2: p[1],
+                param3: p[2],
+                param4: p[3],
+                param5: p[4],
+                param6: p[5],
+                param7: p[6],
+                command: c,
+                target_system: 1,
+                target_component: 1,
+                confirmation: 0,
+            }),
+            now,
+        );
+        drain(ap)
+    }
+
+    fn param_msg(ap: &mut Autopilot, m: Msg) -> Vec<dialect::PARAM_VALUE_DATA> {
+        let now = ap.now();
+        ap.handle(GCS, &m, now);
+        drain(ap)
+            .into_iter()
+            .filter_map(|m| match m {
+                Msg::PARAM_VALUE(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read(ap: &mut Autopilot, name: &str) -> Vec<dialect::PARAM_VALUE_DATA> {
+        let sys = ap.cfg.system_id;
+        param_msg(
+            ap,
+            Msg::PARAM_REQUEST_READ(dialect::PARAM_REQUEST_READ_DATA {
+                param_index: -1,
+                target_system: sys,
+                target_component: 1,
+                param_id: name.into(),
+            }),
+        )
+    }
+
+    fn set(ap: &mut Autopilot, name: &str, v: f32) -> Vec<dialect::PARAM_VALUE_DATA> {
+        let sys = ap.cfg.system_id;
+        param_msg(
+            ap,
+            Msg::PARAM_SET(dialect::PARAM_SET_DATA {
+                param_value: v,
+                target_system: sys,
+                target_component: 1,
+                param_id: name.into(),
+                param_type: MAV_PARAM_TYPE_INT8,
+            }),
+        )
+    }
+
+    fn sys_status(ap: &mut Autopilot) -> dialect::SYS_STATUS_DATA {
+        ap.emit(dialect::SYS_STATUS_DATA::ID);
+        drain(ap)
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                Msg::SYS_STATUS(s) => Some(s),
+                _ => None,
+            })
+            .expect("SYS_STATUS")
+    }
+
+    fn ekf_flags(ap: &mut Autopilot) -> dialect::EkfStatusFlags {
+        ap.emit(dialect::EKF_STATUS_REPORT_DATA::ID);
+        drain(ap)
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                Msg::EKF_STATUS_REPORT(e) => Some(e.flags),
+                _ => None,
+            })
+            .expect("EKF_STATUS_REPORT")
+    }
+
+    #[test]
+    fn parameters_on_the_wire() {
+        let mut ap = Autopilot::new(AutopilotConfig {
+            system_id: 7,
+            ..Default::default()
+        });
+        let v = read(&mut ap, "FENCE_RADIUS");
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].param_value, v[0].param_type),
+            (150.0, MAV_PARAM_TYPE_REAL32)
+        );
+        assert_eq!(read(&mut ap, "MAV_SYSID")[0].param_value, 7.0);
+        // Unknown: silence (ArduPilot does not answer).
+        assert!(read(&mut ap, "SYSID_THISMAV").is_empty());
+        assert!(set(&mut ap, "NO_SUCH_PARAM", 1.0).is_empty());
+        // The whole list.
+        let all = param_msg(
+            &mut ap,
+            Msg::PARAM_REQUEST_LIST(dialect::PARAM_REQUEST_LIST_DATA {
+                target_system: 7,
+                target_component: 1,
+            }),
+        );
+        assert_eq!(all.len(), ap.vehicle.params.len());
+        // By index.
+        let v = param_msg(
+            &mut ap,
+            Msg::PARAM_REQUEST_READ(dialect::PARAM_REQUEST_READ_DATA {
+                param_index: 3,
+                target_system: 7,
+                target_component: 1,
+                param_id: "".into(),
+            }),
+        );
+        assert_eq!(v[0].param_id, all[3].param_id);
+        assert_eq!(v[0].param_index, 3);
+        // PARAM_SET: echoed, applied to the vehicle.
+        let v = set(&mut ap, "FENCE_ENABLE", 1.0);
+        assert_eq!(
+            (v[0].param_value, v[0].param_type, v[0].param_index),
+            (1.0, MAV_PARAM_TYPE_INT8, u16::MAX)
+        );
+        assert!(ap.vehicle.fence_enabled);
+        assert!(ap.truth().fence_enabled);
+        assert_eq!(read(&mut ap, "FENCE_ENABLE")[0].param_value, 1.0);
+        set(&mut ap, "FENCE_ENABLE", 0.0);
+        assert!(!ap.vehicle.fence_enabled);
+        // For another system: ignored.
+        let now = ap.now();
+        ap.handle(
+            GCS,
+            &Msg::PARAM_REQUEST_READ(dialect::PARAM_REQUEST_READ_DATA {
+                param_index: -1,
+                target_system: 9,
+                target_component: 1,
+                param_id: "FENCE_RADIUS".into(),
+            }),
+            now,
+        );
+        assert!(!drain(&mut ap)
+            .iter()
+            .any(|m| matches!(m, Msg::PARAM_VALUE(_))));
+    }
+
+    #[test]
+    fn do_fence_enable_switches_enforcement_but_not_the_parameter() {
+        let mut ap = Autopilot::new(AutopilotConfig::default());
+        assert!(!ap.vehicle.fence_enabled, "ArduCopter's default");
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_DO_FENCE_ENABLE,
+            [1.0, 0., 0., 0., 0., 0., 0.],
+        );
+        assert_eq!(
+            acks(&m),
+            vec![(
+                dialect::MavCmd::MAV_CMD_DO_FENCE_ENABLE,
+                dialect::MavResult::MAV_RESULT_ACCEPTED
+            )]
+        );
+        assert!(ap.vehicle.fence_enabled);
+        // As this firmware does: FENCE_ENABLE reads back unchanged.
+        assert_eq!(read(&mut ap, "FENCE_ENABLE")[0].param_value, 0.0);
+        long(&mut ap, dialect::MavCmd::MAV_CMD_DO_FENCE_ENABLE, [0.0; 7]);
+        assert!(!ap.vehicle.fence_enabled);
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_DO_FENCE_ENABLE,
+            [7.0, 0., 0., 0., 0., 0., 0.],
+        );
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_FAILED);
+    }
+
+    #[test]
+    fn totals_follow_the_lists_on_board() {
+        use tiancha_protocol::mission::{cmd, MissionItem};
+        let mut ap = Autopilot::new(AutopilotConfig::default());
+        let (lat, lon) = (28.45, 117.94);
+        ap.lists.fence = (0..3)
+            .map(|k| {
+                let mut it = MissionItem::nav(
+                    cmd::NAV_FENCE_POLYGON_VERTEX_INCLUSION,
+                    lat + 0.01 * (k as f64 - 1.0),
+                    lon + 0.01 * (k % 2) as f64,
+                    0.0,
+                );
+                it.param1 = 3.0;
+                it
+            })
+            .collect();
+        ap.apply_list(MissionType::Fence);
+        ap.lists.rally = vec![
+            MissionItem::nav(cmd::NAV_RALLY_POINT, lat, lon + 0.001, 20.0),
+            MissionItem::nav(cmd::NAV_RALLY_POINT, lat + 0.001, lon, 20.0),
+        ];
+        ap.apply_list(MissionType::Rally);
+        assert_eq!(read(&mut ap, "FENCE_TOTAL")[0].param_value, 3.0);
+        assert_eq!(read(&mut ap, "RALLY_TOTAL")[0].param_value, 2.0);
+        assert_eq!(ap.vehicle.rally.len(), 2);
+        ap.lists.rally.clear();
+        ap.apply_list(MissionType::Rally);
+        assert_eq!(read(&mut ap, "RALLY_TOTAL")[0].param_value, 0.0);
+        assert!(ap.vehicle.rally.is_empty());
+        // Read-only to a GCS.
+        let now = ap.now();
+        ap.handle(
+            GCS,
+            &Msg::PARAM_SET(dialect::PARAM_SET_DATA {
+                param_value: 9.0,
+                target_system: 1,
+                target_component: 1,
+                param_id: "FENCE_TOTAL".into(),
+                param_type: MAV_PARAM_TYPE_INT8,
+            }),
+            now,
+        );
+        let m = drain(&mut ap);
+        assert_eq!(
+            texts(&m),
+            vec!["Param write denied (FENCE_TOTAL)".to_string()]
+        );
+        assert_eq!(ap.param("FENCE_TOTAL"), Some(3.0));
+    }
+
+    #[test]
+    fn not_ready_until_the_ekf_delay_has_passed() {
+        use dialect::EkfStatusFlags as F;
+        use dialect::MavSysStatusSensor as S;
+        let mut ap = Autopilot::new(AutopilotConfig {
+            ekf_ready_delay_s: 40.0,
+            ..Default::default()
+        });
+        ap.tick(10.0);
+        let boot_texts = texts(&drain(&mut ap));
+        assert!(
+            boot_texts.iter().any(|t| t.starts_with("GPS 1")),
+            "{boot_texts:?}"
+        );
+        assert!(!ap.vehicle.ekf_ok);
+        let f = ekf_flags(&mut ap);
+        assert!(!f.contains(F::EKF_POS_HORIZ_ABS) && !f.contains(F::EKF_PRED_POS_HORIZ_ABS));
+        assert!(f.contains(F::EKF_ATTITUDE));
+        let s = sys_status(&mut ap);
+        assert!(s
+            .onboard_control_sensors_present
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        assert!(s
+            .onboard_control_sensors_enabled
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        assert!(!s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        // Arming: FAILED with ArduPilot's words.
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+            [1.0, 0., 0., 0., 0., 0., 0.],
+        );
+        assert_eq!(
+            acks(&m),
+            vec![(
+                dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+                dialect::MavResult::MAV_RESULT_FAILED
+            )]
+        );
+        assert_eq!(texts(&m), vec!["Arm: Need Position Estimate".to_string()]);
+        // Repeated as PreArm every 30 s while disarmed.
+        ap.tick(29.9);
+        assert!(texts(&drain(&mut ap)).is_empty());
+        ap.tick(30.1);
+        assert_eq!(
+            texts(&drain(&mut ap)),
+            vec!["PreArm: Need Position Estimate".to_string()]
+        );
+        // Ready at 40 s.
+        ap.tick(40.1);
+        let t = texts(&drain(&mut ap));
+        assert!(t.contains(&"EKF3 IMU0 is using GPS".to_string()), "{t:?}");
+        let f = ekf_flags(&mut ap);
+        assert!(f.contains(F::EKF_POS_HORIZ_ABS | F::EKF_PRED_POS_HORIZ_ABS));
+        assert!(!f.contains(F::EKF_CONST_POS_MODE));
+        let s = sys_status(&mut ap);
+        assert!(s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        // Nothing more to say at 60 s.
+        ap.tick(60.1);
+        assert!(!texts(&drain(&mut ap))
+            .iter()
+            .any(|t| t.starts_with("PreArm")));
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+            [1.0, 0., 0., 0., 0., 0., 0.],
+        );
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+    }
+
+    #[test]
+    fn default_config_is_ready_after_the_gps_as_before() {
+        use dialect::MavSysStatusSensor as S;
+        let mut ap = Autopilot::new(AutopilotConfig::default());
+        ap.tick(3.1);
+        assert!(ap.vehicle.ekf_ok);
+        let s = sys_status(&mut ap);
+        assert!(s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        // A failing check other than the EKF also clears the bit.
+        ap.vehicle.battery_pct = 10.0;
+        let s = sys_status(&mut ap);
+        assert!(!s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
     }
 }

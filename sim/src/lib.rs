@@ -8,19 +8,30 @@
 //!   COMMAND_LONG/INT with COMMAND_ACK, SET_MESSAGE_INTERVAL and
 //!   REQUEST_DATA_STREAM streams, TIMESYNC, SYSTEM_TIME (0 until GPS time),
 //!   STATUSTEXT, gimbal manager v2 and legacy mount commands, MAVLink 2
-//!   signing (required when a key is set; SETUP_SIGNING accepted).
+//!   signing (required when a key is set; SETUP_SIGNING accepted);
+//!   readiness after an EKF delay (`ekf_ready_delay_s`), with
+//!   `MAV_SYS_STATUS_PREARM_CHECK` and `PreArm: …` every 30 s.
+//! - **Parameters as ArduPilot** ([`params`]): PARAM_REQUEST_READ (name or
+//!   index), PARAM_REQUEST_LIST, PARAM_SET with its PARAM_VALUE echo,
+//!   silence for unknown names, values cast to float; the `FENCE_*`,
+//!   `RALLY_*`, `RTL_ALT`, `WPNAV_SPEED`, … the vehicle honours.
 //! - **Mission protocol as ArduPilot** ([`mission_server`]): MISSION_REQUEST
 //!   (40) for uploads, 1 s re-requests, 8 s cancel, INVALID_SEQUENCE for
 //!   out-of-order items, silence for items after completion, in-place
 //!   writes for mission and rally, staged fence, home in mission item 0,
-//!   float MISSION_ITEM for MISSION_REQUEST downloads, frames without `_INT`.
+//!   float MISSION_ITEM for MISSION_REQUEST downloads; read-back as stored
+//!   (frames without `_INT`, frame 0 for commands without a position,
+//!   `autocontinue` 0 for fence and rally items).
 //! - **Flight** ([`vehicle`]): point-mass kinematics with ArduCopter's speed,
-//!   acceleration and climb limits; arming checks (GPS fix, EKF, battery,
-//!   mode, fence); takeoff; GUIDED go-to; AUTO missions (waypoint, takeoff,
-//!   land, RTL, loiter time/turns/unlimited, change speed, ROI, yaw, jump,
-//!   gimbal); RTL; LAND; CIRCLE/orbit; pause/continue; geofence breach →
-//!   RTL ([`fence`]); battery drain with low (RTL) and critical (LAND)
-//!   failsafes; a stabilised gimbal that slews and tracks an ROI.
+//!   acceleration and climb limits; arming checks (GPS fix, EKF position,
+//!   battery, mode, fence); takeoff; GUIDED go-to; AUTO missions (waypoint,
+//!   takeoff, land, RTL, loiter time/turns/unlimited, change speed, ROI,
+//!   yaw, jump, gimbal); RTL to home or the nearest rally point
+//!   ([`rally`]); LAND; CIRCLE/orbit; pause/continue; a geofence enforced
+//!   once enabled (`FENCE_ENABLE` or `DO_FENCE_ENABLE`; `FENCE_TYPE`: max
+//!   altitude, circle round home, uploaded zones ([`fence`])) with
+//!   `FENCE_ACTION` on a breach; battery drain with low (RTL) and critical
+//!   (LAND) failsafes; a stabilised gimbal that slews and tracks an ROI.
 //! - **Truth and noise**: the exact state on a `watch` ([`Sim::truth`]);
 //!   reported telemetry can carry GPS random-walk error, attitude and gimbal
 //!   noise, timestamp jitter and latency ([`noise`]).
@@ -37,9 +48,11 @@
 //!
 //! # What it does not
 //!
-//! Aerodynamics, wind, sensors below the EKF, parameters (PARAM_* is not
-//! served), MAVLink routing, or anything a real autopilot would need to
-//! be flown by a pilot. It is a test double: the pymavlink referees
+//! Aerodynamics, wind, sensors below the EKF, parameters beyond the few it
+//! honours ([`params::Params::arducopter`]; the `BATT_*` failsafe
+//! parameters are reported, not followed), the lossy storage of some
+//! mission item fields, MAVLink routing, or anything a real autopilot would
+//! need to be flown by a pilot. It is a test double: the pymavlink referees
 //! (`tests/referees`) keep it honest.
 //!
 //! # Main types
@@ -62,6 +75,8 @@ pub mod harness;
 pub mod impair;
 pub mod mission_server;
 pub mod noise;
+pub mod params;
+pub mod rally;
 pub mod runner;
 pub mod truth;
 pub mod vehicle;
@@ -70,5 +85,7 @@ pub use crate::autopilot::{Autopilot, AutopilotConfig, SimNode};
 pub use crate::impair::{Impairment, ImpairmentConfig, UdpProxy};
 pub use crate::mission_server::Lists;
 pub use crate::noise::NoiseConfig;
+pub use crate::params::Params;
+pub use crate::rally::{rtl_target, RtlTarget};
 pub use crate::runner::{Home, Sim, SimConfig, SimError, SimStats};
 pub use crate::truth::Truth;

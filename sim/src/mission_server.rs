@@ -15,7 +15,15 @@
 //!   current home (frame `GLOBAL`, altitude AMSL);
 //! - downloads are stateless: every request is answered on its own;
 //!   `MISSION_REQUEST` gets a float `MISSION_ITEM`, `MISSION_REQUEST_INT` a
-//!   `MISSION_ITEM_INT`; frames come back without the `_INT` suffix.
+//!   `MISSION_ITEM_INT`;
+//! - read-back is what ArduPilot stores, not what was sent
+//!   ([`readback_item`]): items with a position come back in the float
+//!   variant of their frame (`GLOBAL_RELATIVE_ALT_INT` → `GLOBAL_RELATIVE_ALT`),
+//!   commands without one (`DO_CHANGE_SPEED`, `DO_MOUNT_CONTROL`,
+//!   `NAV_RETURN_TO_LAUNCH`, …) are stored without a frame and come back
+//!   with frame 0 (`GLOBAL`) whatever was sent, and fence and rally items
+//!   come back with `autocontinue` 0. [`Lists`] keep the items as
+//!   received; the rewrite is applied when they are read.
 //!
 //! Sans-IO: time is sim seconds; replies are queued with their recipient.
 
@@ -34,7 +42,8 @@ pub const REREQUEST_S: f64 = 1.0;
 /// Cancel an upload after this long without an item (ArduPilot: 8000 ms).
 pub const UPLOAD_TIMEOUT_S: f64 = 8.0;
 
-/// The three lists. `mission[0]` is home.
+/// The three lists, as received (see [`readback_item`] for what a
+/// download returns). `mission[0]` is home.
 #[derive(Debug, Clone, Default)]
 pub struct Lists {
     pub mission: Vec<MissionItem>,
@@ -115,6 +124,28 @@ fn download_frame(f: u8) -> u8 {
         11 => 10,
         f => f,
     }
+}
+
+/// An item as ArduPilot hands it back after storing it in list `t`:
+///
+/// - a command that ArduPilot stores with a location
+///   ([`MissionItem::has_position`]) keeps its frame, as the float variant;
+/// - any other command is stored without a frame and comes back with
+///   frame 0 (`MAV_FRAME_GLOBAL`);
+/// - fence and rally items come back with `autocontinue` 0.
+///
+/// Everything else (params, x, y, z) is returned as stored.
+pub fn readback_item(t: MissionType, item: &MissionItem) -> MissionItem {
+    let mut it = *item;
+    it.frame = if it.has_position() {
+        download_frame(it.frame)
+    } else {
+        frame::GLOBAL
+    };
+    if t != MissionType::Mission {
+        it.autocontinue = false;
+    }
+    it
 }
 
 impl MissionServer {
@@ -322,8 +353,7 @@ impl MissionServer {
                     self.ack(from, t, R::MAV_MISSION_INVALID_SEQUENCE);
                     return true;
                 };
-                let mut item = *item;
-                item.frame = download_frame(item.frame);
+                let item = readback_item(t, item);
                 let Ok(mut m) = item_to_mav(&item, *seq, t) else {
                     self.ack(from, t, R::MAV_MISSION_ERROR);
                     return true;
@@ -396,13 +426,25 @@ fn check_item(it: &MissionItem) -> Result<(), dialect::MavMissionResult> {
     Ok(())
 }
 
+/// `MISSION_ITEM_INT` → `MISSION_ITEM` as ArduPilot's
+/// `convert_MISSION_ITEM_INT_to_MISSION_ITEM`: x and y are degrees × 1e-7
+/// for every command except the few whose x and y are plain numbers (so a
+/// stored non-positional item, now frame `GLOBAL`, keeps its numbers).
 fn to_legacy(m: &dialect::MISSION_ITEM_INT_DATA) -> dialect::MISSION_ITEM_DATA {
-    let global = matches!(m.frame as u8, 0 | 3 | 5 | 6 | 10 | 11);
+    use dialect::MavCmd::*;
+    let plain = matches!(
+        m.command,
+        MAV_CMD_DO_DIGICAM_CONFIGURE
+            | MAV_CMD_DO_DIGICAM_CONTROL
+            | MAV_CMD_NAV_ATTITUDE_TIME
+            | MAV_CMD_DO_GIMBAL_MANAGER_PITCHYAW
+            | MAV_CMD_DO_SET_RESUME_REPEAT_DIST
+    );
     let conv = |v: i32| {
-        if global {
-            (v as f64 / 1e7) as f32
-        } else {
+        if plain {
             v as f32
+        } else {
+            (v as f64 / 1e7) as f32
         }
     };
     dialect::MISSION_ITEM_DATA {
@@ -421,5 +463,169 @@ fn to_legacy(m: &dialect::MISSION_ITEM_INT_DATA) -> dialect::MISSION_ITEM_DATA {
         current: m.current,
         autocontinue: m.autocontinue,
         mission_type: m.mission_type,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiancha_protocol::mission::cmd;
+
+    const HOME: (f64, f64) = (28.45, 117.94);
+
+    fn home() -> MissionItem {
+        let mut h = MissionItem::nav(cmd::NAV_WAYPOINT, HOME.0, HOME.1, 70.0);
+        h.frame = frame::GLOBAL;
+        h
+    }
+
+    /// The mission, fence and rally tiancha's planner uploads (frames as
+    /// it sends them).
+    fn lists() -> Lists {
+        let (lat, lon) = HOME;
+        let mut mount = MissionItem::command(cmd::DO_MOUNT_CONTROL, [-60.0, 0.0, 0.0, 0.0]);
+        mount.z = 2.0;
+        let mut vertex = MissionItem::nav(cmd::NAV_FENCE_POLYGON_VERTEX_INCLUSION, lat, lon, 0.0);
+        vertex.frame = frame::GLOBAL_INT;
+        vertex.param1 = 3.0;
+        Lists {
+            mission: vec![
+                home(),
+                MissionItem::nav(cmd::NAV_TAKEOFF, lat, lon, 50.0),
+                MissionItem::command(cmd::DO_CHANGE_SPEED, [1.0, 5.0, -1.0, 0.0]),
+                mount,
+                MissionItem::nav(cmd::NAV_WAYPOINT, lat + 0.001, lon, 50.0),
+                MissionItem::command(cmd::NAV_RETURN_TO_LAUNCH, [0.0; 4]),
+            ],
+            fence: vec![vertex; 3],
+            rally: vec![MissionItem::nav(
+                cmd::NAV_RALLY_POINT,
+                lat,
+                lon + 0.001,
+                30.0,
+            )],
+        }
+    }
+
+    #[test]
+    fn readback_is_what_ardupilot_stores() {
+        let l = lists();
+        let m: Vec<_> = l
+            .mission
+            .iter()
+            .map(|it| readback_item(MissionType::Mission, it))
+            .collect();
+        // Home: GLOBAL as it was.
+        assert_eq!(m[0], l.mission[0]);
+        // Positional items: the float variant of their frame.
+        assert_eq!(m[1].frame, frame::GLOBAL_RELATIVE_ALT);
+        assert_eq!(m[4].frame, frame::GLOBAL_RELATIVE_ALT);
+        // No position (sent as MAV_FRAME_MISSION): frame 0.
+        for i in [2, 3, 5] {
+            assert_eq!(l.mission[i].frame, frame::MISSION);
+            assert_eq!(m[i].frame, frame::GLOBAL, "item {i}");
+        }
+        // Nothing else changes; mission items keep autocontinue.
+        for (a, b) in m.iter().zip(&l.mission) {
+            assert_eq!(
+                (a.command, a.autocontinue, a.x, a.y, a.param1, a.param2, a.z),
+                (b.command, b.autocontinue, b.x, b.y, b.param1, b.param2, b.z)
+            );
+        }
+        // Fence and rally: float frame, autocontinue 0.
+        let f = readback_item(MissionType::Fence, &l.fence[0]);
+        assert_eq!((f.frame, f.autocontinue), (frame::GLOBAL, false));
+        let r = readback_item(MissionType::Rally, &l.rally[0]);
+        assert_eq!(
+            (r.frame, r.autocontinue),
+            (frame::GLOBAL_RELATIVE_ALT, false)
+        );
+        assert_eq!((r.x, r.y, r.z), (l.rally[0].x, l.rally[0].y, l.rally[0].z));
+    }
+
+    fn request(t: MissionType, seq: u16, legacy: bool) -> Msg {
+        let mission_type = to_mav_type(t);
+        if legacy {
+            Msg::MISSION_REQUEST(dialect::MISSION_REQUEST_DATA {
+                seq,
+                target_system: 1,
+                target_component: 1,
+                mission_type,
+            })
+        } else {
+            Msg::MISSION_REQUEST_INT(dialect::MISSION_REQUEST_INT_DATA {
+                seq,
+                target_system: 1,
+                target_component: 1,
+                mission_type,
+            })
+        }
+    }
+
+    /// (frame, autocontinue, x, y) of what a download of `seq` returns.
+    fn download(
+        s: &mut MissionServer,
+        l: &mut Lists,
+        t: MissionType,
+        seq: u16,
+        legacy: bool,
+    ) -> (u8, u8, f64, f64) {
+        assert!(s.handle((255, 190), &request(t, seq, legacy), 0.0, l));
+        match s.out.pop_front() {
+            Some(ServerOutput::Send(m)) => match *m {
+                Msg::MISSION_ITEM_INT(i) if !legacy => {
+                    (i.frame as u8, i.autocontinue, i.x as f64, i.y as f64)
+                }
+                Msg::MISSION_ITEM(i) if legacy => {
+                    (i.frame as u8, i.autocontinue, i.x as f64, i.y as f64)
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn downloads_return_the_stored_form_in_both_messages() {
+        let mut s = MissionServer::new(1, 1);
+        let mut l = lists();
+        for legacy in [false, true] {
+            // DO_CHANGE_SPEED sent with MAV_FRAME_MISSION comes back as 0.
+            let (f, ac, x, y) = download(&mut s, &mut l, MissionType::Mission, 2, legacy);
+            assert_eq!((f, ac, x, y), (0, 1, 0.0, 0.0));
+            // RTL likewise.
+            assert_eq!(
+                download(&mut s, &mut l, MissionType::Mission, 5, legacy).0,
+                0
+            );
+            // A waypoint: relative-altitude frame without _INT, its position.
+            let (f, ac, x, _) = download(&mut s, &mut l, MissionType::Mission, 4, legacy);
+            assert_eq!((f, ac), (frame::GLOBAL_RELATIVE_ALT, 1));
+            let lat = if legacy { x } else { x / 1e7 };
+            assert!((lat - (HOME.0 + 0.001)).abs() < 4e-6, "{lat}");
+            // Fence and rally: autocontinue 0.
+            let (f, ac, ..) = download(&mut s, &mut l, MissionType::Fence, 1, legacy);
+            assert_eq!((f, ac), (frame::GLOBAL, 0));
+            let (f, ac, ..) = download(&mut s, &mut l, MissionType::Rally, 0, legacy);
+            assert_eq!((f, ac), (frame::GLOBAL_RELATIVE_ALT, 0));
+        }
+        // The lists themselves keep what was received.
+        assert_eq!(l.mission[2].frame, frame::MISSION);
+        assert!(l.fence[0].autocontinue);
+    }
+
+    #[test]
+    fn legacy_items_convert_x_y_by_command_as_ardupilot() {
+        // DO_GIMBAL_MANAGER_PITCHYAW carries flags in x: a plain number in
+        // MISSION_ITEM, even though the stored item is now frame 0.
+        let mut s = MissionServer::new(1, 1);
+        let mut py = MissionItem::command(cmd::DO_GIMBAL_MANAGER_PITCHYAW, [-90.0, 0.0, 0.0, 0.0]);
+        py.x = 16;
+        let mut l = Lists {
+            mission: vec![home(), py],
+            ..Default::default()
+        };
+        let (f, _, x, _) = download(&mut s, &mut l, MissionType::Mission, 1, true);
+        assert_eq!((f, x), (frame::GLOBAL, 16.0));
     }
 }

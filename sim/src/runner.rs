@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// Fit a GPS (false: never gets a fix, never arms).
     pub gps: bool,
     pub gps_fix_delay_s: f64,
+    /// Seconds after boot before the EKF has a position and arming is
+    /// allowed (0: as soon as the GPS allows; real ArduCopter SITL: ~25–40).
+    pub ekf_ready_delay_s: f64,
     /// Support gimbal manager v2 commands (false: legacy mount only).
     pub gimbal_manager: bool,
     /// Refuse SET_MESSAGE_INTERVAL (REQUEST_DATA_STREAM only).
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             component_id: 1,
             gps: true,
             gps_fix_delay_s: 2.0,
+            ekf_ready_delay_s: 0.0,
             gimbal_manager: true,
             legacy_streams_only: false,
             wp_speed_mps: 5.0,
@@ -160,6 +164,9 @@ impl SimConfig {
         }
         if !(self.gps_fix_delay_s.is_finite() && self.gps_fix_delay_s >= 0.0) {
             return Err(bad("gps_fix_delay_s", "must be a non-negative number"));
+        }
+        if !(self.ekf_ready_delay_s.is_finite() && self.ekf_ready_delay_s >= 0.0) {
+            return Err(bad("ekf_ready_delay_s", "must be a non-negative number"));
         }
         if !(self.wp_speed_mps.is_finite() && self.wp_speed_mps > 0.0 && self.wp_speed_mps <= 30.0)
         {
@@ -265,6 +272,7 @@ impl Sim {
             airframe,
             gps: cfg.gps,
             gps_fix_delay_s: cfg.gps_fix_delay_s,
+            ekf_ready_delay_s: cfg.ekf_ready_delay_s,
             gimbal_manager: cfg.gimbal_manager,
             legacy_streams_only: cfg.legacy_streams_only,
             noise: cfg.noise,

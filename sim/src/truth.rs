@@ -46,6 +46,8 @@ pub struct Truth {
     pub mission_current: u16,
     pub mission_len: usize,
     pub fence_zones: usize,
+    /// The fence is enforced (`FENCE_ENABLE` or `MAV_CMD_DO_FENCE_ENABLE`).
+    pub fence_enabled: bool,
     pub rally_points: usize,
     pub signing: bool,
 }

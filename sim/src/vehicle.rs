@@ -1,15 +1,40 @@
 //! The simulated multicopter: point-mass kinematics with speed and
 //! acceleration limits, ArduCopter's flight modes and their behaviour,
-//! arming checks, mission execution, geofence, battery and gimbal. Pure:
-//! stepped with a time delta, no I/O, no clock.
+//! arming checks, mission execution, geofence, rally points, battery and
+//! gimbal. Pure: stepped with a time delta, no I/O, no clock.
+//!
+//! Behaviour that ArduCopter ties to parameters reads them from
+//! [`Vehicle::params`] (see [`Params::arducopter`]):
+//!
+//! - **Geofence** as `AC_Fence`: enforced only while enabled
+//!   ([`Vehicle::fence_enabled`]: `FENCE_ENABLE` = 1 by `PARAM_SET`, or
+//!   `MAV_CMD_DO_FENCE_ENABLE`, which enables it without changing the
+//!   parameter, as this firmware does). `FENCE_TYPE` selects what is
+//!   checked: 1 = `FENCE_ALT_MAX` above home, 2 = a circle of
+//!   `FENCE_RADIUS` around home, 4 = the uploaded polygons and circles.
+//!   A breach is reported ("Fence Breach: …") and acted on by
+//!   `FENCE_ACTION` (0 report only, 2 and 5 land, 4 brake, otherwise RTL);
+//!   arming while breaching an enabled fence is refused.
+//! - **RTL** climbs to at least `RTL_ALT`, flies to home or the rally point
+//!   [`rtl_target`] chooses (`RALLY_LIMIT_KM`, `RALLY_INCL_HOME`) and lands
+//!   there.
+//! - **Readiness**: arming needs a GPS fix, then the EKF's position
+//!   (`Need Position Estimate`), then the battery, then the fence; failures
+//!   on an arming attempt are stated as `Arm: …` ([`Vehicle::prearm_failure`]
+//!   is the check itself; the autopilot repeats it as `PreArm: …`).
+//! - `WPNAV_SPEED` is the waypoint speed (a `DO_CHANGE_SPEED` overrides it
+//!   until the next change), `DISARM_DELAY` the auto-disarm after an
+//!   arming without takeoff (0: never).
 
 use std::collections::{HashMap, VecDeque};
 
 use nalgebra::{UnitQuaternion, Vector2, Vector3};
-use tiancha_geometry::geodesy::{LatLonAlt, LocalFrame};
+use tiancha_geometry::geodesy::{LatLon, LatLonAlt, LocalFrame};
 use tiancha_protocol::mission::{cmd, frame, MissionItem};
 
 use crate::fence::Fence;
+use crate::params::Params;
+use crate::rally::{rtl_target, RtlTarget};
 
 /// ArduCopter flight modes (custom mode numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,9 +96,13 @@ impl Mode {
     }
 }
 
-/// Flight characteristics (ArduCopter parameter defaults, SI units).
+/// Flight characteristics (ArduCopter parameter defaults, SI units). Those
+/// that are ArduCopter parameters (`WPNAV_SPEED`, `RTL_ALT`,
+/// `DISARM_DELAY`, `BATT_CAPACITY`) are the parameters' initial values;
+/// at run time the vehicle reads [`Vehicle::params`].
 #[derive(Debug, Clone)]
 pub struct Airframe {
+    /// WPNAV_SPEED (ArduCopter's default is 10 m/s; the simulator's 5).
     pub wp_speed_mps: f64,
     pub accel_mps2: f64,
     pub climb_mps: f64,
@@ -93,8 +122,6 @@ pub struct Airframe {
     /// Low-battery failsafe (RTL) and critical (LAND), percent.
     pub battery_low_pct: f64,
     pub battery_critical_pct: f64,
-    /// FENCE_ALT_MAX (m above home).
-    pub fence_alt_max_m: f64,
     /// Disarm this long after arming if not taken off (DISARM_DELAY).
     pub disarm_delay_s: f64,
 }
@@ -117,7 +144,6 @@ impl Default for Airframe {
             cells: 4.0,
             battery_low_pct: 20.0,
             battery_critical_pct: 10.0,
-            fence_alt_max_m: 120.0,
             disarm_delay_s: 10.0,
         }
     }
@@ -132,6 +158,16 @@ pub enum VehicleEvent {
     ModeChanged(Mode),
     Armed(bool),
     HomeChanged,
+}
+
+/// `FENCE_TYPE` bits.
+pub mod fence_type {
+    /// `FENCE_ALT_MAX` above home.
+    pub const ALT_MAX: u8 = 1;
+    /// A circle of `FENCE_RADIUS` around home.
+    pub const CIRCLE: u8 = 2;
+    /// The uploaded inclusion/exclusion polygons and circles.
+    pub const POLYGON: u8 = 4;
 }
 
 /// MAV_SEVERITY values used.
@@ -214,8 +250,16 @@ pub struct Vehicle {
     pub gps_fix: bool,
     pub ekf_ok: bool,
     pub mission: Vec<MissionItem>,
+    /// The uploaded fence (checked when `FENCE_TYPE` has the polygon bit).
     pub fence: Fence,
+    /// The fence is enforced (`AC_Fence`'s run-time state): follows
+    /// `FENCE_ENABLE` when that parameter changes, and
+    /// `MAV_CMD_DO_FENCE_ENABLE` (which leaves the parameter as it was).
     pub fence_enabled: bool,
+    /// Rally points on board (`NAV_RALLY_POINT` items).
+    pub rally: Vec<MissionItem>,
+    /// ArduCopter's parameters (the autopilot serves them on the wire).
+    pub params: Params,
     pub speed_mps: f64,
     pub mission_current: u16,
     nav: NavState,
@@ -223,6 +267,8 @@ pub struct Vehicle {
     target: Vector3<f64>,
     takeoff_alt: Option<f64>,
     rtl_phase: RtlPhase,
+    /// Where RTL lands (NED; z = minus the destination's altitude above home).
+    rtl_dest: Vector3<f64>,
     orbit: Option<(Vector2<f64>, f64, f64, f64)>,
     yaw_override: Option<f64>,
     paused: bool,
@@ -265,6 +311,7 @@ impl Vehicle {
     pub fn new(home: LatLonAlt, af: Airframe, battery_pct: f64) -> Self {
         let frame = LocalFrame::new(home);
         let home_item = home_item(home);
+        let params = Params::arducopter(1, &af);
         Self {
             frame,
             home,
@@ -286,13 +333,16 @@ impl Vehicle {
             ekf_ok: false,
             mission: vec![home_item],
             fence: Fence::default(),
-            fence_enabled: true,
+            fence_enabled: params.value("FENCE_ENABLE") != 0.0,
+            rally: vec![],
+            params,
             mission_current: 0,
             nav: NavState::Idle,
             jump_counts: HashMap::new(),
             target: Vector3::zeros(),
             takeoff_alt: None,
             rtl_phase: RtlPhase::Climb,
+            rtl_dest: Vector3::zeros(),
             orbit: None,
             yaw_override: None,
             paused: false,
@@ -394,9 +444,7 @@ impl Vehicle {
                 }
                 self.start_mission_from(self.resume_seq());
             }
-            Mode::Rtl => {
-                self.rtl_phase = RtlPhase::Climb;
-            }
+            Mode::Rtl => self.plan_rtl(),
             Mode::Guided
             | Mode::Loiter
             | Mode::PosHold
@@ -426,29 +474,49 @@ impl Vehicle {
         }
     }
 
-    /// Arm with ArduCopter's pre-arm checks.
+    /// The first pre-arm check that fails, in ArduPilot's words without
+    /// its prefix (`PreArm: ` when reported periodically, `Arm: ` on an
+    /// arming attempt). `None`: ready to arm (as far as pre-arm checks go;
+    /// the mode is checked at arming).
+    pub fn prearm_failure(&self) -> Option<String> {
+        if !self.gps_fix {
+            return Some("GPS 1: Bad fix".into());
+        }
+        if !self.ekf_ok {
+            return Some("Need Position Estimate".into());
+        }
+        if self.battery_pct <= self.af.battery_low_pct {
+            return Some("Battery 1 below minimum arming capacity".into());
+        }
+        if self.fence_enabled {
+            // Home moves to where the vehicle arms, so a landed vehicle is
+            // at the centre of the circle fence.
+            let centre = if self.landed {
+                self.pos.xy()
+            } else {
+                Vector2::zeros()
+            };
+            if let Some((kind, _)) = self.fence_breach_at(self.pos, centre) {
+                return Some(format!("Vehicle breaching {kind} fence"));
+            }
+        }
+        None
+    }
+
+    /// Arm with ArduCopter's pre-arm and arming checks (refusals stated
+    /// as `Arm: …`, as ArduPilot words them during an arming attempt).
     pub fn arm(&mut self, force: bool) -> Result<(), Refused> {
         if self.armed {
             return Ok(());
         }
         if !force {
-            let fail = if !self.gps_fix {
-                Some("PreArm: GPS 1: Bad fix")
-            } else if !self.ekf_ok {
-                Some("PreArm: EKF3 waiting for GPS config data")
-            } else if self.battery_pct <= self.af.battery_low_pct {
-                Some("PreArm: Battery 1 below minimum arming capacity")
-            } else if !self.mode.armable() {
-                Some("Arm: Mode not armable")
-            } else if self.fence_enabled && !self.fence.is_empty() && self.fence_breach().is_some()
-            {
-                Some("PreArm: Vehicle breaching fence")
-            } else {
-                None
-            };
+            let fail = self
+                .prearm_failure()
+                .or_else(|| (!self.mode.armable()).then(|| "Mode not armable".to_string()));
             if let Some(f) = fail {
-                self.text(severity::CRITICAL, f);
-                return Err(Refused(f.to_string()));
+                let f = format!("Arm: {f}");
+                self.text(severity::CRITICAL, &f);
+                return Err(Refused(f));
             }
         }
         self.armed = true;
@@ -554,7 +622,7 @@ impl Vehicle {
         let speed = if speed > 0.0 {
             speed
         } else {
-            self.af.wp_speed_mps
+            self.wpnav_speed_mps()
         };
         self.orbit = Some((c2, radius, speed, angle));
         self.target.z = -alt;
@@ -745,9 +813,7 @@ impl Vehicle {
                     self.flown_since_arm = true;
                 }
             }
-            cmd::NAV_RETURN_TO_LAUNCH => {
-                self.rtl_phase = RtlPhase::Climb;
-            }
+            cmd::NAV_RETURN_TO_LAUNCH => self.plan_rtl(),
             cmd::NAV_LAND => {
                 if let Some(mut t) = self.ned_of(&it) {
                     t.z = self.pos.z;
@@ -770,13 +836,110 @@ impl Vehicle {
         self.start_mission_from(seq + 1);
     }
 
-    /// A geofence breach, if any.
-    pub fn fence_breach(&self) -> Option<String> {
-        if self.alt_rel() > self.af.fence_alt_max_m {
-            return Some("altitude".into());
+    /// `WPNAV_SPEED` in m/s.
+    pub fn wpnav_speed_mps(&self) -> f64 {
+        self.params.value("WPNAV_SPEED") / 100.0
+    }
+
+    /// `RTL_ALT` in m.
+    pub fn rtl_alt_m(&self) -> f64 {
+        self.params.value("RTL_ALT") / 100.0
+    }
+
+    /// Act on a parameter that changed (after a `PARAM_SET`).
+    pub fn param_changed(&mut self, name: &str) {
+        match name {
+            "FENCE_ENABLE" => self.set_fence_enabled(self.params.value("FENCE_ENABLE") != 0.0),
+            "WPNAV_SPEED" => {
+                let s = self.wpnav_speed_mps();
+                if s > 0.0 {
+                    self.speed_mps = s;
+                }
+            }
+            _ => {}
         }
-        self.fence
-            .breach(&self.frame, Vector2::new(self.pos.x, self.pos.y))
+    }
+
+    /// Enable or disable the fence at run time (`FENCE_ENABLE` changing,
+    /// `MAV_CMD_DO_FENCE_ENABLE`).
+    pub fn set_fence_enabled(&mut self, on: bool) {
+        self.fence_enabled = on;
+        if !on {
+            self.fence_breached = false;
+        }
+    }
+
+    /// Which fence the NED point `p` breaches, of those `FENCE_TYPE`
+    /// selects, whether or not the fence is enabled: the kind (`Max Alt`,
+    /// `Circle`, `Polygon`) and a description. `circle_centre` is home's
+    /// position (NED north, east).
+    pub fn fence_breach_at(
+        &self,
+        p: Vector3<f64>,
+        circle_centre: Vector2<f64>,
+    ) -> Option<(&'static str, String)> {
+        let types = self.params.value("FENCE_TYPE") as i64 as u8;
+        if types & fence_type::ALT_MAX != 0 {
+            let max = self.params.value("FENCE_ALT_MAX");
+            if -p.z > max {
+                return Some(("Max Alt", format!("altitude {:.1} m > {max} m", -p.z)));
+            }
+        }
+        if types & fence_type::CIRCLE != 0 {
+            let r = self.params.value("FENCE_RADIUS");
+            let d = (p.xy() - circle_centre).norm();
+            if d > r {
+                return Some(("Circle", format!("{d:.0} m from home > {r} m")));
+            }
+        }
+        if types & fence_type::POLYGON != 0 {
+            if let Some(what) = self.fence.breach(&self.frame, p.xy()) {
+                return Some(("Polygon", what));
+            }
+        }
+        None
+    }
+
+    /// A breach of the fences `FENCE_TYPE` selects at the current position
+    /// (whether or not the fence is enabled), described.
+    pub fn fence_breach(&self) -> Option<String> {
+        self.fence_breach_at(self.pos, Vector2::zeros())
+            .map(|(kind, what)| format!("{kind} ({what})"))
+    }
+
+    /// Choose RTL's destination now (on entering RTL, as ArduCopter does).
+    fn plan_rtl(&mut self) {
+        self.rtl_phase = RtlPhase::Climb;
+        let points: Vec<(LatLon, Vector3<f64>)> = self
+            .rally
+            .iter()
+            .filter_map(|it| {
+                self.ned_of(it)
+                    .map(|ned| (LatLon::new(it.lat_deg(), it.lon_deg()), ned))
+            })
+            .collect();
+        let lls: Vec<LatLon> = points.iter().map(|(ll, _)| *ll).collect();
+        let target = rtl_target(
+            self.position().horizontal(),
+            self.home.horizontal(),
+            &lls,
+            self.params.value("RALLY_LIMIT_KM"),
+            self.params.value("RALLY_INCL_HOME") != 0.0,
+        );
+        self.rtl_dest = match target {
+            RtlTarget::Home => Vector3::zeros(),
+            RtlTarget::Rally(i) => {
+                let mut d = points[i].1;
+                d.z = d.z.min(0.0);
+                d
+            }
+        };
+    }
+
+    /// Where RTL is taking the vehicle (NED from home; z = minus the
+    /// destination's altitude above home, 0 for home).
+    pub fn rtl_destination(&self) -> Vector3<f64> {
+        self.rtl_dest
     }
 
     /// Advance the simulation by `dt` seconds.
@@ -805,14 +968,12 @@ impl Vehicle {
                     self.enter_mode(Mode::Rtl);
                 }
             }
-            // Geofence.
+            // Geofence (only while enabled).
             if self.fence_enabled && !self.fence_breached {
                 if let Some(what) = self.fence_breach() {
                     self.fence_breached = true;
                     self.text(severity::CRITICAL, format!("Fence Breach: {what}"));
-                    if self.mode != Mode::Land && self.mode != Mode::Rtl {
-                        self.enter_mode(Mode::Rtl);
-                    }
+                    self.fence_action();
                 }
             } else if self.fence_breached && self.fence_breach().is_none() {
                 self.fence_breached = false;
@@ -826,7 +987,12 @@ impl Vehicle {
             self.step_gimbal(dt);
             return;
         }
-        if self.landed && !self.flown_since_arm && self.t - self.armed_at > self.af.disarm_delay_s {
+        let disarm_delay = self.params.value("DISARM_DELAY");
+        if self.landed
+            && !self.flown_since_arm
+            && disarm_delay > 0.0
+            && self.t - self.armed_at > disarm_delay
+        {
             self.text(severity::INFO, "Disarming: no takeoff");
             self.do_disarm();
             return;
@@ -877,24 +1043,52 @@ impl Vehicle {
         self.pos + Vector3::new(sxy.x, sxy.y, sz)
     }
 
+    /// What `FENCE_ACTION` does on a breach: 0 report only; 2 (always
+    /// land) and 5 (SmartRTL or land: no SmartRTL here) land; 4 brakes;
+    /// 1 (RTL or land), 3 (SmartRTL or RTL) and anything else RTL.
+    fn fence_action(&mut self) {
+        let action = self.params.value("FENCE_ACTION") as i64;
+        match action {
+            0 => {}
+            2 | 5 => {
+                if self.mode != Mode::Land {
+                    self.enter_mode(Mode::Land);
+                }
+            }
+            4 => {
+                if !matches!(self.mode, Mode::Land | Mode::Rtl | Mode::Brake) {
+                    self.enter_mode(Mode::Brake);
+                    let stop = self.target_hold();
+                    self.target = stop;
+                }
+            }
+            _ => {
+                if self.mode != Mode::Land && self.mode != Mode::Rtl {
+                    self.enter_mode(Mode::Rtl);
+                }
+            }
+        }
+    }
+
     fn rtl_guidance(&mut self) -> (Vector3<f64>, bool) {
-        let rtl_alt = self.af.rtl_alt_m.max(self.alt_rel());
+        let dest = self.rtl_dest;
+        let rtl_alt = self.rtl_alt_m().max(-dest.z);
+        let cruise = rtl_alt.max(self.alt_rel());
+        let to_dest = (self.pos.xy() - dest.xy()).norm();
         match self.rtl_phase {
             RtlPhase::Climb => {
-                if self.alt_rel() >= self.af.rtl_alt_m - 0.5
-                    || self.pos.xy().norm() < self.af.wp_radius_m
-                {
+                if self.alt_rel() >= rtl_alt - 0.5 || to_dest < self.af.wp_radius_m {
                     self.rtl_phase = RtlPhase::Return;
                 }
-                (Vector3::new(self.pos.x, self.pos.y, -rtl_alt), false)
+                (Vector3::new(self.pos.x, self.pos.y, -cruise), false)
             }
             RtlPhase::Return => {
-                if self.pos.xy().norm() < 0.3 && self.vel.xy().norm() < 0.3 {
+                if to_dest < 0.3 && self.vel.xy().norm() < 0.3 {
                     self.rtl_phase = RtlPhase::Descend;
                 }
-                (Vector3::new(0.0, 0.0, -rtl_alt), false)
+                (Vector3::new(dest.x, dest.y, -cruise), false)
             }
-            RtlPhase::Descend => (Vector3::new(0.0, 0.0, 1.0), true),
+            RtlPhase::Descend => (Vector3::new(dest.x, dest.y, 1.0), true),
         }
     }
 
@@ -1219,5 +1413,241 @@ mod tests {
             .events
             .iter()
             .any(|e| matches!(e, VehicleEvent::ModeChanged(Mode::Rtl))));
+    }
+
+    fn texts(v: &mut Vehicle) -> Vec<String> {
+        v.events
+            .drain(..)
+            .filter_map(|e| match e {
+                VehicleEvent::Text { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Armed in GUIDED, 20 m up over home.
+    fn flying() -> Vehicle {
+        let mut v = ready();
+        v.set_mode(Mode::Guided).unwrap();
+        v.arm(false).unwrap();
+        v.takeoff(20.0).unwrap();
+        run(&mut v, 15.0);
+        v
+    }
+
+    /// Fly towards `n` m north, `e` m east at `alt` m, for up to `secs`
+    /// or until the mode changes.
+    fn fly_to(v: &mut Vehicle, n: f64, e: f64, alt: f64, secs: f64) {
+        let dest = v.frame.from_ned(Vector3::new(n, e, 0.0));
+        v.goto(dest, alt, None).unwrap();
+        for _ in 0..(secs / 0.02) as usize {
+            v.step(0.02);
+            if v.mode != Mode::Guided {
+                return;
+            }
+        }
+    }
+
+    fn set(v: &mut Vehicle, name: &str, value: f32) {
+        assert!(matches!(v.params.set(name, value), Some(Ok(_))), "{name}");
+        v.param_changed(name);
+    }
+
+    /// A square exclusion polygon, `half` m either side of (n, e).
+    fn exclusion_square(v: &Vehicle, n: f64, e: f64, half: f64) -> Fence {
+        let items: Vec<MissionItem> = [(-1.0, -1.0), (-1.0, 1.0), (1.0, 1.0), (1.0, -1.0)]
+            .iter()
+            .map(|(a, b)| {
+                let ll = v
+                    .frame
+                    .from_ned(Vector3::new(n + a * half, e + b * half, 0.0));
+                let mut it = MissionItem::nav(
+                    cmd::NAV_FENCE_POLYGON_VERTEX_EXCLUSION,
+                    ll.lat_deg,
+                    ll.lon_deg,
+                    0.0,
+                );
+                it.param1 = 4.0;
+                it
+            })
+            .collect();
+        Fence::from_items(&items).unwrap()
+    }
+
+    #[test]
+    fn the_fence_is_not_enforced_until_enabled() {
+        // ArduCopter's default: FENCE_ENABLE = 0. The uploaded exclusion
+        // zone and the 150 m circle are both crossed without a breach.
+        let mut v = flying();
+        assert!(!v.fence_enabled);
+        v.fence = exclusion_square(&v, 0.0, 100.0, 20.0);
+        fly_to(&mut v, 0.0, 250.0, 20.0, 80.0);
+        assert_eq!(v.mode, Mode::Guided);
+        assert!((v.pos.y - 250.0).abs() < 1.0, "{}", v.pos);
+        assert!(!texts(&mut v).iter().any(|t| t.contains("Fence")));
+    }
+
+    #[test]
+    fn fence_enable_enforces_the_150_m_circle_of_copter_parm() {
+        let mut v = flying();
+        set(&mut v, "FENCE_ENABLE", 1.0);
+        assert!(v.fence_enabled);
+        let _ = texts(&mut v);
+        fly_to(&mut v, 300.0, 0.0, 20.0, 80.0);
+        assert_eq!(v.mode, Mode::Rtl, "FENCE_ACTION 1: RTL");
+        let d = v.pos.xy().norm();
+        assert!((150.0..160.0).contains(&d), "breached at {d:.1} m");
+        let t = texts(&mut v);
+        assert!(
+            t.iter().any(|t| t.starts_with("Fence Breach: Circle")),
+            "{t:?}"
+        );
+        // And RTL brings it home.
+        run(&mut v, 120.0);
+        assert!(v.landed && !v.armed && v.pos.xy().norm() < 1.0);
+    }
+
+    #[test]
+    fn fence_type_selects_what_is_enforced() {
+        // Polygon only: the circle is not checked, the exclusion zone is.
+        let mut v = flying();
+        set(&mut v, "FENCE_TYPE", 4.0);
+        set(&mut v, "FENCE_ENABLE", 1.0);
+        v.fence = exclusion_square(&v, 0.0, 250.0, 20.0);
+        fly_to(&mut v, 0.0, 300.0, 20.0, 120.0);
+        assert_eq!(v.mode, Mode::Rtl);
+        assert!((225.0..235.0).contains(&v.pos.y), "{}", v.pos);
+        assert!(texts(&mut v)
+            .iter()
+            .any(|t| t.starts_with("Fence Breach: Polygon")));
+
+        // Altitude only: FENCE_ALT_MAX 100 m above home; the polygon is
+        // ignored.
+        let mut v = flying();
+        set(&mut v, "FENCE_TYPE", 1.0);
+        set(&mut v, "FENCE_ENABLE", 1.0);
+        v.fence = exclusion_square(&v, 0.0, 0.0, 50.0);
+        v.af.climb_mps = 5.0;
+        fly_to(&mut v, 0.0, 0.0, 150.0, 60.0);
+        assert_eq!(v.mode, Mode::Rtl);
+        assert!((100.0..103.0).contains(&v.alt_rel()), "{}", v.alt_rel());
+        assert!(texts(&mut v)
+            .iter()
+            .any(|t| t.starts_with("Fence Breach: Max Alt")));
+    }
+
+    #[test]
+    fn fence_action_0_only_reports_and_disabling_stops_enforcement() {
+        let mut v = flying();
+        set(&mut v, "FENCE_ACTION", 0.0);
+        set(&mut v, "FENCE_ENABLE", 1.0);
+        fly_to(&mut v, 200.0, 0.0, 20.0, 60.0);
+        assert_eq!(v.mode, Mode::Guided);
+        assert!(texts(&mut v)
+            .iter()
+            .any(|t| t.starts_with("Fence Breach: Circle")));
+        // Disabled (DO_FENCE_ENABLE 0): no breach state, nothing reported.
+        set(&mut v, "FENCE_ACTION", 1.0);
+        v.set_fence_enabled(false);
+        fly_to(&mut v, 250.0, 0.0, 20.0, 30.0);
+        assert_eq!(v.mode, Mode::Guided);
+        assert!(!texts(&mut v).iter().any(|t| t.contains("Fence")));
+        // The parameter was never touched by the run-time switch.
+        assert_eq!(v.params.get("FENCE_ENABLE"), Some(1.0));
+    }
+
+    #[test]
+    fn arming_inside_an_enabled_fence_breach_is_refused() {
+        let mut v = ready();
+        v.fence = exclusion_square(&v, 0.0, 0.0, 20.0);
+        v.set_mode(Mode::Guided).unwrap();
+        // Not enabled: arms.
+        v.arm(false).unwrap();
+        v.disarm(false).unwrap();
+        set(&mut v, "FENCE_ENABLE", 1.0);
+        let e = v.arm(false).unwrap_err();
+        assert_eq!(e.0, "Arm: Vehicle breaching Polygon fence");
+        assert_eq!(
+            v.prearm_failure().as_deref(),
+            Some("Vehicle breaching Polygon fence")
+        );
+    }
+
+    #[test]
+    fn arming_waits_for_the_position_estimate() {
+        let mut v = ready();
+        v.ekf_ok = false;
+        v.set_mode(Mode::Stabilize).unwrap();
+        let e = v.arm(false).unwrap_err();
+        assert_eq!(e.0, "Arm: Need Position Estimate");
+        assert!(texts(&mut v).contains(&"Arm: Need Position Estimate".to_string()));
+        v.ekf_ok = true;
+        assert_eq!(v.prearm_failure(), None);
+        v.arm(false).unwrap();
+    }
+
+    fn rally_point(v: &Vehicle, n: f64, e: f64, alt: f32) -> MissionItem {
+        let ll = v.frame.from_ned(Vector3::new(n, e, 0.0));
+        MissionItem::nav(cmd::NAV_RALLY_POINT, ll.lat_deg, ll.lon_deg, alt)
+    }
+
+    #[test]
+    fn rtl_lands_at_the_nearest_rally_point_when_it_is_closer_than_home() {
+        let mut v = flying();
+        v.rally = vec![
+            rally_point(&v, 0.0, -200.0, 25.0),
+            rally_point(&v, 200.0, 0.0, 25.0),
+        ];
+        fly_to(&mut v, 300.0, 0.0, 20.0, 80.0);
+        v.set_mode(Mode::Rtl).unwrap();
+        let dest = v.rtl_destination();
+        assert!(
+            (dest.xy() - Vector2::new(200.0, 0.0)).norm() < 0.01,
+            "{dest}"
+        );
+        let mut max_alt = 0.0f64;
+        for _ in 0..(120.0 / 0.02) as usize {
+            v.step(0.02);
+            max_alt = max_alt.max(v.alt_rel());
+        }
+        assert!(
+            v.landed && !v.armed,
+            "landed {} armed {}",
+            v.landed,
+            v.armed
+        );
+        assert!(
+            (v.pos.xy() - Vector2::new(200.0, 0.0)).norm() < 1.0,
+            "landed at {}",
+            v.pos
+        );
+        // Climbed to the rally point's altitude (above RTL_ALT 15 m).
+        assert!(max_alt > 24.0, "{max_alt}");
+        // Home did not move.
+        assert_eq!(v.home, HOME);
+    }
+
+    #[test]
+    fn rtl_goes_home_when_home_is_closer_or_the_rally_point_too_far() {
+        // Home closer (RALLY_INCL_HOME 1).
+        let mut v = flying();
+        v.rally = vec![rally_point(&v, 200.0, 0.0, 20.0)];
+        fly_to(&mut v, 60.0, 0.0, 20.0, 40.0);
+        v.set_mode(Mode::Rtl).unwrap();
+        assert_eq!(v.rtl_destination(), Vector3::zeros());
+        // RALLY_INCL_HOME 0: the rally point although home is closer.
+        set(&mut v, "RALLY_INCL_HOME", 0.0);
+        v.set_mode(Mode::Guided).unwrap();
+        v.set_mode(Mode::Rtl).unwrap();
+        assert!((v.rtl_destination().xy() - Vector2::new(200.0, 0.0)).norm() < 0.01);
+        // Beyond RALLY_LIMIT_KM (0.3 km): home.
+        let mut v = flying();
+        v.rally = vec![rally_point(&v, 500.0, 0.0, 20.0)];
+        fly_to(&mut v, 900.0, 0.0, 20.0, 200.0);
+        assert!(v.pos.x > 850.0);
+        v.set_mode(Mode::Rtl).unwrap();
+        assert_eq!(v.rtl_destination(), Vector3::zeros());
+        run(&mut v, 300.0);
+        assert!(v.landed && v.pos.xy().norm() < 1.0, "{}", v.pos);
     }
 }

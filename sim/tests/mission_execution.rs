@@ -1,7 +1,9 @@
 //! The simulated autopilot flies what it is given, driven by the bridge's
 //! core in virtual time (seconds of CPU for many minutes of flight):
-//! takeoff, waypoints, loiter-time, change-speed, ROI, land; geofence
-//! breach → RTL; refusals (no GPS, no space, bad items) as typed errors.
+//! takeoff, waypoints, loiter-time, change-speed, ROI, land; the geofence
+//! enforced only once enabled, as ArduCopter (breach → RTL); RTL to the
+//! nearest rally point; readiness after the EKF delay; refusals (no GPS,
+//! no space, bad items) as typed errors.
 
 mod common;
 
@@ -145,36 +147,112 @@ fn flies_takeoff_loiter_speed_roi_and_land_items() {
     assert!(l.now - t0 < Duration::from_secs(300));
 }
 
-#[test]
-fn geofence_breach_returns_to_launch() {
-    let mut l = link(AutopilotConfig::default());
-    assert!(matches!(
-        upload(&mut l, MissionType::Fence, fence()),
-        MissionJobResult::Verified(Ok(_))
-    ));
-    arm_guided(&mut l);
+fn texts_of(evs: &[Event]) -> Vec<String> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::StatusText { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Send PARAM_SET over the link (no retries: the link is clean).
+fn param_set(l: &mut VirtualLink, name: &str, value: f32) {
+    use tiancha_firmware_bridge::codec::{dialect, Msg};
+    let at = l.instant();
+    l.core.send_message(
+        &Msg::PARAM_SET(dialect::PARAM_SET_DATA {
+            param_value: value,
+            target_system: 1,
+            target_component: 1,
+            param_id: name.into(),
+            param_type: dialect::MavParamType::MAV_PARAM_TYPE_REAL32,
+        }),
+        at,
+    );
+    l.run_for(Duration::from_millis(500));
+}
+
+/// GUIDED, armed, 20 m over home.
+fn take_off(l: &mut VirtualLink) {
+    arm_guided(l);
     command(
-        &mut l,
+        l,
         MavCmd::MAV_CMD_NAV_TAKEOFF,
         [0., 0., 0., f32::NAN, f32::NAN, f32::NAN, 20.],
     )
     .unwrap();
     l.run_for(Duration::from_secs(15));
-    let _ = events(&mut l);
-    // Fly east into the first exclusion zone (home + 0.006° lon).
+    let _ = events(l);
+}
+
+/// DO_REPOSITION to home + (dlat, dlon) degrees at 20 m.
+fn reposition(l: &mut VirtualLink, id: u64, dlat: f64, dlon: f64) {
     let at = l.instant();
     l.core.submit_command(
-        99,
+        id,
         Command::Int {
             command: MavCmd::MAV_CMD_DO_REPOSITION,
             frame: tiancha_firmware_bridge::codec::dialect::MavFrame::MAV_FRAME_GLOBAL_RELATIVE_ALT,
             params: [-1.0, 1.0, 0.0, f32::NAN],
-            x: (HOME.0 * 1e7) as i32,
-            y: ((HOME.1 + 0.0065) * 1e7) as i32,
+            x: ((HOME.0 + dlat) * 1e7) as i32,
+            y: ((HOME.1 + dlon) * 1e7) as i32,
             z: 20.0,
         },
         at,
     );
+    l.run_until(Duration::from_secs(30), |l| {
+        l.core.poll_command_result().map(|(rid, r)| {
+            assert_eq!(rid, id);
+            r.expect("DO_REPOSITION accepted");
+        })
+    })
+    .expect("an answer");
+}
+
+#[test]
+fn geofence_is_enforced_only_once_enabled_then_breach_returns_to_launch() {
+    let mut l = link(AutopilotConfig::default());
+    assert!(matches!(
+        upload(&mut l, MissionType::Fence, fence()),
+        MissionJobResult::Verified(Ok(_))
+    ));
+    assert_eq!(
+        l.node.autopilot.param("FENCE_TOTAL"),
+        Some(fence().len() as f32)
+    );
+    // Only the uploaded polygons (FENCE_TYPE 4): copter.parm's 150 m
+    // circle would trip long before the exclusion zones.
+    param_set(&mut l, "FENCE_TYPE", 4.0);
+    assert_eq!(l.node.autopilot.param("FENCE_TYPE"), Some(4.0));
+    take_off(&mut l);
+    // FENCE_ENABLE = 0 (ArduCopter's default): fly east into the first
+    // exclusion zone (home + 0.006° lon) and stay there.
+    assert!(!l.node.autopilot.truth().fence_enabled);
+    reposition(&mut l, 98, 0.0, 0.0062);
+    l.run_for(Duration::from_secs(150));
+    let evs = events(&mut l);
+    let v = &l.node.autopilot.vehicle;
+    assert_eq!(
+        v.mode,
+        tiancha_sim::vehicle::Mode::Guided,
+        "{:?}",
+        texts_of(&evs)
+    );
+    assert!(
+        v.fence_breach().is_some(),
+        "inside the exclusion zone: {}",
+        v.pos
+    );
+    assert!(!texts_of(&evs).iter().any(|t| t.contains("Fence")));
+    // DO_FENCE_ENABLE 1: enforced at once (FENCE_ENABLE itself stays 0).
+    command(
+        &mut l,
+        MavCmd::MAV_CMD_DO_FENCE_ENABLE,
+        [1., 0., 0., 0., 0., 0., 0.],
+    )
+    .unwrap();
+    assert_eq!(l.node.autopilot.param("FENCE_ENABLE"), Some(0.0));
     let mut texts = vec![];
     let mode = l
         .run_until(Duration::from_secs(120), |l| {
@@ -202,6 +280,102 @@ fn geofence_breach_returns_to_launch() {
     })
     .expect("landed at home");
     assert!(l.node.autopilot.vehicle.pos.xy().norm() < 1.0);
+}
+
+#[test]
+fn fence_enable_parameter_enforces_copter_parms_150_m_circle() {
+    let mut l = link(AutopilotConfig::default());
+    take_off(&mut l);
+    param_set(&mut l, "FENCE_ENABLE", 1.0);
+    assert!(l.node.autopilot.truth().fence_enabled);
+    // 0.003° north is ~330 m: the circle (FENCE_RADIUS 150) trips first.
+    reposition(&mut l, 97, 0.003, 0.0);
+    let mut d = 0.0;
+    let text = l
+        .run_until(Duration::from_secs(120), |l| {
+            if d == 0.0 && l.node.autopilot.vehicle.mode == tiancha_sim::vehicle::Mode::Rtl {
+                d = l.node.autopilot.vehicle.pos.xy().norm();
+            }
+            std::iter::from_fn(|| l.core.poll_event()).find_map(|e| match e {
+                Event::StatusText { text, .. } if text.starts_with("Fence Breach") => Some(text),
+                _ => None,
+            })
+        })
+        .expect("a breach reported");
+    assert!(text.starts_with("Fence Breach: Circle"), "{text}");
+    assert!((150.0..160.0).contains(&d), "RTL from {d:.1} m");
+}
+
+#[test]
+fn rtl_lands_at_the_nearest_rally_point() {
+    let mut l = link(AutopilotConfig::default());
+    // Rally points 0.001° apart going north-west from home (common::rally).
+    let r = rally(4);
+    assert!(matches!(
+        upload(&mut l, MissionType::Rally, r.clone()),
+        MissionJobResult::Verified(Ok(_))
+    ));
+    assert_eq!(l.node.autopilot.param("RALLY_TOTAL"), Some(4.0));
+    take_off(&mut l);
+    // Fly near rally point 3 (~440 m from home), then RTL.
+    reposition(&mut l, 96, 0.0032, -0.0030);
+    l.run_for(Duration::from_secs(120));
+    command(&mut l, MavCmd::MAV_CMD_NAV_RETURN_TO_LAUNCH, [0.; 7]).unwrap();
+    l.run_until(Duration::from_secs(300), |l| {
+        (!l.node.autopilot.vehicle.armed).then_some(())
+    })
+    .expect("landed");
+    let t = l.node.autopilot.truth();
+    let want = tiancha_geometry::geodesy::LatLon::new(r[3].lat_deg(), r[3].lon_deg());
+    let d = tiancha_geometry::geodesy::distance_m(t.position.horizontal(), want);
+    assert!(d < 1.0, "landed {d:.1} m from rally point 3");
+    assert!(t.landed);
+}
+
+#[test]
+fn arming_waits_for_the_ekf_like_ardupilot() {
+    let mut l = link(AutopilotConfig {
+        ekf_ready_delay_s: 40.0,
+        ..Default::default()
+    });
+    l.run_for(Duration::from_secs(5));
+    command(
+        &mut l,
+        MavCmd::MAV_CMD_DO_SET_MODE,
+        [1., 4., 0., 0., 0., 0., 0.],
+    )
+    .expect_err("GUIDED needs a position");
+    let _ = events(&mut l);
+    assert_eq!(
+        command(
+            &mut l,
+            MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+            [1., 0., 0., 0., 0., 0., 0.]
+        ),
+        Err(CommandError::Failed { command: 400 })
+    );
+    let t = texts_of(&events(&mut l));
+    assert!(
+        t.contains(&"Arm: Need Position Estimate".to_string()),
+        "{t:?}"
+    );
+    // The autopilot repeats it every 30 s while disarmed.
+    l.run_until(Duration::from_secs(40), |l| {
+        std::iter::from_fn(|| l.core.poll_event()).find_map(|e| match e {
+            Event::StatusText { text, .. } if text == "PreArm: Need Position Estimate" => Some(()),
+            _ => None,
+        })
+    })
+    .expect("PreArm repeated");
+    assert!(l.node.autopilot.now() < 40.0);
+    // Ready at 40 s: arms.
+    l.run_until(Duration::from_secs(20), |l| {
+        l.node.autopilot.vehicle.ekf_ok.then_some(())
+    })
+    .expect("EKF ready");
+    assert!(l.node.autopilot.now() >= 40.0);
+    arm_guided(&mut l);
+    assert!(l.node.autopilot.vehicle.armed);
 }
 
 #[test]
