@@ -683,3 +683,133 @@ fn ardupilot_sitl_patrol_fence_pause_resume_rtl() {
 fn px4_sitl_patrol_fence_pause_resume_rtl() {
     fly(Kind::Px4);
 }
+
+/// The simulator is not a mirror of tiancha's assumptions: the same
+/// recorder (`scripts/sitl/record_replies.py`: tiancha-shaped mission,
+/// fence and rally uploads read back, the fence parameters, the fence
+/// switch) runs against `tiancha sim` and against ArduCopter SITL, and
+/// the answers must be the same.
+#[test]
+fn the_simulator_answers_like_arducopter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let record = |url: &str, out: &Path| {
+        let o = Shell::new(python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sitl/record_replies.py"))
+            .args(["--autopilot", "ardupilot", "--phases", "params,lists,fence"])
+            .args(["--url", url, "--out"])
+            .arg(out)
+            .output()
+            .expect("record_replies.py");
+        assert!(
+            o.status.success(),
+            "recorder on {url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        assert!(
+            v["notes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| !n.as_str().unwrap_or("").contains("failed")),
+            "recorder on {url}: {}",
+            v["notes"]
+        );
+        v
+    };
+    let work = dir.join("sitl");
+    std::fs::create_dir_all(&work).unwrap();
+    let sitl = Sitl::start(Kind::ArduPilot, &work);
+    let real = record(&sitl.referee_address(), &dir.join("ardupilot.json"));
+    drop(sitl);
+    let port = free_port();
+    let _sim = Proc::tiancha(
+        "sim",
+        dir,
+        &[
+            "sim",
+            "--listen",
+            &format!("tcpin:127.0.0.1:{port}"),
+            "--home",
+            &format!("{},{},100", HOME.0, HOME.1),
+        ],
+    );
+    wait_port(port, Duration::from_secs(20));
+    let sim = record(&format!("tcp:127.0.0.1:{port}"), &dir.join("sim.json"));
+
+    let mut differences = vec![];
+    for list in ["mission", "fence", "rally"] {
+        let a = real["lists"][list]["on_board"].as_array().unwrap();
+        let b = sim["lists"][list]["on_board"].as_array().unwrap();
+        assert!(!a.is_empty(), "{list}: the firmware returned nothing");
+        if a.len() != b.len() {
+            differences.push(format!("{list}: {} items vs {}", a.len(), b.len()));
+            continue;
+        }
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            for f in [
+                "frame",
+                "command",
+                "autocontinue",
+                "param1",
+                "param2",
+                "param3",
+                "param4",
+                "x",
+                "y",
+                "z",
+            ] {
+                let same = match (x[f].as_f64(), y[f].as_f64()) {
+                    // Home's altitude is the field elevation as each
+                    // vehicle measures it (100.09 m on the firmware).
+                    (Some(p), Some(q)) if list == "mission" && i == 0 && f == "z" => {
+                        (p - q).abs() < 0.5
+                    }
+                    (Some(p), Some(q)) => (p - q).abs() < 1e-4,
+                    _ => x[f] == y[f],
+                };
+                if !same {
+                    differences.push(format!("{list}[{i}].{f}: firmware {} sim {}", x[f], y[f]));
+                }
+            }
+        }
+    }
+    for p in [
+        "FENCE_ENABLE",
+        "FENCE_TYPE",
+        "FENCE_ACTION",
+        "FENCE_RADIUS",
+        "FENCE_ALT_MAX",
+        "FENCE_MARGIN",
+        "FENCE_TOTAL",
+        "RALLY_INCL_HOME",
+        "RALLY_LIMIT_KM",
+        "RALLY_TOTAL",
+    ] {
+        let (a, b) = (real["params"][p].as_f64(), sim["params"][p].as_f64());
+        let same = matches!((a, b), (Some(a), Some(b)) if (a - b).abs() < 1e-4);
+        if !same {
+            differences.push(format!("param {p}: firmware {a:?} sim {b:?}"));
+        }
+    }
+    let (fa, fb) = (&real["fence_enable"], &sim["fence_enable"]);
+    for (k, v) in fa.as_object().unwrap() {
+        let w = &fb[k];
+        let same = match k.as_str() {
+            // The firmware has 1354 parameters, the sim a handful.
+            "PARAM_SET_FENCE_ENABLE_1_echo" => {
+                v["param_value"] == w["param_value"] && v["param_type"] == w["param_type"]
+            }
+            _ => v == w,
+        };
+        if !same {
+            differences.push(format!("fence switch {k}: firmware {v} sim {w}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "the simulator answers differently from ArduCopter:\n{}",
+        differences.join("\n")
+    );
+}

@@ -496,6 +496,11 @@ impl Stack {
                 }
             }
         }
+        // The ACK comes before the heartbeat says so.
+        bridge
+            .wait_for("armed", Duration::from_secs(10), |s| s.armed)
+            .await
+            .map_err(|e| format!("arming: {e}"))?;
         progress("armed");
         if self == Stack::ArduPilot {
             bridge

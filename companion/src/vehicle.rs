@@ -107,22 +107,21 @@ pub fn launch_refusal(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
         return Some("the drone is already armed or flying".into());
     }
     match battery_pct(s) {
-        None => return Some("battery level unknown".into()),
-        Some(b) if b < cfg.min_launch_battery_pct => {
-            return Some(format!(
-                "battery at {b:.0} % is below the {:.0} % needed to launch",
-                cfg.min_launch_battery_pct
-            ))
-        }
-        _ => {}
+        Some(b) if b < cfg.min_launch_battery_pct => Some(format!(
+            "battery at {b:.0} % is below the {:.0} % needed to launch",
+            cfg.min_launch_battery_pct
+        )),
+        _ => None,
     }
-    None
 }
 
 /// Why the autopilot is not ready to launch yet (GPS, EKF, its own
 /// pre-arm checks, home): something a launch may wait for. The
 /// autopilot's own words come first when it gave them.
 pub fn not_ready(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
+    if battery_pct(s).is_none() {
+        return Some("battery level not reported yet".into());
+    }
     let own = s.readiness.prearm_reason.as_deref();
     let say = |ours: String| match own {
         Some(t) => format!("{ours} (autopilot: {t})"),

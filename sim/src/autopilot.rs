@@ -561,7 +561,18 @@ impl Autopilot {
                 // Present and enabled always, healthy when the pre-arm
                 // checks pass (ArduPilot's `AP_Notify` pre_arm_check flag).
                 let sensors = sensors | MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK;
+                // The fence: present always, enabled while enforced,
+                // unhealthy while breached (as ArduCopter reports it).
+                let fence = MavSysStatusSensor::MAV_SYS_STATUS_GEOFENCE;
+                let mut enabled = sensors;
+                if v.fence_enabled {
+                    enabled |= fence;
+                }
+                let sensors = sensors | fence;
                 let mut health = sensors;
+                if v.fence_breached() {
+                    health.remove(fence);
+                }
                 if !v.gps_fix {
                     health.remove(MavSysStatusSensor::MAV_SYS_STATUS_SENSOR_GPS);
                 }
@@ -570,7 +581,7 @@ impl Autopilot {
                 }
                 Msg::SYS_STATUS(SYS_STATUS_DATA {
                     onboard_control_sensors_present: sensors,
-                    onboard_control_sensors_enabled: sensors,
+                    onboard_control_sensors_enabled: enabled,
                     onboard_control_sensors_health: health,
                     load: 200,
                     voltage_battery: (volts * 1000.0) as u16,

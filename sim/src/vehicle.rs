@@ -936,6 +936,11 @@ impl Vehicle {
         };
     }
 
+    /// A fence breach is in progress (until back inside).
+    pub fn fence_breached(&self) -> bool {
+        self.fence_breached
+    }
+
     /// Where RTL is taking the vehicle (NED from home; z = minus the
     /// destination's altitude above home, 0 for home).
     pub fn rtl_destination(&self) -> Vector3<f64> {
