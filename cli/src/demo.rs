@@ -44,6 +44,8 @@ use tiancha_companion::config::CompanionConfig;
 use tiancha_protocol::{CommandKind, PatrolSpec};
 use tiancha_sim::camera::Scenario;
 
+mod sitl;
+
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Stop everything after the summary (default: keep running for the UI
@@ -91,6 +93,17 @@ pub struct Args {
     /// geotags.
     #[arg(long)]
     pub record_video: bool,
+    /// Which autopilot flies: `sim` (tiancha's simulated ArduCopter) or
+    /// `ardupilot-sitl` (the real ArduCopter firmware in SITL, from
+    /// `--sitl-dir`; the simulated camera then follows that vehicle's
+    /// telemetry).
+    #[arg(long, default_value = "sim", value_parser = ["sim", "ardupilot-sitl"])]
+    pub autopilot: String,
+    /// Where the prebuilt SITL autopilots are (`ardupilot/arducopter`,
+    /// `ardupilot/copter.parm`): `$TIANCHA_SITL_DIR`, else `../shared/sitl`
+    /// beside the checkout.
+    #[arg(long, env = "TIANCHA_SITL_DIR", default_value = "../shared/sitl")]
+    pub sitl_dir: PathBuf,
 }
 
 fn parse_cut(s: &str) -> Result<(Duration, Duration), String> {
@@ -134,10 +147,24 @@ impl Children {
         env: &[(&str, &str)],
     ) -> anyhow::Result<()> {
         let exe = std::env::current_exe().context("finding this executable")?;
+        self.spawn_program(name, &exe, dir, dir, args, env)
+    }
+
+    /// Start `program` in `cwd`, its output in `{dir}/{name}.log`.
+    fn spawn_program(
+        &mut self,
+        name: &str,
+        exe: &Path,
+        dir: &Path,
+        cwd: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let log = std::fs::File::create(dir.join(format!("{name}.log")))
             .with_context(|| format!("creating {name}.log"))?;
         let mut c = Command::new(exe);
-        c.args(args)
+        c.current_dir(cwd)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -569,45 +596,83 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("dispute system  http://127.0.0.1:{receiver}/ (governance, hotline)");
 
     let truth_log = dir.join("camera-truth.jsonl");
-    kids.spawn(
-        "sim",
-        &dir,
-        &[
-            "sim",
-            "--listen",
-            &format!("udpin:127.0.0.1:{mav}"),
-            "--home",
-            &format!("{},{},{}", HOME.0, HOME.1, scenario.ground_alt_m),
-            "--speed",
-            &args.speed.to_string(),
-            "--noise",
-            "--camera-scenario",
-            &scenario_path.display().to_string(),
-            "--camera-udp",
-            &format!("127.0.0.1:{cam_port}"),
-            "--camera-hfov",
-            &ccfg
-                .camera
-                .as_ref()
-                .map_or(30.0, |c| c.hfov_deg)
-                .to_string(),
-            "--camera-truth-log",
-            &truth_log.display().to_string(),
-            // The tiled eye takes ~1.5 s a frame: rendering, encoding and
-            // decoding more than 5 fps would only take CPU from it.
-            "--camera-fps",
-            "5",
-        ],
-        &[],
-    )?;
-    println!(
-        "simulator       {}x speed, home {:.5},{:.5}; camera scenario {:?} ({} incident(s)) → RTP/H.264 5 fps, udp 127.0.0.1:{cam_port}",
-        args.speed,
-        HOME.0,
-        HOME.1,
-        scenario.name,
-        scenario.incidents.len()
-    );
+    let hfov = ccfg
+        .camera
+        .as_ref()
+        .map_or(30.0, |c| c.hfov_deg)
+        .to_string();
+    let camera_args = [
+        "--camera-scenario".to_string(),
+        scenario_path.display().to_string(),
+        "--camera-udp".into(),
+        format!("127.0.0.1:{cam_port}"),
+        "--camera-hfov".into(),
+        hfov,
+        "--camera-truth-log".into(),
+        truth_log.display().to_string(),
+        // The tiled eye takes ~1.5 s a frame: rendering, encoding and
+        // decoding more than 5 fps would only take CPU from it.
+        "--camera-fps".into(),
+        "5".into(),
+    ];
+    let home_arg = format!("{},{},{}", HOME.0, HOME.1, scenario.ground_alt_m);
+    let autopilot_address = if args.autopilot == "ardupilot-sitl" {
+        let sitl = sitl::start(
+            &args.sitl_dir,
+            &dir,
+            args.speed,
+            (HOME.0, HOME.1, scenario.ground_alt_m),
+            &mut kids,
+        )?;
+        // The simulated camera rides on the real vehicle: it follows the
+        // firmware's own telemetry on a second port.
+        let mut a = vec![
+            "sim".to_string(),
+            "--follow".into(),
+            sitl.second_port.clone(),
+            "--follow-fixed-pitch".into(),
+            ccfg.patrol.camera_gimbal_pitch_deg.to_string(),
+        ];
+        a.extend(camera_args.iter().cloned());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        kids.spawn("sim", &dir, &a, &[])?;
+        // ArduCopter SITL has no gimbal: the camera is fixed at the
+        // patrol's pitch, and the companion geotags with the same.
+        if let Some(c) = ccfg.camera.as_mut() {
+            c.fixed_pitch_deg = Some(ccfg.patrol.camera_gimbal_pitch_deg);
+        }
+        println!(
+            "autopilot       ArduCopter SITL (real firmware), {}x speed, {}; camera follows it ({:?}, {} incident(s)) → RTP/H.264 5 fps, udp 127.0.0.1:{cam_port}",
+            args.speed,
+            sitl.companion_port,
+            scenario.name,
+            scenario.incidents.len()
+        );
+        sitl.companion_port
+    } else {
+        let mut a = vec![
+            "sim".to_string(),
+            "--listen".into(),
+            format!("udpin:127.0.0.1:{mav}"),
+            "--home".into(),
+            home_arg,
+            "--speed".into(),
+            args.speed.to_string(),
+            "--noise".into(),
+        ];
+        a.extend(camera_args.iter().cloned());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        kids.spawn("sim", &dir, &a, &[])?;
+        println!(
+            "simulator       {}x speed, home {:.5},{:.5}; camera scenario {:?} ({} incident(s)) → RTP/H.264 5 fps, udp 127.0.0.1:{cam_port}",
+            args.speed,
+            HOME.0,
+            HOME.1,
+            scenario.name,
+            scenario.incidents.len()
+        );
+        format!("udpout:127.0.0.1:{mav}")
+    };
 
     // The companion reaches the broker through a relay the demo can cut.
     let link = crate::link_cut::LinkCut::start(([127, 0, 0, 1], mqtt).into())
@@ -615,7 +680,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ccfg.mqtt.host = "127.0.0.1".into();
     ccfg.mqtt.port = link.port();
     ccfg.spool.path = dir.join("companion-spool.db");
-    ccfg.autopilot.address = format!("udpout:127.0.0.1:{mav}");
+    ccfg.autopilot.address = autopilot_address;
     if let Some(c) = ccfg.camera.as_mut() {
         c.uri = format!("udp://127.0.0.1:{cam_port}");
         c.ground_alt_m = Some(scenario.ground_alt_m);

@@ -92,6 +92,15 @@ pub struct Args {
     /// Write one JSON line of ground truth per streamed frame here.
     #[arg(long, requires = "camera_scenario")]
     pub camera_truth_log: Option<PathBuf>,
+    /// No simulated vehicle: the camera follows a real autopilot (e.g.
+    /// ArduCopter SITL's second port, tcp:127.0.0.1:5762) from its own
+    /// telemetry, read over MAVLink.
+    #[arg(long, requires = "camera_scenario", value_name = "MAVLINK_ADDRESS")]
+    pub follow: Option<String>,
+    /// With --follow: the camera's pitch (degrees, negative down) when the
+    /// autopilot reports no gimbal.
+    #[arg(long, default_value_t = -45.0, allow_negative_numbers = true)]
+    pub follow_fixed_pitch: f64,
 }
 
 /// The camera's settings from the flags, and the scenario.
@@ -210,7 +219,71 @@ pub fn config(args: &Args) -> anyhow::Result<SimConfig> {
     Ok(c)
 }
 
+/// `--follow`: the camera over a real autopilot, until Ctrl-C.
+fn follow(args: &Args, address: &str) -> anyhow::Result<()> {
+    let (scenario, ccfg) = camera(args)?.context("--follow needs --camera-scenario")?;
+    let fixed = args.follow_fixed_pitch;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let bridge = tiancha_firmware_bridge::Bridge::connect(
+            address,
+            tiancha_firmware_bridge::BridgeConfig {
+                // A second client beside the companion (component 191).
+                component_id: 192,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("connecting to the autopilot at {address}"))?;
+        bridge
+            .wait_for_autopilot(std::time::Duration::from_secs(60))
+            .await?;
+        let first = bridge
+            .wait_for(
+                "position, attitude and home",
+                std::time::Duration::from_secs(120),
+                |s| s.position.is_some() && s.attitude.is_some() && s.home.is_some(),
+            )
+            .await?;
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        };
+        let t0 = tiancha_sim::follow::truth_from_state(&first, fixed, now())
+            .context("no pose from the autopilot")?;
+        let (tx, truth) = tokio::sync::watch::channel(t0);
+        let mut state = bridge.state();
+        tokio::spawn(async move {
+            while state.changed().await.is_ok() {
+                let s = state.borrow_and_update().clone();
+                if let Some(t) = tiancha_sim::follow::truth_from_state(&s, fixed, now()) {
+                    tx.send_replace(t);
+                }
+            }
+        });
+        let cam = tokio::task::spawn_blocking(move || {
+            tiancha_sim::camera::start_camera(&scenario, ccfg, truth)
+        })
+        .await??;
+        eprintln!(
+            "tiancha sim: camera following the autopilot at {address}{}",
+            cam.rtsp_url().map(|u| format!(", {u}")).unwrap_or_default()
+        );
+        tokio::signal::ctrl_c().await.ok();
+        eprintln!("tiancha sim: stopping");
+        if let Err(e) = cam.stop() {
+            eprintln!("tiancha sim: camera: {e}");
+        }
+        drop(bridge);
+        anyhow::Ok(())
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(a) = args.follow.clone() {
+        return follow(&args, &a);
+    }
     let cfg = config(&args)?;
     let camera = camera(&args)?;
     if let Some((sc, _)) = &camera {

@@ -28,6 +28,11 @@ struct Rig {
 const DRONE: &str = "sr-01";
 
 fn start(battery_pct: f64) -> Rig {
+    start_with(battery_pct, &[], "")
+}
+
+/// `sim_args` go to `tiancha sim`, `safety` into the companion's `[safety]`.
+fn start_with(battery_pct: f64, sim_args: &[&str], safety: &str) -> Rig {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let mqtt = free_port();
@@ -55,7 +60,10 @@ fn start(battery_pct: f64) -> Rig {
             "8",
             "--battery",
             &battery_pct.to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(sim_args.iter().copied())
+        .collect::<Vec<_>>(),
     );
     let cconf = dir.join("companion.toml");
     std::fs::write(
@@ -66,6 +74,7 @@ fn start(battery_pct: f64) -> Rig {
              [spool]\npath = \"{}\"\nreceipt_timeout_s = 5\n\
              [autopilot]\naddress = \"udpout:127.0.0.1:{mav}\"\n\
              [patrol]\naltitude_rel_m = 40.0\ncruise_speed_mps = 10.0\n\
+             [safety]\nwiden_autopilot_fence = true\n{safety}\n\
              [telemetry]\nrate_hz = 2.0\n\
              [commands]\nground_station_public_keys = [\"{public_key}\"]\n",
             dir.join("spool.db").display()
@@ -312,4 +321,42 @@ fn unsafe_commands_are_refused_with_reasons_and_nothing_moves() {
         )
         .unwrap();
     assert_eq!(armed, 0, "the drone never armed");
+}
+
+/// An autopilot that never becomes ready: the launch waits
+/// `readiness_timeout_s`, then refuses with the autopilot's own words, and
+/// nothing moves.
+#[test]
+fn a_launch_on_an_autopilot_that_is_not_ready_waits_then_refuses_with_its_reason() {
+    let rig = start_with(100.0, &["--ekf-delay", "100000"], "readiness_timeout_s = 10");
+    let launch = command(&rig, CommandKind::LaunchPatrol { patrol: patrol() });
+    let (status, reason) = final_result(&rig, launch, Duration::from_secs(60));
+    assert_eq!(status, "refused", "{reason}");
+    assert!(reason.contains("did not become ready within 10 s"), "{reason}");
+    assert!(reason.contains("Need Position Estimate"), "the autopilot's words: {reason}");
+    let db = open_store(&rig.dir).unwrap();
+    let steps: Vec<String> = db
+        .prepare("SELECT json FROM command_results WHERE command_id = ?1 AND status = 'in_progress'")
+        .unwrap()
+        .query_map([launch.to_string()], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|j| serde_json::from_str::<serde_json::Value>(&j.unwrap()).unwrap()["reason"].to_string())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.contains("waiting for the autopilot")),
+        "the operator saw it wait: {steps:?}"
+    );
+    let armed: i64 = db
+        .query_row(
+            "SELECT count(*) FROM telemetry WHERE json LIKE '%\"armed\":true%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(armed, 0, "the drone never armed");
+    // The status shows why it is not ready.
+    let status: String = db
+        .query_row("SELECT status_json FROM drones", [], |r| r.get(0))
+        .unwrap();
+    assert!(status.contains("\"ready\":false"), "{status}");
 }

@@ -520,6 +520,32 @@ impl Stack {
         Ok(())
     }
 
+    /// Hold position where the drone is, keeping the mission's place.
+    /// ArduPilot: `DO_PAUSE_CONTINUE`; PX4 1.15 does not support it (ACK
+    /// UNSUPPORTED) and holds in AUTO.LOITER instead.
+    pub async fn pause(self, bridge: &Bridge) -> Result<(), String> {
+        match self {
+            Stack::ArduPilot => bridge.pause().await.map(|_| ()).map_err(|e| e.to_string()),
+            Stack::Px4 => bridge
+                .set_mode(FlightMode::Loiter)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("set AUTO.LOITER: {e}")),
+        }
+    }
+
+    /// Go on with the mission from where it was paused.
+    pub async fn resume(self, bridge: &Bridge) -> Result<(), String> {
+        match self {
+            Stack::ArduPilot => bridge.resume().await.map(|_| ()).map_err(|e| e.to_string()),
+            Stack::Px4 => bridge
+                .set_mode(FlightMode::Auto)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("set AUTO.MISSION: {e}")),
+        }
+    }
+
     /// Start the uploaded patrol once at altitude.
     pub async fn start_patrol(self, bridge: &Bridge) -> Result<(), String> {
         match self {

@@ -191,8 +191,14 @@ impl Executor {
                 }
                 None => busy(),
             },
-            CommandKind::Pause => self.simple(self.bridge.pause().await, "paused"),
-            CommandKind::Resume => self.simple(self.bridge.resume().await, "resumed"),
+            CommandKind::Pause => match Stack::of(self.bridge.snapshot().autopilot) {
+                Ok(k) => self.simple(k.pause(&self.bridge).await, "paused"),
+                Err(why) => (CommandStatus::Refused, why),
+            },
+            CommandKind::Resume => match Stack::of(self.bridge.snapshot().autopilot) {
+                Ok(k) => self.simple(k.resume(&self.bridge).await, "resumed"),
+                Err(why) => (CommandStatus::Refused, why),
+            },
             CommandKind::ReturnToLaunch => {
                 let to = self.returning_to();
                 let r = self.simple(self.bridge.rtl().await, &to);
@@ -294,10 +300,6 @@ impl Executor {
         if let Some(why) = launch_refusal(&s, &self.cfg.safety) {
             return (CommandStatus::Refused, why);
         }
-        let stack = match Stack::of(s.autopilot) {
-            Ok(k) => k,
-            Err(why) => return (CommandStatus::Refused, why),
-        };
         // Readiness (GPS, EKF, the autopilot's pre-arm checks) may come
         // while we wait; arming is retried until the same deadline.
         let ready_by =
@@ -318,6 +320,13 @@ impl Executor {
         };
         let s = match ready {
             Ok(s) => s,
+            Err(why) => return (CommandStatus::Refused, why),
+        };
+        if let Some(why) = launch_refusal(&s, &self.cfg.safety) {
+            return (CommandStatus::Refused, why);
+        }
+        let stack = match Stack::of(s.autopilot) {
+            Ok(k) => k,
             Err(why) => return (CommandStatus::Refused, why),
         };
         let plan = match self.plan(&spec, &s) {

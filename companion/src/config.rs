@@ -175,6 +175,12 @@ pub struct CameraSection {
     /// 1-σ error of a detection's foot point, pixels.
     #[serde(default = "default_sigma_px")]
     pub sigma_px: f64,
+    /// A camera without a gimbal report (fixed mount, or a gimbal that
+    /// does not speak MAVLink): its pitch below the horizon, degrees
+    /// (negative down), facing forward. Used only while the autopilot
+    /// reports no gimbal attitude; straight down (-90) when absent.
+    #[serde(default)]
+    pub fixed_pitch_deg: Option<f64>,
 }
 
 fn default_sigma_px() -> f64 {
@@ -403,6 +409,11 @@ impl CompanionConfig {
                 "patrol.camera_gimbal_pitch_deg = {} is outside -90..=-10",
                 p.camera_gimbal_pitch_deg
             ));
+        }
+        if let Some(f) = self.camera.as_ref().and_then(|c| c.fixed_pitch_deg) {
+            if !(-90.0..=0.0).contains(&f) {
+                return Err(format!("camera.fixed_pitch_deg = {f} is outside -90..=0"));
+            }
         }
         if !matches!(p.autopilot.as_str(), "ardupilot" | "px4") {
             return Err(format!(

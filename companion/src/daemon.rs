@@ -63,6 +63,13 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             message: e.to_string(),
         })?;
     info!(address = %cfg.autopilot.address, "autopilot link open");
+    if let Some(p) = cfg.camera.as_ref().and_then(|c| c.fixed_pitch_deg) {
+        bridge
+            .poses()
+            .write()
+            .expect("pose lock")
+            .fixed_camera_pitch_deg = p;
+    }
 
     let (zones_tx, zones_rx) = watch::channel(cfg.detection.zones.clone());
     let exec = Executor::new(bridge.clone(), channel.clone(), cfg.clone(), zones_tx);
@@ -186,7 +193,7 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             },
             spool_depth: ch.spool.depth,
             software_version: env!("CARGO_PKG_VERSION").into(),
-            readiness: readiness(&s, &cfg.safety),
+            readiness: Some(readiness(&s, &cfg.safety)),
             rtl_target: exec.rtl_target(&s).map(|t| proto::RtlTarget {
                 position: proto::GeoPoint::new(t.at.lat_deg, t.at.lon_deg),
                 rally_point: t.rally_index.map(|i| i as u32 + 1),

@@ -98,10 +98,11 @@ fn wrap180(deg: f64) -> f64 {
     }
 }
 
-/// Why the vehicle may not launch at all now (waiting would not help).
+/// Why the vehicle may not launch at all now (waiting would not help);
+/// known only while the autopilot link is up.
 pub fn launch_refusal(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
     if !s.link_up {
-        return Some("no link to the autopilot".into());
+        return None; // a link may come up: `not_ready`
     }
     if in_air(s) || s.armed {
         return Some("the drone is already armed or flying".into());
@@ -119,6 +120,9 @@ pub fn launch_refusal(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
 /// pre-arm checks, home): something a launch may wait for. The
 /// autopilot's own words come first when it gave them.
 pub fn not_ready(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
+    if !s.link_up {
+        return Some("no link to the autopilot".into());
+    }
     if battery_pct(s).is_none() {
         return Some("battery level not reported yet".into());
     }
@@ -151,15 +155,13 @@ pub fn not_ready(s: &VehicleState, cfg: &SafetySection) -> Option<String> {
     None
 }
 
-/// The readiness the ground sees: `None` while the link is down.
-pub fn readiness(s: &VehicleState, cfg: &SafetySection) -> Option<proto::Readiness> {
-    s.link_up.then(|| {
-        let why = launch_refusal(s, cfg)
-            .filter(|_| !s.armed)
-            .or_else(|| not_ready(s, cfg));
-        proto::Readiness {
-            ready: why.is_none(),
-            reason: why,
-        }
-    })
+/// The readiness the ground sees.
+pub fn readiness(s: &VehicleState, cfg: &SafetySection) -> proto::Readiness {
+    let why = launch_refusal(s, cfg)
+        .filter(|_| !s.armed)
+        .or_else(|| not_ready(s, cfg));
+    proto::Readiness {
+        ready: why.is_none(),
+        reason: why,
+    }
 }

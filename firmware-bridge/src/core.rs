@@ -854,7 +854,9 @@ impl Core {
                     self.state_dirty = true;
                 }
             }
-            Msg::MISSION_ITEM_REACHED(m) => {
+            // PX4 repeats the last MISSION_ITEM_REACHED about once a
+            // second: one event per item reached.
+            Msg::MISSION_ITEM_REACHED(m) if self.state.mission.last_reached != Some(m.seq) => {
                 self.state.mission.last_reached = Some(m.seq);
                 self.state_dirty = true;
                 self.emit(Event::MissionItemReached { seq: m.seq });

@@ -71,6 +71,7 @@
 pub mod autopilot;
 pub mod camera;
 pub mod fence;
+pub mod follow;
 pub mod harness;
 pub mod impair;
 pub mod mission_server;

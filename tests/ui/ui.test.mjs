@@ -123,6 +123,10 @@ try {
   await page.waitForSelector('#live-state.on');
   await page.waitForSelector(`[data-drone-marker="${DRONE}"]`, { timeout: 10000 });
   log('logged in as operator; live feed connected; drone on the map');
+  // The autopilot's readiness and where RTL goes, in the drone's words.
+  await page.waitForSelector('#drones [data-readiness="not-ready"]', { timeout: 10000 });
+  assert.match(await page.textContent('#drones [data-readiness]'), /not ready: .*PreArm: Need Position Estimate/);
+  assert.match(await page.textContent('#drones [data-rtl]'), /RTL → rally point 2/);
 
   // 2. An alert published over MQTT appears on the feed and the map within 1 s.
   const a = gathering(12, 28.4496, 117.9418);

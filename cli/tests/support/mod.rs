@@ -300,7 +300,10 @@ impl DroneDouble {
         };
         let status = serde_json::json!({"schema": 1, "drone_id": drone, "t_unix_ms": now(), "online": true,
             "state": "patrolling", "mode": "AUTO", "armed": true, "battery_pct": 76.0,
-            "links": {"autopilot": "up", "camera": "up", "ground": "up"}, "spool_depth": 0, "software_version": "double"});
+            "links": {"autopilot": "up", "camera": "up", "ground": "up"}, "spool_depth": 0, "software_version": "double",
+            "readiness": {"ready": false, "reason": "EKF not ready (flags 0x00a7) (autopilot: PreArm: Need Position Estimate)"},
+            "rtl_target": {"position": {"lat_deg": 28.4512, "lon_deg": 117.9431}, "rally_point": 2,
+                           "description": "rally point 2 (28.451200, 117.943100), 170 m from home"}});
         client
             .publish(
                 format!("{base}/status"),
