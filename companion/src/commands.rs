@@ -308,16 +308,14 @@ impl Executor {
         let say = move |m: &str| {
             let _ = tx.send(m.to_string());
         };
-        let ready = {
-            let wait = autopilot::wait_ready(&self.bridge, &self.cfg.safety, ready_by, &say);
-            tokio::pin!(wait);
-            loop {
-                tokio::select! {
-                    r = &mut wait => break r,
-                    Some(m) = rx.recv() => self.progress(cmd, 5.0, &m).await,
-                }
-            }
-        };
+        let ready = self
+            .with_progress(
+                cmd,
+                5.0,
+                &mut rx,
+                autopilot::wait_ready(&self.bridge, &self.cfg.safety, ready_by, &say),
+            )
+            .await;
         let s = match ready {
             Ok(s) => s,
             Err(why) => return (CommandStatus::Refused, why),
@@ -398,16 +396,14 @@ impl Executor {
         let alt = spec
             .altitude_rel_m
             .unwrap_or(self.cfg.patrol.altitude_rel_m);
-        let climb = {
-            let go = stack.take_off(&self.bridge, alt, ready_by, TAKEOFF_TIMEOUT, &say);
-            tokio::pin!(go);
-            loop {
-                tokio::select! {
-                    r = &mut go => break r,
-                    Some(m) = rx.recv() => self.progress(cmd, 55.0, &m).await,
-                }
-            }
-        };
+        let climb = self
+            .with_progress(
+                cmd,
+                55.0,
+                &mut rx,
+                stack.take_off(&self.bridge, alt, ready_by, TAKEOFF_TIMEOUT, &say),
+            )
+            .await;
         if let Err(why) = climb {
             return (CommandStatus::Failed, why);
         }
@@ -457,6 +453,28 @@ impl Executor {
         }
         .await;
         Some(r)
+    }
+
+    /// Run `fut`, passing what it says on `rx` to the operator as
+    /// progress of `cmd`, all of it.
+    async fn with_progress<T>(
+        &self,
+        cmd: &Command,
+        pct: f64,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+        fut: impl std::future::Future<Output = T>,
+    ) -> T {
+        tokio::pin!(fut);
+        let r = loop {
+            tokio::select! {
+                r = &mut fut => break r,
+                Some(m) = rx.recv() => self.progress(cmd, pct, &m).await,
+            }
+        };
+        while let Ok(m) = rx.try_recv() {
+            self.progress(cmd, pct, &m).await;
+        }
+        r
     }
 
     /// Where RTL would take the drone now, if the patrol's fence report

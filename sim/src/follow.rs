@@ -19,27 +19,34 @@ use crate::truth::Truth;
 
 /// The camera's truth from a real vehicle's state; `None` until its
 /// position, attitude and home are known. Without a gimbal report the
-/// camera is fixed at `fixed_pitch_deg` (negative down), facing forward.
+/// camera is fixed to the body at `fixed_pitch_deg` (negative down),
+/// facing forward.
 pub fn truth_from_state(s: &VehicleState, fixed_pitch_deg: f64, t_unix_ms: f64) -> Option<Truth> {
     let p = s.position?;
     let a = s.attitude?;
     let home = s.home?;
     let attitude = UnitQuaternion::from_euler_angles(a.roll_rad, a.pitch_rad, a.yaw_rad);
-    let (pitch_deg, yaw_rel_deg) = match s.gimbal {
+    let (pitch_deg, yaw_rel_deg, gimbal) = match s.gimbal {
+        // A stabilised gimbal: its own pitch, yaw about the vehicle's.
         Some(g) => {
             let rel = match g.yaw_frame {
                 YawFrame::Vehicle => g.yaw_deg,
                 YawFrame::Earth => g.yaw_deg - a.yaw_rad.to_degrees(),
             };
-            (g.pitch_deg, rel)
+            let q = UnitQuaternion::from_euler_angles(
+                0.0,
+                g.pitch_deg.to_radians(),
+                a.yaw_rad + rel.to_radians(),
+            );
+            (g.pitch_deg, rel, q)
         }
-        None => (fixed_pitch_deg, 0.0),
+        // A fixed mount turns with the body (as the companion's pose
+        // history assumes for a camera without a gimbal report).
+        None => {
+            let mount = UnitQuaternion::from_euler_angles(0.0, fixed_pitch_deg.to_radians(), 0.0);
+            (fixed_pitch_deg, 0.0, attitude * mount)
+        }
     };
-    let gimbal = UnitQuaternion::from_euler_angles(
-        0.0,
-        pitch_deg.to_radians(),
-        a.yaw_rad + yaw_rel_deg.to_radians(),
-    );
     let frame = tiancha_geometry::geodesy::LocalFrame::new(home);
     let ned = frame.to_ned(LatLonAlt::new(p.lat_deg, p.lon_deg, p.alt_m));
     Some(Truth {
