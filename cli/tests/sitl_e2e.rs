@@ -71,6 +71,8 @@ struct Sitl {
     kind: Kind,
     instance: u16,
     pid: u32,
+    /// PX4 is our child; ArduPilot's start script detaches it.
+    child: Option<std::process::Child>,
     work: PathBuf,
 }
 
@@ -85,6 +87,7 @@ fn tcp_free(port: u16) -> bool {
 impl Sitl {
     fn start(kind: Kind, work: &Path) -> Sitl {
         let dir = sitl_dir();
+        let mut child = None;
         let (instance, pid): (u16, u32) = match kind {
             Kind::ArduPilot => {
                 let n = (30..90)
@@ -139,7 +142,7 @@ impl Sitl {
                 }
                 let e7 = |v: f64| format!("{:.0}", v * 1e7);
                 let log = std::fs::File::create(work.join("px4.log")).unwrap();
-                let child = Shell::new(dist.join("bin/px4"))
+                let c = Shell::new(dist.join("bin/px4"))
                     .args(["-d", "-i", &n.to_string()])
                     .arg(dist.join("etc"))
                     .current_dir(work)
@@ -154,13 +157,16 @@ impl Sitl {
                     .stderr(log)
                     .spawn()
                     .expect("PX4 SITL");
-                (n, child.id()) // stopped by pid on drop
+                let pid = c.id();
+                child = Some(c);
+                (n, pid)
             }
         };
         Sitl {
             kind,
             instance,
             pid,
+            child,
             work: work.to_path_buf(),
         }
     }
@@ -214,6 +220,9 @@ impl Drop for Sitl {
         let _ = Shell::new("kill")
             .args(["-9", &self.pid.to_string()])
             .status();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.wait();
+        }
     }
 }
 
@@ -532,37 +541,6 @@ fn fly(kind: Kind) {
         "the fence step is reported: {steps:?}"
     );
 
-    // The fence is on, as an independent peer reads it.
-    match kind {
-        Kind::ArduPilot => {
-            let v = rig.sitl.referee(&[
-                "params",
-                "FENCE_ENABLE",
-                "FENCE_TYPE",
-                "FENCE_RADIUS",
-                "FENCE_TOTAL",
-                "RALLY_INCL_HOME",
-            ]);
-            assert_eq!(v["FENCE_ENABLE"], 1.0, "{v}");
-            assert_ne!(v["FENCE_TYPE"].as_f64().unwrap() as u32 & 4, 0, "{v}");
-            assert!(
-                v["FENCE_RADIUS"].as_f64().unwrap() >= 340.0,
-                "circle widened: {v}"
-            );
-            assert!(v["FENCE_TOTAL"].as_f64().unwrap() >= 4.0, "{v}");
-            assert!(
-                steps
-                    .iter()
-                    .any(|(_, r)| r.contains("FENCE_RADIUS") && r.contains("widened")),
-                "{steps:?}"
-            );
-        }
-        Kind::Px4 => {
-            let v = rig.sitl.referee(&["params", "GF_ACTION"]);
-            assert!(v["GF_ACTION"].as_f64().unwrap() >= 2.0, "{v}");
-        }
-    }
-
     // A commanded point in the no-fly zone is refused by name.
     wait_for("two waypoints reached", Duration::from_secs(120), || {
         (rig.events("mission_progress").len() >= 2).then_some(())
@@ -626,9 +604,44 @@ fn fly(kind: Kind) {
     // operator was told it would.
     rig.lands_where_announced();
 
-    // Every waypoint on board was reached, in order. (PX4 repeats the last
-    // MISSION_ITEM_REACHED every second, so the restarted companion hears
-    // the item before its restart once more.)
+    // The fence is on, as an independent peer reads it (after the flight,
+    // in one session: PX4 answers only the first client on its GCS port),
+    // and every waypoint on board was reached, in order. (PX4 repeats the
+    // last MISSION_ITEM_REACHED every second, so the restarted companion
+    // hears the item before its restart once more.)
+    let names: &[&str] = match kind {
+        Kind::ArduPilot => &[
+            "FENCE_ENABLE",
+            "FENCE_TYPE",
+            "FENCE_RADIUS",
+            "FENCE_TOTAL",
+            "RALLY_INCL_HOME",
+        ],
+        Kind::Px4 => &["GF_ACTION"],
+    };
+    let board = rig.sitl.referee(&[&["both"], names].concat());
+    let v = &board["params"];
+    match kind {
+        Kind::ArduPilot => {
+            assert_eq!(v["FENCE_ENABLE"], 1.0, "{v}");
+            assert_ne!(v["FENCE_TYPE"].as_f64().unwrap() as u32 & 4, 0, "{v}");
+            assert!(
+                v["FENCE_RADIUS"].as_f64().unwrap() >= 340.0,
+                "circle widened: {v}"
+            );
+            assert!(v["FENCE_TOTAL"].as_f64().unwrap() >= 4.0, "{v}");
+            assert_eq!(v["RALLY_INCL_HOME"], 1.0, "{v}");
+            assert!(
+                steps
+                    .iter()
+                    .any(|(_, r)| r.contains("FENCE_RADIUS") && r.contains("widened")),
+                "{steps:?}"
+            );
+        }
+        Kind::Px4 => {
+            assert!(v["GF_ACTION"].as_f64().unwrap() >= 2.0, "{v}");
+        }
+    }
     let mut reached: Vec<u64> = rig
         .events("mission_progress")
         .iter()
@@ -639,7 +652,7 @@ fn fly(kind: Kind) {
         reached.windows(2).all(|w| w[0] < w[1]),
         "in order: {reached:?}"
     );
-    let mission = rig.sitl.referee(&["mission"]);
+    let mission = &board["mission"];
     let waypoints: Vec<u64> = mission
         .as_array()
         .unwrap()

@@ -4,6 +4,10 @@
     vehicle.py --url URL params NAME...   -> {"NAME": value, ...}
     vehicle.py --url URL mission           -> [{"seq":..,"command":..,"frame":..,"x":..,"y":..,"z":..}, ...]
     vehicle.py --url URL set NAME=VALUE... -> {"NAME": value as echoed, ...} (ArduPilot; test set-up)
+    vehicle.py --url URL both NAME...      -> {"params": {...}, "mission": [...]} in one session
+
+PX4 answers only the first client on its GCS port, so a PX4 test asks
+everything in one session ("both").
 
 Prints one JSON document on stdout. Exits non-zero with a message on
 stderr when the autopilot does not answer. Used by cli/tests/sitl_e2e.rs
@@ -111,12 +115,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", required=True)
     ap.add_argument("--timeout", type=float, default=20)
-    ap.add_argument("what", choices=["params", "mission", "set"])
+    ap.add_argument("what", choices=["params", "mission", "set", "both"])
     ap.add_argument("names", nargs="*")
     a = ap.parse_args()
     m, autopilot = connect(a.url, a.timeout)
     if a.what == "params":
         print(json.dumps(params(m, autopilot, a.names, a.timeout)))
+    elif a.what == "both":
+        print(json.dumps({"params": params(m, autopilot, a.names, a.timeout),
+                          "mission": mission(m, a.timeout)}))
     elif a.what == "set":
         print(json.dumps(set_params(m, a.names, a.timeout)))
     else:

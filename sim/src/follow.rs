@@ -125,7 +125,8 @@ mod tests {
         // Fixed camera: 45° down, facing the vehicle's heading (east).
         let look = t.camera_orientation * nalgebra::Vector3::z();
         assert!(
-            (look.y - 0.7071).abs() < 1e-3 && (look.z - 0.7071).abs() < 1e-3,
+            (look.y - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3
+                && (look.z - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3,
             "{look}"
         );
         // A gimbal that reports wins: straight down.
