@@ -328,22 +328,38 @@ fn unsafe_commands_are_refused_with_reasons_and_nothing_moves() {
 /// nothing moves.
 #[test]
 fn a_launch_on_an_autopilot_that_is_not_ready_waits_then_refuses_with_its_reason() {
-    let rig = start_with(100.0, &["--ekf-delay", "100000"], "readiness_timeout_s = 10");
+    let rig = start_with(
+        100.0,
+        &["--ekf-delay", "100000"],
+        "readiness_timeout_s = 10",
+    );
     let launch = command(&rig, CommandKind::LaunchPatrol { patrol: patrol() });
     let (status, reason) = final_result(&rig, launch, Duration::from_secs(60));
     assert_eq!(status, "refused", "{reason}");
-    assert!(reason.contains("did not become ready within 10 s"), "{reason}");
-    assert!(reason.contains("Need Position Estimate"), "the autopilot's words: {reason}");
+    assert!(
+        reason.contains("did not become ready within 10 s"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("Need Position Estimate"),
+        "the autopilot's words: {reason}"
+    );
     let db = open_store(&rig.dir).unwrap();
     let steps: Vec<String> = db
-        .prepare("SELECT json FROM command_results WHERE command_id = ?1 AND status = 'in_progress'")
+        .prepare(
+            "SELECT json FROM command_results WHERE command_id = ?1 AND status = 'in_progress'",
+        )
         .unwrap()
         .query_map([launch.to_string()], |r| r.get::<_, String>(0))
         .unwrap()
-        .map(|j| serde_json::from_str::<serde_json::Value>(&j.unwrap()).unwrap()["reason"].to_string())
+        .map(|j| {
+            serde_json::from_str::<serde_json::Value>(&j.unwrap()).unwrap()["reason"].to_string()
+        })
         .collect();
     assert!(
-        steps.iter().any(|s| s.contains("waiting for the autopilot")),
+        steps
+            .iter()
+            .any(|s| s.contains("waiting for the autopilot")),
         "the operator saw it wait: {steps:?}"
     );
     let armed: i64 = db
