@@ -86,18 +86,23 @@ fn start_with(battery_pct: f64, sim_args: &[&str], safety: &str) -> Rig {
         &dir,
         &["companion", "--config", cconf.to_str().unwrap()],
     );
-    // The ground sees the drone's telemetry, with a home position (the
-    // companion refuses a launch before the autopilot has one, as it
-    // should), once everything is connected.
+    // The ground sees the drone with its autopilot link up, and (unless
+    // the autopilot is held unready) telemetry with a home position, once
+    // everything is connected.
+    let unready = sim_args.contains(&"--ekf-delay");
     wait_for(
-        "telemetry with a home position at the ground station",
+        "the drone at the ground station",
         Duration::from_secs(60),
         || {
-            (count(
+            let linked = count(
+            &dir,
+            "SELECT count(*) FROM drones WHERE json_extract(status_json, '$.links.autopilot') = 'up'",
+        ) > 0;
+            let home = count(
                 &dir,
                 "SELECT count(*) FROM telemetry WHERE json_extract(json, '$.home') IS NOT NULL",
-            ) > 0)
-                .then_some(())
+            ) > 0;
+            (linked && (home || unready)).then_some(())
         },
     );
     Rig {
