@@ -1,4 +1,5 @@
-//! `tiancha sim`: the simulated ArduCopter on a MAVLink address.
+//! `tiancha sim`: the simulated ArduCopter (or PX4, `--autopilot px4`) on
+//! a MAVLink address.
 //!
 //! Settings come from an optional TOML file (`--config`, the fields of
 //! `tiancha_sim::SimConfig`) and are overridden by the flags given.
@@ -7,7 +8,25 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tiancha_sim::camera::{CameraConfig, Scenario};
-use tiancha_sim::{ImpairmentConfig, NoiseConfig, Sim, SimConfig};
+use tiancha_sim::{Flavour, ImpairmentConfig, NoiseConfig, Sim, SimConfig};
+
+/// `--autopilot`: which firmware the simulator behaves like.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutopilotFlavour {
+    /// ArduCopter.
+    Ardupilot,
+    /// PX4 v1.15.4 where it differs from ArduCopter.
+    Px4,
+}
+
+impl From<AutopilotFlavour> for Flavour {
+    fn from(a: AutopilotFlavour) -> Self {
+        match a {
+            AutopilotFlavour::Ardupilot => Flavour::ArduCopter,
+            AutopilotFlavour::Px4 => Flavour::Px4,
+        }
+    }
+}
 
 /// Arguments of `tiancha sim`.
 #[derive(clap::Args, Debug)]
@@ -19,6 +38,11 @@ pub struct Args {
     /// TOML file with any `SimConfig` fields.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Behave like this autopilot firmware where ArduCopter and PX4 differ
+    /// (heartbeat, modes, parameters, mission protocol, arming, geofence,
+    /// RTL) [default: ardupilot, or the config file's `flavour`].
+    #[arg(long, value_enum, value_name = "ardupilot|px4")]
+    pub autopilot: Option<AutopilotFlavour>,
     /// Home (and ground) position: LAT,LON,ALT_AMSL (default Shangrao 28.45,117.94,70).
     #[arg(long, value_parser = parse_home)]
     pub home: Option<(f64, f64, f64)>,
@@ -156,6 +180,9 @@ pub fn config(args: &Args) -> anyhow::Result<SimConfig> {
     };
     if let Some(l) = &args.listen {
         c.listen = l.clone();
+    }
+    if let Some(a) = args.autopilot {
+        c.flavour = a.into();
     }
     if let Some((lat, lon, alt)) = args.home {
         c.home.lat_deg = lat;
@@ -300,7 +327,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rt.block_on(async move {
         let sim = Sim::start(cfg.clone()).await?;
         eprintln!(
-            "tiancha sim: ArduCopter-like vehicle at {:.5},{:.5} ({} m AMSL), {}x speed, serving {} — connect with {}",
+            "tiancha sim: {}-like vehicle at {:.5},{:.5} ({} m AMSL), {}x speed, serving {} — connect with {}",
+            match cfg.flavour {
+                Flavour::ArduCopter => "ArduCopter",
+                Flavour::Px4 => "PX4",
+            },
             cfg.home.lat_deg,
             cfg.home.lon_deg,
             cfg.home.alt_m,
@@ -341,4 +372,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parsed(argv: &[&str]) -> SimConfig {
+        let cli = Cli::try_parse_from(std::iter::once("sim").chain(argv.iter().copied()))
+            .expect("parses");
+        config(&cli.args).expect("valid")
+    }
+
+    #[test]
+    fn autopilot_flag_selects_the_flavour_default_ardupilot() {
+        assert_eq!(parsed(&[]).flavour, Flavour::ArduCopter);
+        assert_eq!(
+            parsed(&["--autopilot", "ardupilot"]).flavour,
+            Flavour::ArduCopter
+        );
+        assert_eq!(parsed(&["--autopilot", "px4"]).flavour, Flavour::Px4);
+        assert!(Cli::try_parse_from(["sim", "--autopilot", "inav"]).is_err());
+        // The config file's field, and its spelling.
+        let c = SimConfig::from_toml("flavour = \"px4\"").unwrap();
+        assert_eq!(c.flavour, Flavour::Px4);
+        let c = SimConfig::from_toml("flavour = \"ardupilot\"").unwrap();
+        assert_eq!(c.flavour, Flavour::ArduCopter);
+    }
 }

@@ -829,3 +829,63 @@ fn the_simulator_answers_like_arducopter() {
         differences.join("\n")
     );
 }
+
+/// The operator's RTL names where it goes, the status says the same, and
+/// the drone heads there; the operator's land brings it down where it is.
+#[test]
+fn ardupilot_sitl_rtl_and_land_commands() {
+    let rig = Rig::start(Kind::ArduPilot, "");
+    wait_for(
+        "the drone at the ground station",
+        Duration::from_secs(60),
+        || rig.status(),
+    );
+    rig.sitl.referee(&["set", "BATT_CAPACITY=20000"]);
+    rig.launch();
+    wait_for("two waypoints reached", Duration::from_secs(120), || {
+        (rig.events("mission_progress").len() >= 2).then_some(())
+    });
+    let rtl = rig.command(CommandKind::ReturnToLaunch);
+    let (status, reason) = final_command_result(&rig.dir, rtl, Duration::from_secs(30));
+    assert_eq!(status, "succeeded", "RTL: {reason}");
+    assert!(reason.starts_with("returning to"), "{reason}");
+    let said = wait_for(
+        "the status names the RTL target",
+        Duration::from_secs(30),
+        || {
+            let s = rig.status()?;
+            s["state"]
+                .as_str()?
+                .starts_with("returning")
+                .then(|| s["rtl_target"]["description"].as_str().map(str::to_string))?
+        },
+    );
+    assert!(
+        reason.ends_with(&said),
+        "the command result and the status agree: {reason:?} vs {said:?}"
+    );
+    let modes = rig.modes_since(0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        rig.modes_since(0).len() > modes.len() && rig.modes_since(0).last().unwrap() == "RTL",
+        "flying RTL"
+    );
+    let land = rig.command(CommandKind::Land);
+    let (status, reason) = final_command_result(&rig.dir, land, Duration::from_secs(30));
+    assert_eq!(status, "succeeded", "land: {reason}");
+    let at = *rig.track(1).last().unwrap();
+    wait_for("landed", Duration::from_secs(200), || {
+        rig.events("mission_state")
+            .iter()
+            .any(|e| e["state"] == "landed")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let down = *rig.track(1).last().unwrap();
+    let moved = metres((at.1, at.2), (down.1, down.2));
+    assert!(
+        moved < 15.0,
+        "landed {moved:.1} m from where the land command found it (braking, then straight down)"
+    );
+    assert!(down.3 < 1.0, "on the ground: {down:?}");
+}

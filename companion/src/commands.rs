@@ -424,7 +424,9 @@ impl Executor {
     /// undisturbed. `None` when the vehicle is not armed.
     pub async fn adopt_flight(&self) -> Option<Result<String, String>> {
         let s = self.bridge.snapshot();
-        if !s.armed {
+        // Never over a patrol this process launched, or while it launches.
+        let _busy = self.busy.clone().try_lock_owned().ok()?;
+        if !s.armed || self.patrol().is_some() {
             return None;
         }
         let r = async {

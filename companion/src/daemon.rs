@@ -119,15 +119,15 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
     tokio::spawn({
         let (bridge, exec, channel) = (bridge.clone(), exec.clone(), channel.clone());
         async move {
-            if bridge
-                .wait_for_autopilot(Duration::from_secs(3600))
-                .await
-                .is_err()
-            {
+            // The first heartbeat says whether the vehicle was already
+            // armed when we came up (the state is published only after
+            // that heartbeat was read whole).
+            let Ok(first) = bridge.wait_for_autopilot(Duration::from_secs(3600)).await else {
+                return;
+            };
+            if !first.armed {
                 return;
             }
-            // One more heartbeat so that "armed" is the autopilot's word.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
             let (level, message) = match exec.adopt_flight().await {
                 None => return,
                 Some(Ok(m)) => {
@@ -344,5 +344,50 @@ async fn mission_events(bridge: Bridge, channel: ChannelHandle, exec: Arc<Execut
             _ => continue,
         };
         submit_event(&channel, kind).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiancha_firmware_bridge::state::MissionProgress;
+    use tiancha_protocol::mission::{cmd, MissionItem, MissionSet};
+
+    fn patrol() -> Patrol {
+        let wp = MissionItem::nav(cmd::NAV_WAYPOINT, 28.45, 117.94, 50.0);
+        let rtl = MissionItem::command(cmd::NAV_RETURN_TO_LAUNCH, [0.0; 4]);
+        Patrol {
+            mission_id: Uuid::now_v7(),
+            plan: None,
+            sortie: 0,
+            on_board: MissionSet {
+                mission: vec![wp, wp, wp, rtl],
+                ..MissionSet::default()
+            },
+            fence: None,
+        }
+    }
+
+    fn state(mode: FlightMode, seq: u16) -> tiancha_firmware_bridge::VehicleState {
+        tiancha_firmware_bridge::VehicleState {
+            mode,
+            mission: MissionProgress {
+                current_seq: Some(seq),
+                ..MissionProgress::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_missions_own_final_rtl_counts_as_returning() {
+        let p = patrol();
+        assert!(!returning(&state(FlightMode::Auto, 2), Some(&p)));
+        // ArduPilot stays in AUTO while it flies the mission's RTL item:
+        // a battery failsafe must not command RTL on top of it.
+        assert!(returning(&state(FlightMode::Auto, 3), Some(&p)));
+        assert!(returning(&state(FlightMode::Rtl, 1), Some(&p)));
+        assert!(returning(&state(FlightMode::Land, 1), None));
+        assert!(!returning(&state(FlightMode::Auto, 3), None));
     }
 }

@@ -15,6 +15,13 @@
 //! `PreArm: …` every 30 s. `FENCE_TOTAL` and `RALLY_TOTAL` follow the lists
 //! on board; `MAV_CMD_DO_FENCE_ENABLE` enables or disables the fence
 //! without changing `FENCE_ENABLE`, as this firmware does.
+//!
+//! With [`AutopilotConfig::flavour`] [`Flavour::Px4`] it is PX4 v1.15.4
+//! on the wire where the two differ ([`crate::px4`]): its heartbeat and
+//! mode numbers, parameters, mission protocol without a home item,
+//! arming in AUTO.MISSION, refusals, `SYS_STATUS` pre-arm bit in health
+//! only, no `EKF_STATUS_REPORT`, repeated `MISSION_ITEM_REACHED`, RTL
+//! rally frames, STATUSTEXT ending with a TAB.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -31,6 +38,7 @@ use crate::fence::Fence;
 use crate::mission_server::{Lists, MissionServer, ServerOutput};
 use crate::noise::{Noise, NoiseConfig};
 use crate::params::{ParamReply, Params};
+use crate::px4::{self, Flavour};
 use crate::truth::Truth;
 use crate::vehicle::{home_item, severity, Airframe, Mode, Refused, Vehicle, VehicleEvent};
 
@@ -65,6 +73,8 @@ pub struct AutopilotConfig {
     pub noise: NoiseConfig,
     /// Simulated Unix time at boot, microseconds.
     pub boot_unix_us: u64,
+    /// ArduCopter (default) or PX4 where they differ.
+    pub flavour: Flavour,
 }
 
 impl Default for AutopilotConfig {
@@ -82,6 +92,7 @@ impl Default for AutopilotConfig {
             legacy_streams_only: false,
             noise: NoiseConfig::default(),
             boot_unix_us: 1_750_000_000_000_000,
+            flavour: Flavour::ArduCopter,
         }
     }
 }
@@ -176,6 +187,10 @@ pub struct Autopilot {
     pub lists_version: u64,
     /// When the next periodic `PreArm: …` is due.
     next_prearm_report: f64,
+    /// PX4's once-a-second repeats.
+    px4: px4::Timers,
+    /// The id of the last chunked STATUSTEXT (PX4).
+    text_id: u16,
 }
 
 fn is_global_frame(f: u8) -> bool {
@@ -187,13 +202,25 @@ impl Autopilot {
         let mut vehicle = Vehicle::new(cfg.home, cfg.airframe.clone(), cfg.battery_pct);
         vehicle.gps_fix = false;
         vehicle.params = Params::arducopter(cfg.system_id, &cfg.airframe);
+        let px4 = cfg.flavour.is_px4();
+        if px4 {
+            px4::configure_vehicle(&mut vehicle, cfg.system_id);
+        }
         let lists = Lists {
-            mission: vec![home_item(cfg.home)],
+            mission: if px4 {
+                vec![]
+            } else {
+                vec![home_item(cfg.home)]
+            },
             fence: vec![],
             rally: vec![],
         };
+        let mut server = MissionServer::new(cfg.system_id, cfg.component_id);
+        server.flavour = cfg.flavour;
         let streams = streamable()
             .into_iter()
+            // PX4 sends no EKF_STATUS_REPORT.
+            .filter(|(id, _)| !(px4 && *id == dialect::EKF_STATUS_REPORT_DATA::ID))
             .map(|(id, hz)| {
                 let iv = Some(1.0 / hz);
                 (
@@ -207,7 +234,7 @@ impl Autopilot {
             })
             .collect();
         Self {
-            server: MissionServer::new(cfg.system_id, cfg.component_id),
+            server,
             noise: Noise::new(cfg.noise),
             vehicle,
             lists,
@@ -221,6 +248,8 @@ impl Autopilot {
             signing: false,
             lists_version: 0,
             next_prearm_report: PREARM_REPORT_S,
+            px4: px4::Timers::default(),
+            text_id: 0,
             cfg,
         }
     }
@@ -258,6 +287,10 @@ impl Autopilot {
     }
 
     fn text(&mut self, severity: u8, text: &str) {
+        if self.cfg.flavour.is_px4() {
+            self.px4_text(severity, &px4::statustext(text));
+            return;
+        }
         let mut buf = [0u8; 50];
         let b = text.as_bytes();
         let n = b.len().min(50);
@@ -270,6 +303,34 @@ impl Autopilot {
                 id: 0,
                 chunk_seq: 0,
             }));
+    }
+
+    /// A STATUSTEXT as PX4 sends it: longer than 50 bytes, in chunks of
+    /// one `id` (MAVLink 2), the last one NUL-terminated.
+    fn px4_text(&mut self, severity: u8, text: &str) {
+        let b = text.as_bytes();
+        let id = if b.len() > 50 {
+            self.text_id = self.text_id.wrapping_add(1).max(1);
+            self.text_id
+        } else {
+            0
+        };
+        let mut chunks: Vec<&[u8]> = b.chunks(50).collect();
+        if b.len() > 50 && b.len().is_multiple_of(50) {
+            chunks.push(&[]);
+        }
+        for (k, c) in chunks.iter().enumerate() {
+            let mut buf = [0u8; 50];
+            buf[..c.len()].copy_from_slice(c);
+            self.out
+                .push_back(Msg::STATUSTEXT(dialect::STATUSTEXT_DATA {
+                    severity: num_traits::FromPrimitive::from_u8(severity)
+                        .unwrap_or(dialect::MavSeverity::MAV_SEVERITY_INFO),
+                    text: buf.into(),
+                    id,
+                    chunk_seq: k as u8,
+                }));
+        }
     }
 
     /// The next simulated time something is due.
@@ -294,20 +355,27 @@ impl Autopilot {
         while self.phys_t + DT <= now + 1e-9 {
             self.phys_t += DT;
             let t = self.phys_t;
-            // Sensors come up.
+            // Sensors come up (ArduPilot says so; PX4 does not).
+            let ardupilot = !self.cfg.flavour.is_px4();
             if self.cfg.gps && !self.vehicle.gps_fix && t >= self.cfg.gps_fix_delay_s {
                 self.vehicle.gps_fix = true;
-                self.text(severity::INFO, "GPS 1: detected as u-blox at 230400 baud");
+                if ardupilot {
+                    self.text(severity::INFO, "GPS 1: detected as u-blox at 230400 baud");
+                }
             }
             if self.vehicle.gps_fix
                 && !self.vehicle.ekf_ok
                 && t >= (self.cfg.gps_fix_delay_s + 1.0).max(self.cfg.ekf_ready_delay_s)
             {
                 self.vehicle.ekf_ok = true;
-                self.text(severity::INFO, "EKF3 IMU0 is using GPS");
+                if ardupilot {
+                    self.text(severity::INFO, "EKF3 IMU0 is using GPS");
+                }
             }
             self.vehicle.step(DT);
-            if t + 1e-9 >= self.next_prearm_report {
+            if !ardupilot {
+                self.px4_due(t);
+            } else if t + 1e-9 >= self.next_prearm_report {
                 while t + 1e-9 >= self.next_prearm_report {
                     self.next_prearm_report += PREARM_REPORT_S;
                 }
@@ -356,19 +424,60 @@ impl Autopilot {
         }
     }
 
+    /// PX4's once-a-second repeats: the last item reached, and the
+    /// complaint about rally points it cannot use.
+    fn px4_due(&mut self, t: f64) {
+        let bad_rally = self.lists.rally.iter().any(|r| !px4::rally_supported(r));
+        let due = self.px4.due(t, bad_rally);
+        if let Some(seq) = due.reached {
+            self.out.push_back(Msg::MISSION_ITEM_REACHED(
+                dialect::MISSION_ITEM_REACHED_DATA { seq },
+            ));
+        }
+        if due.rally_warning {
+            self.text(severity::CRITICAL, px4::RTL_UNSUPPORTED_FRAME);
+        }
+    }
+
+    /// The wire's mission seq of the vehicle's (PX4 has no home item).
+    fn wire_seq(&self, seq: u16) -> u16 {
+        if self.cfg.flavour.is_px4() {
+            px4::wire_seq(seq)
+        } else {
+            seq
+        }
+    }
+
+    /// The vehicle's mission seq of the wire's.
+    fn vehicle_seq(&self, seq: u16) -> u16 {
+        if self.cfg.flavour.is_px4() {
+            px4::vehicle_seq(seq)
+        } else {
+            seq
+        }
+    }
+
     fn drain_vehicle_events(&mut self) {
         while let Some(e) = self.vehicle.events.pop_front() {
             match e {
                 VehicleEvent::Text { severity, text } => self.text(severity, &text),
-                VehicleEvent::ItemReached(seq) => self.out.push_back(Msg::MISSION_ITEM_REACHED(
-                    dialect::MISSION_ITEM_REACHED_DATA { seq },
-                )),
+                VehicleEvent::ItemReached(seq) => {
+                    let seq = self.wire_seq(seq);
+                    if self.cfg.flavour.is_px4() {
+                        self.px4.reached(seq, self.phys_t);
+                    }
+                    self.out.push_back(Msg::MISSION_ITEM_REACHED(
+                        dialect::MISSION_ITEM_REACHED_DATA { seq },
+                    ))
+                }
                 VehicleEvent::CurrentChanged(_) => self.emit(dialect::MISSION_CURRENT_DATA::ID),
                 VehicleEvent::ModeChanged(_) | VehicleEvent::Armed(_) => {
                     self.emit(dialect::HEARTBEAT_DATA::ID)
                 }
                 VehicleEvent::HomeChanged => {
-                    self.lists.mission[0] = home_item(self.vehicle.home);
+                    if !self.cfg.flavour.is_px4() {
+                        self.lists.mission[0] = home_item(self.vehicle.home);
+                    }
                     self.emit(dialect::HOME_POSITION_DATA::ID)
                 }
             }
@@ -389,8 +498,14 @@ impl Autopilot {
         self.lists_version += 1;
         match t {
             MissionType::Mission => {
-                self.lists.mission[0] = home_item(self.vehicle.home);
-                self.vehicle.mission = self.lists.mission.clone();
+                if self.cfg.flavour.is_px4() {
+                    self.vehicle.mission =
+                        px4::vehicle_mission(self.vehicle.home, &self.lists.mission);
+                    self.px4.mission_changed();
+                } else {
+                    self.lists.mission[0] = home_item(self.vehicle.home);
+                    self.vehicle.mission = self.lists.mission.clone();
+                }
                 self.vehicle.mission_changed();
             }
             MissionType::Fence => {
@@ -461,10 +576,19 @@ impl Autopilot {
                 } else {
                     MavState::MAV_STATE_STANDBY
                 };
+                let (custom_mode, autopilot) = match self.cfg.flavour {
+                    Flavour::ArduCopter => {
+                        (v.mode as u32, MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA)
+                    }
+                    Flavour::Px4 => (
+                        px4::custom_mode(v.mode, v.taking_off()),
+                        MavAutopilot::MAV_AUTOPILOT_PX4,
+                    ),
+                };
                 Msg::HEARTBEAT(HEARTBEAT_DATA {
-                    custom_mode: v.mode as u32,
+                    custom_mode,
                     mavtype: MavType::MAV_TYPE_QUADROTOR,
-                    autopilot: MavAutopilot::MAV_AUTOPILOT_ARDUPILOTMEGA,
+                    autopilot,
                     base_mode: base,
                     system_status: status,
                     mavlink_version: 3,
@@ -578,6 +702,12 @@ impl Autopilot {
                 }
                 if !v.armed && v.prearm_failure().is_some() {
                     health.remove(MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK);
+                }
+                let (mut sensors, mut enabled) = (sensors, enabled);
+                if self.cfg.flavour.is_px4() {
+                    // PX4 1.15: the pre-arm bit in health only.
+                    sensors.remove(MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK);
+                    enabled.remove(MavSysStatusSensor::MAV_SYS_STATUS_PREARM_CHECK);
                 }
                 Msg::SYS_STATUS(SYS_STATUS_DATA {
                     onboard_control_sensors_present: sensors,
@@ -728,8 +858,9 @@ impl Autopilot {
                 time_boot_ms: self.boot_ms(self.now),
             }),
             MISSION_CURRENT_DATA::ID => Msg::MISSION_CURRENT(MISSION_CURRENT_DATA {
-                seq: v.mission_current,
-                total: (self.lists.mission.len() as u16).saturating_sub(1),
+                seq: self.wire_seq(v.mission_current),
+                total: (self.lists.mission.len() as u16)
+                    .saturating_sub(self.cfg.flavour.home_items() as u16),
                 mission_state: if v.mission.len() < 2 {
                     MissionState::MISSION_STATE_NO_MISSION
                 } else if v.mode == Mode::Auto {
@@ -825,7 +956,11 @@ impl Autopilot {
                 self.command(from, c.command, p, Some((c.frame as u8, x, y)));
             }
             Msg::SET_MODE(m) => {
-                let r = match Mode::from_number(m.custom_mode) {
+                let mode = match self.cfg.flavour {
+                    Flavour::ArduCopter => Mode::from_number(m.custom_mode),
+                    Flavour::Px4 => px4::mode_from_custom(m.custom_mode),
+                };
+                let r = match mode {
                     Some(mode) => self.vehicle.set_mode(mode).is_ok(),
                     None => false,
                 };
@@ -841,7 +976,8 @@ impl Autopilot {
                 );
             }
             Msg::MISSION_SET_CURRENT(m) => {
-                let _ = self.vehicle.set_current(m.seq);
+                let seq = self.vehicle_seq(m.seq);
+                let _ = self.vehicle.set_current(seq);
                 self.drain_vehicle_events();
                 self.emit(dialect::MISSION_CURRENT_DATA::ID);
             }
@@ -893,6 +1029,13 @@ impl Autopilot {
         use dialect::MavCmd::*;
         use dialect::MavResult::*;
         self.stats.commands += 1;
+        if self.cfg.flavour.is_px4() {
+            if let Some(r) = px4::command(&mut self.vehicle, c, p) {
+                self.ack(from, c, r);
+                self.drain_vehicle_events();
+                return;
+            }
+        }
         let refused = |r: Result<(), Refused>| {
             if r.is_ok() {
                 MAV_RESULT_ACCEPTED
@@ -976,7 +1119,7 @@ impl Autopilot {
                 _ => MAV_RESULT_FAILED,
             },
             MAV_CMD_DO_SET_MISSION_CURRENT => {
-                let r = self.vehicle.set_current(p[0] as u16);
+                let r = self.vehicle.set_current(self.vehicle_seq(p[0] as u16));
                 let ok = r.is_ok();
                 self.drain_vehicle_events();
                 if ok {
@@ -1100,7 +1243,7 @@ impl Autopilot {
             mode_name: v.mode.name(),
             landed: v.landed,
             battery_pct: v.battery_pct,
-            mission_current: v.mission_current,
+            mission_current: self.wire_seq(v.mission_current),
             mission_len: self.lists.mission.len(),
             fence_zones: v.fence.zones.len(),
             fence_enabled: v.fence_enabled,
@@ -1581,5 +1724,521 @@ mod tests {
         assert!(!s
             .onboard_control_sensors_health
             .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+    }
+
+    // ---- PX4 flavour ----
+
+    use tiancha_protocol::mission::{cmd, frame, MissionItem};
+
+    fn px4(ekf_ready_delay_s: f64) -> Autopilot {
+        Autopilot::new(AutopilotConfig {
+            flavour: Flavour::Px4,
+            ekf_ready_delay_s,
+            ..Default::default()
+        })
+    }
+
+    /// Run `secs` of simulated time in 0.1 s ticks; everything sent.
+    fn run(ap: &mut Autopilot, secs: f64) -> Vec<Msg> {
+        let t0 = ap.now();
+        let mut out = vec![];
+        for i in 1..=(secs * 10.0).round() as usize {
+            ap.tick(t0 + i as f64 * 0.1);
+            out.extend(drain(ap));
+        }
+        out
+    }
+
+    /// STATUSTEXTs with PX4's chunks joined (raw: TAB kept).
+    fn px4_texts(msgs: &[Msg]) -> Vec<String> {
+        let mut v: Vec<String> = vec![];
+        let mut last_id = 0;
+        for m in msgs {
+            if let Msg::STATUSTEXT(s) = m {
+                let n = s.text.iter().position(|&b| b == 0).unwrap_or(50);
+                let t = String::from_utf8_lossy(&s.text[..n]).to_string();
+                if s.id != 0 && s.id == last_id && s.chunk_seq > 0 {
+                    v.last_mut().unwrap().push_str(&t);
+                } else {
+                    v.push(t);
+                }
+                last_id = s.id;
+            }
+        }
+        v
+    }
+
+    fn reached(msgs: &[Msg]) -> Vec<u16> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                Msg::MISSION_ITEM_REACHED(r) => Some(r.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn heartbeat(ap: &mut Autopilot) -> dialect::HEARTBEAT_DATA {
+        ap.emit(dialect::HEARTBEAT_DATA::ID);
+        drain(ap)
+            .into_iter()
+            .rev()
+            .find_map(|m| match m {
+                Msg::HEARTBEAT(h) => Some(h),
+                _ => None,
+            })
+            .expect("HEARTBEAT")
+    }
+
+    /// A point `n` m north and `e` m east of home.
+    fn at(ap: &Autopilot, n: f64, e: f64) -> (f64, f64) {
+        let ll = ap.vehicle.frame.from_ned(Vector3::new(n, e, 0.0));
+        (ll.lat_deg, ll.lon_deg)
+    }
+
+    fn set_list(ap: &mut Autopilot, t: MissionType, items: Vec<MissionItem>) {
+        match t {
+            MissionType::Mission => ap.lists.mission = items,
+            MissionType::Fence => ap.lists.fence = items,
+            MissionType::Rally => ap.lists.rally = items,
+        }
+        ap.apply_list(t);
+    }
+
+    /// Takeoff to 10 m, a speed change (frame 2), two waypoints 60 m out.
+    fn px4_mission(ap: &Autopilot) -> Vec<MissionItem> {
+        let (lat0, lon0) = at(ap, 0.0, 0.0);
+        let (lat1, lon1) = at(ap, 60.0, 0.0);
+        let (lat2, lon2) = at(ap, 60.0, 60.0);
+        let mut speed = MissionItem::command(cmd::DO_CHANGE_SPEED, [1.0, 8.0, -1.0, 0.0]);
+        speed.frame = frame::MISSION;
+        vec![
+            MissionItem::nav(cmd::NAV_TAKEOFF, lat0, lon0, 10.0),
+            speed,
+            MissionItem::nav(cmd::NAV_WAYPOINT, lat1, lon1, 15.0),
+            MissionItem::nav(cmd::NAV_WAYPOINT, lat2, lon2, 15.0),
+        ]
+    }
+
+    const AUTO_MISSION: [f32; 7] = [1., 4., 4., 0., 0., 0., 0.];
+    const ARM: [f32; 7] = [1., 0., 0., 0., 0., 0., 0.];
+
+    #[test]
+    fn px4_heartbeat_boots_in_auto_loiter_and_sets_modes_by_main_and_sub() {
+        let mut ap = px4(0.0);
+        run(&mut ap, 3.5);
+        let h = heartbeat(&mut ap);
+        assert_eq!(h.autopilot, dialect::MavAutopilot::MAV_AUTOPILOT_PX4);
+        assert_eq!(h.mavtype, dialect::MavType::MAV_TYPE_QUADROTOR);
+        assert_eq!(h.custom_mode, (4 << 16) | (3 << 24), "AUTO.LOITER");
+        let m = px4_mission(&ap);
+        set_list(&mut ap, MissionType::Mission, m);
+        let m = long(&mut ap, dialect::MavCmd::MAV_CMD_DO_SET_MODE, AUTO_MISSION);
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+        assert_eq!(ap.vehicle.mode, Mode::Auto);
+        assert_eq!(heartbeat(&mut ap).custom_mode, (4 << 16) | (4 << 24));
+        for (sub, mode) in [(5, Mode::Rtl), (6, Mode::Land), (3, Mode::Loiter)] {
+            let m = long(
+                &mut ap,
+                dialect::MavCmd::MAV_CMD_DO_SET_MODE,
+                [1., 4., sub as f32, 0., 0., 0., 0.],
+            );
+            assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+            assert_eq!(ap.vehicle.mode, mode);
+            assert_eq!(heartbeat(&mut ap).custom_mode, (4 << 16) | (sub << 24));
+        }
+        // ArduCopter's numbering means nothing here.
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_DO_SET_MODE,
+            [1., 6., 0., 0., 0., 0., 0.],
+        );
+        assert_ne!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+        // SET_MODE with PX4's custom mode.
+        let now = ap.now();
+        ap.handle(
+            GCS,
+            &Msg::SET_MODE(dialect::SET_MODE_DATA {
+                custom_mode: (4 << 16) | (5 << 24),
+                target_system: 1,
+                base_mode: dialect::MavMode::MAV_MODE_AUTO_DISARMED,
+            }),
+            now,
+        );
+        assert_eq!(ap.vehicle.mode, Mode::Rtl);
+    }
+
+    #[test]
+    fn px4_arming_refusal_readiness_bits_and_no_ekf_report() {
+        use dialect::MavSysStatusSensor as S;
+        let mut ap = px4(30.0);
+        let early = run(&mut ap, 5.0);
+        assert!(!early.iter().any(|m| matches!(m, Msg::EKF_STATUS_REPORT(_))));
+        let m = long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        assert_eq!(
+            acks(&m),
+            vec![(
+                dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+                dialect::MavResult::MAV_RESULT_TEMPORARILY_REJECTED
+            )]
+        );
+        assert_eq!(
+            px4_texts(&m),
+            vec!["Arming denied: Resolve system health failures first\t".to_string()]
+        );
+        let s = sys_status(&mut ap);
+        assert!(!s
+            .onboard_control_sensors_present
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        assert!(!s
+            .onboard_control_sensors_enabled
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        assert!(!s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        // No EKF_STATUS_REPORT on request either; no ArduPilot PreArm.
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_REQUEST_MESSAGE,
+            [
+                dialect::EKF_STATUS_REPORT_DATA::ID as f32,
+                0.,
+                0.,
+                0.,
+                0.,
+                0.,
+                0.,
+            ],
+        );
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_FAILED);
+        let later = run(&mut ap, 26.0);
+        assert!(!later.iter().any(|m| matches!(m, Msg::EKF_STATUS_REPORT(_))));
+        assert!(!px4_texts(&later).iter().any(|t| t.contains("PreArm")));
+        let s = sys_status(&mut ap);
+        assert!(s
+            .onboard_control_sensors_health
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        assert!(!s
+            .onboard_control_sensors_present
+            .contains(S::MAV_SYS_STATUS_PREARM_CHECK));
+        // Armed in AUTO.LOITER without a takeoff: disarmed after
+        // COM_DISARM_PRFLT (10 s).
+        let m = long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+        assert_eq!(
+            px4_texts(&m),
+            vec!["Armed by external command\t".to_string()]
+        );
+        run(&mut ap, 9.5);
+        assert!(ap.vehicle.armed);
+        run(&mut ap, 1.0);
+        assert!(!ap.vehicle.armed, "COM_DISARM_PRFLT");
+        // COM_DISARM_PRFLT 0: never.
+        set(&mut ap, "COM_DISARM_PRFLT", 0.0);
+        long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        run(&mut ap, 15.0);
+        assert!(ap.vehicle.armed);
+    }
+
+    #[test]
+    fn px4_arming_in_auto_mission_flies_it_reporting_every_item_and_repeating_the_last() {
+        let mut ap = px4(0.0);
+        run(&mut ap, 3.5);
+        let m = px4_mission(&ap);
+        set_list(&mut ap, MissionType::Mission, m);
+        long(&mut ap, dialect::MavCmd::MAV_CMD_DO_SET_MODE, AUTO_MISSION);
+        let m = long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+        let mut out = vec![];
+        for _ in 0..120 {
+            out.extend(run(&mut ap, 1.0));
+            if reached(&out).contains(&3) {
+                break;
+            }
+        }
+        assert!(!ap.vehicle.landed);
+        let mut r = reached(&out);
+        r.dedup(); // (each one repeated until the next)
+        assert_eq!(r, vec![0, 1, 2, 3], "every item, seq 0 first");
+        let v = &ap.vehicle;
+        assert!(
+            (v.pos - Vector3::new(60.0, 60.0, -15.0)).norm() < 4.0,
+            "{}",
+            v.pos
+        );
+        // The last one again about once a second.
+        let more = reached(&run(&mut ap, 5.05));
+        assert!((4..=6).contains(&more.len()), "{more:?}");
+        assert!(more.iter().all(|&s| s == 3));
+        // MISSION_CURRENT counts from 0 (no home item).
+        ap.emit(dialect::MISSION_CURRENT_DATA::ID);
+        let cur = drain(&mut ap)
+            .into_iter()
+            .find_map(|m| match m {
+                Msg::MISSION_CURRENT(c) => Some(c),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!((cur.seq, cur.total), (3, 4));
+    }
+
+    #[test]
+    fn px4_without_a_takeoff_item_climbs_to_the_first_waypoint() {
+        let mut ap = px4(0.0);
+        run(&mut ap, 3.5);
+        let (lat, lon) = at(&ap, 50.0, 0.0);
+        set_list(
+            &mut ap,
+            MissionType::Mission,
+            vec![MissionItem::nav(cmd::NAV_WAYPOINT, lat, lon, 12.0)],
+        );
+        long(&mut ap, dialect::MavCmd::MAV_CMD_DO_SET_MODE, AUTO_MISSION);
+        long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        // Straight up first.
+        let mut max_horiz_below_10m = 0.0f64;
+        let mut out = vec![];
+        for _ in 0..60 {
+            out.extend(run(&mut ap, 0.5));
+            let v = &ap.vehicle;
+            if v.alt_rel() < 11.0 {
+                max_horiz_below_10m = max_horiz_below_10m.max(v.pos.xy().norm());
+            }
+            if reached(&out).contains(&0) {
+                break;
+            }
+        }
+        assert_eq!(reached(&out), vec![0]);
+        assert!(max_horiz_below_10m < 1.0, "{max_horiz_below_10m}");
+        assert!(ap.vehicle.armed, "took off, not auto-disarmed");
+    }
+
+    /// PX4, ready, climbed to 20 m in AUTO.TAKEOFF over home.
+    fn px4_flying() -> Autopilot {
+        let mut ap = px4(0.0);
+        run(&mut ap, 3.5);
+        long(&mut ap, dialect::MavCmd::MAV_CMD_COMPONENT_ARM_DISARM, ARM);
+        let amsl = ap.vehicle.home.alt_m as f32 + 20.0;
+        let m = long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_NAV_TAKEOFF,
+            [0., 0., 0., f32::NAN, f32::NAN, f32::NAN, amsl],
+        );
+        assert_eq!(acks(&m)[0].1, dialect::MavResult::MAV_RESULT_ACCEPTED);
+        assert_eq!(
+            heartbeat(&mut ap).custom_mode,
+            (4 << 16) | (2 << 24),
+            "AUTO.TAKEOFF"
+        );
+        run(&mut ap, 15.0);
+        assert!(
+            (ap.vehicle.alt_rel() - 20.0).abs() < 0.5,
+            "AMSL takeoff altitude"
+        );
+        ap
+    }
+
+    #[test]
+    fn px4_command_answers() {
+        let mut ap = px4_flying();
+        use dialect::MavCmd::*;
+        use dialect::MavResult::*;
+        for c in [MAV_CMD_DO_PAUSE_CONTINUE, MAV_CMD_DO_FENCE_ENABLE] {
+            let m = long(&mut ap, c, [1., 0., 0., 0., 0., 0., 0.]);
+            assert_eq!(acks(&m), vec![(c, MAV_RESULT_UNSUPPORTED)]);
+        }
+        let m = px4_mission(&ap);
+        set_list(&mut ap, MissionType::Mission, m);
+        let m = long(&mut ap, MAV_CMD_MISSION_START, [0.; 7]);
+        assert_eq!(acks(&m)[0].1, MAV_RESULT_ACCEPTED);
+        assert_eq!(ap.vehicle.mode, Mode::Auto);
+        let m = long(&mut ap, MAV_CMD_NAV_RETURN_TO_LAUNCH, [0.; 7]);
+        assert_eq!(acks(&m)[0].1, MAV_RESULT_ACCEPTED);
+        assert_eq!(ap.vehicle.mode, Mode::Rtl);
+        let m = long(&mut ap, MAV_CMD_NAV_LAND, [0.; 7]);
+        assert_eq!(acks(&m)[0].1, MAV_RESULT_ACCEPTED);
+        assert_eq!(ap.vehicle.mode, Mode::Land);
+        run(&mut ap, 40.0);
+        assert!(ap.vehicle.landed && !ap.vehicle.armed);
+    }
+
+    #[test]
+    fn px4_parameters_on_the_wire_bytewise() {
+        let mut ap = Autopilot::new(AutopilotConfig {
+            flavour: Flavour::Px4,
+            system_id: 6,
+            ..Default::default()
+        });
+        let v = read(&mut ap, "GF_ACTION");
+        assert_eq!(v[0].param_type, MAV_PARAM_TYPE_INT32);
+        assert_eq!(v[0].param_value.to_bits(), 2);
+        assert_eq!(read(&mut ap, "MAV_SYS_ID")[0].param_value.to_bits(), 6);
+        for (name, value) in [
+            ("GF_MAX_HOR_DIST", 0.0),
+            ("GF_MAX_VER_DIST", 0.0),
+            ("RTL_RETURN_ALT", 30.0),
+            ("COM_DISARM_PRFLT", 10.0),
+            ("NAV_ACC_RAD", 2.0),
+            ("MIS_TAKEOFF_ALT", 2.5),
+        ] {
+            let v = read(&mut ap, name);
+            assert_eq!(
+                (v[0].param_value, v[0].param_type),
+                (value, MAV_PARAM_TYPE_REAL32),
+                "{name}"
+            );
+        }
+        assert_eq!(read(&mut ap, "RTL_TYPE")[0].param_value.to_bits(), 0);
+        assert!(read(&mut ap, "FENCE_ENABLE").is_empty(), "not a PX4 name");
+        // PARAM_SET echoes in the same encoding, and GF_ACTION < 2 stops
+        // enforcing the fence.
+        assert!(ap.vehicle.fence_enabled);
+        let v = set(&mut ap, "GF_ACTION", f32::from_bits(1));
+        assert_eq!(
+            (v[0].param_value.to_bits(), v[0].param_type),
+            (1, MAV_PARAM_TYPE_INT32)
+        );
+        assert!(!ap.vehicle.fence_enabled);
+        assert!(!ap.truth().fence_enabled);
+    }
+
+    fn circle_fence(ap: &Autopilot, radius: f32) -> Vec<MissionItem> {
+        let (lat, lon) = at(ap, 0.0, 0.0);
+        let mut c = MissionItem::nav(cmd::NAV_FENCE_CIRCLE_INCLUSION, lat, lon, 0.0);
+        c.frame = frame::GLOBAL_INT;
+        c.param1 = radius;
+        vec![c]
+    }
+
+    fn go(ap: &mut Autopilot, n: f64, e: f64) {
+        let (lat, lon) = at(ap, n, e);
+        ap.vehicle
+            .goto(
+                tiancha_geometry::geodesy::LatLonAlt::new(lat, lon, 0.0),
+                20.0,
+                None,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn px4_enforces_the_uploaded_fence_without_enabling_and_gf_action_decides() {
+        // GF_ACTION 2 (default): hold at the edge.
+        let mut ap = px4_flying();
+        let f = circle_fence(&ap, 100.0);
+        set_list(&mut ap, MissionType::Fence, f);
+        go(&mut ap, 300.0, 0.0);
+        let out = run(&mut ap, 60.0);
+        let t = px4_texts(&out);
+        assert!(
+            t.contains(&"Geofence violation: approaching or outside geofence\t".to_string()),
+            "{t:?}"
+        );
+        assert_eq!(ap.vehicle.mode, Mode::Loiter);
+        let d = ap.vehicle.pos.xy().norm();
+        assert!((100.0..115.0).contains(&d), "held at {d:.1} m");
+        // GF_ACTION 3: return.
+        let mut ap = px4_flying();
+        let f = circle_fence(&ap, 100.0);
+        set_list(&mut ap, MissionType::Fence, f);
+        set(&mut ap, "GF_ACTION", f32::from_bits(3));
+        go(&mut ap, 300.0, 0.0);
+        run(&mut ap, 40.0);
+        assert_eq!(ap.vehicle.mode, Mode::Rtl);
+        // GF_ACTION 5 and the GF_MAX_HOR_DIST circle (no fence uploaded).
+        let mut ap = px4_flying();
+        set(&mut ap, "GF_ACTION", f32::from_bits(5));
+        set(&mut ap, "GF_MAX_HOR_DIST", 80.0);
+        go(&mut ap, 300.0, 0.0);
+        run(&mut ap, 40.0);
+        assert_eq!(ap.vehicle.mode, Mode::Land);
+        // GF_ACTION 1: only warns (not enforced).
+        let mut ap = px4_flying();
+        set(&mut ap, "GF_ACTION", f32::from_bits(1));
+        set(&mut ap, "GF_MAX_HOR_DIST", 80.0);
+        go(&mut ap, 150.0, 0.0);
+        run(&mut ap, 40.0);
+        assert_eq!(ap.vehicle.mode, Mode::Guided);
+    }
+
+    fn rally_point(ap: &Autopilot, n: f64, e: f64, f: u8, z: f32) -> MissionItem {
+        let (lat, lon) = at(ap, n, e);
+        let mut it = MissionItem::nav(cmd::NAV_RALLY_POINT, lat, lon, z);
+        it.frame = f;
+        it
+    }
+
+    #[test]
+    fn px4_rtl_lands_at_the_nearest_frame_0_rally_point_and_complains_of_others() {
+        let mut ap = px4_flying();
+        let amsl = ap.vehicle.home.alt_m as f32 + 25.0;
+        let r = vec![
+            rally_point(&ap, 400.0, 0.0, frame::GLOBAL, amsl),
+            rally_point(&ap, 380.0, 0.0, frame::GLOBAL_RELATIVE_ALT_INT, 25.0),
+        ];
+        set_list(&mut ap, MissionType::Rally, r);
+        // Once a second while the frame-6 point is on board.
+        let out = run(&mut ap, 3.05);
+        let warnings = px4_texts(&out)
+            .iter()
+            .filter(|t| *t == "RTL: unsupported MAV_FRAME\t")
+            .count();
+        assert!((3..=4).contains(&warnings), "{warnings}");
+        // 450 m north: the frame-0 point (50 m) beats home; the nearer
+        // frame-6 one is not used. No RALLY_LIMIT_KM.
+        go(&mut ap, 450.0, 0.0);
+        run(&mut ap, 120.0);
+        long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_NAV_RETURN_TO_LAUNCH,
+            [0.; 7],
+        );
+        let d = ap.vehicle.rtl_destination();
+        assert!(
+            (d.xy() - nalgebra::Vector2::new(400.0, 0.0)).norm() < 0.1,
+            "{d}"
+        );
+        assert!((d.z + 25.0).abs() < 0.1, "frame 0 is AMSL: {d}");
+        run(&mut ap, 120.0);
+        assert!(ap.vehicle.landed && !ap.vehicle.armed);
+        assert!((ap.vehicle.pos.xy() - nalgebra::Vector2::new(400.0, 0.0)).norm() < 1.0);
+        // Only a frame-6 point: home.
+        let mut ap = px4_flying();
+        let r = vec![rally_point(
+            &ap,
+            380.0,
+            0.0,
+            frame::GLOBAL_RELATIVE_ALT_INT,
+            25.0,
+        )];
+        set_list(&mut ap, MissionType::Rally, r);
+        go(&mut ap, 400.0, 0.0);
+        run(&mut ap, 120.0);
+        long(
+            &mut ap,
+            dialect::MavCmd::MAV_CMD_NAV_RETURN_TO_LAUNCH,
+            [0.; 7],
+        );
+        assert_eq!(ap.vehicle.rtl_destination(), Vector3::zeros());
+        // Nothing more to complain about once the points are gone.
+        set_list(&mut ap, MissionType::Rally, vec![]);
+        drain(&mut ap);
+        let out = run(&mut ap, 3.0);
+        assert!(!px4_texts(&out)
+            .iter()
+            .any(|t| t.starts_with("RTL: unsupported")));
+    }
+
+    #[test]
+    fn px4_statustexts_end_with_a_tab_and_arducopters_do_not() {
+        let mut ap = px4_flying();
+        let _ = long(&mut ap, dialect::MavCmd::MAV_CMD_NAV_LAND, [0.; 7]);
+        let t = px4_texts(&run(&mut ap, 40.0));
+        assert!(!t.is_empty());
+        assert!(t.iter().all(|t| t.ends_with('\t')), "{t:?}");
+        let mut ap = Autopilot::new(AutopilotConfig::default());
+        let t = texts(&run(&mut ap, 3.5));
+        assert!(
+            !t.is_empty() && t.iter().all(|t| !t.ends_with('\t')),
+            "{t:?}"
+        );
     }
 }

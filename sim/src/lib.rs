@@ -3,6 +3,11 @@
 //!
 //! # What it does
 //!
+//! ArduCopter by default; with [`SimConfig::flavour`] [`Flavour::Px4`]
+//! (`tiancha sim --autopilot px4`) PX4 v1.15.4 wherever the two differ
+//! ([`px4`]: heartbeat and modes, parameters, mission protocol without a
+//! home item, arming in AUTO.MISSION, geofence, RTL, STATUSTEXT).
+//!
 //! - **On the wire, ArduCopter** ([`autopilot`]): heartbeat
 //!   (`MAV_AUTOPILOT_ARDUPILOTMEGA`, quadrotor), ArduCopter mode numbers,
 //!   COMMAND_LONG/INT with COMMAND_ACK, SET_MESSAGE_INTERVAL and
@@ -77,6 +82,7 @@ pub mod impair;
 pub mod mission_server;
 pub mod noise;
 pub mod params;
+pub mod px4;
 pub mod rally;
 pub mod runner;
 pub mod truth;
@@ -87,6 +93,7 @@ pub use crate::impair::{Impairment, ImpairmentConfig, UdpProxy};
 pub use crate::mission_server::Lists;
 pub use crate::noise::NoiseConfig;
 pub use crate::params::Params;
+pub use crate::px4::Flavour;
 pub use crate::rally::{rtl_target, RtlTarget};
 pub use crate::runner::{Home, Sim, SimConfig, SimError, SimStats};
 pub use crate::truth::Truth;

@@ -25,6 +25,11 @@
 //!   come back with `autocontinue` 0. [`Lists`] keep the items as
 //!   received; the rewrite is applied when they are read.
 //!
+//! With [`Flavour::Px4`] it is PX4's instead where the two differ: no
+//! home item (seq 0 is the first real item), items pulled with
+//! `MISSION_REQUEST_INT`, read-back as sent but for fence and rally
+//! `autocontinue` and rally frame 3 stored as 6 ([`crate::px4`]).
+//!
 //! Sans-IO: time is sim seconds; replies are queued with their recipient.
 
 use std::collections::VecDeque;
@@ -36,6 +41,7 @@ use tiancha_firmware_bridge::mission::{
 use tiancha_protocol::mission::{frame, MissionItem, MissionType};
 
 use crate::fence::Fence;
+use crate::px4::{self, Flavour};
 
 /// Re-request a missing item after this long (ArduPilot: 1000 ms).
 pub const REREQUEST_S: f64 = 1.0;
@@ -110,6 +116,8 @@ pub struct MissionServer {
     pub stats: ServerStats,
     sys: u8,
     comp: u8,
+    /// ArduPilot's protocol or PX4's.
+    pub flavour: Flavour,
 }
 
 fn idx(t: MissionType) -> usize {
@@ -157,6 +165,7 @@ impl MissionServer {
             stats: ServerStats::default(),
             sys,
             comp,
+            flavour: Flavour::ArduCopter,
         }
     }
 
@@ -180,12 +189,21 @@ impl MissionServer {
     fn send_request(&mut self, t: MissionType, now: f64) {
         let p = &mut self.protos[idx(t)];
         p.timelast_request = now;
-        let m = Msg::MISSION_REQUEST(dialect::MISSION_REQUEST_DATA {
-            seq: p.request_i,
-            target_system: p.dest.0,
-            target_component: p.dest.1,
-            mission_type: to_mav_type(t),
-        });
+        let m = if self.flavour.is_px4() {
+            Msg::MISSION_REQUEST_INT(dialect::MISSION_REQUEST_INT_DATA {
+                seq: p.request_i,
+                target_system: p.dest.0,
+                target_component: p.dest.1,
+                mission_type: to_mav_type(t),
+            })
+        } else {
+            Msg::MISSION_REQUEST(dialect::MISSION_REQUEST_DATA {
+                seq: p.request_i,
+                target_system: p.dest.0,
+                target_component: p.dest.1,
+                mission_type: to_mav_type(t),
+            })
+        };
         self.out.push_back(ServerOutput::Send(Box::new(m)));
     }
 
@@ -230,7 +248,9 @@ impl MissionServer {
                 p.item_warning_sent = false;
                 // Truncate in place (mission keeps home).
                 match t {
-                    MissionType::Mission => lists.mission.truncate(count.max(1)),
+                    MissionType::Mission => {
+                        lists.mission.truncate(count.max(self.flavour.home_items()))
+                    }
                     MissionType::Rally => lists.rally.truncate(count),
                     MissionType::Fence => {}
                 }
@@ -285,13 +305,19 @@ impl MissionServer {
                     self.out.push_back(ServerOutput::Changed(t));
                     return true;
                 }
+                let item = if self.flavour.is_px4() {
+                    px4::stored_item(t, &item)
+                } else {
+                    item
+                };
+                let home_items = self.flavour.home_items();
                 let p = &mut self.protos[i];
                 let s = seq as usize;
                 match t {
                     MissionType::Fence => p.staged.push(item),
                     _ => {
                         let list = lists.list_mut(t);
-                        if t == MissionType::Mission && s == 0 {
+                        if t == MissionType::Mission && s < home_items {
                             // home: ignored
                         } else if s < list.len() {
                             list[s] = item;
@@ -353,7 +379,11 @@ impl MissionServer {
                     self.ack(from, t, R::MAV_MISSION_INVALID_SEQUENCE);
                     return true;
                 };
-                let item = readback_item(t, item);
+                let item = if self.flavour.is_px4() {
+                    px4::readback_item(t, item)
+                } else {
+                    readback_item(t, item)
+                };
                 let Ok(mut m) = item_to_mav(&item, *seq, t) else {
                     self.ack(from, t, R::MAV_MISSION_ERROR);
                     return true;
@@ -373,7 +403,7 @@ impl MissionServer {
                     return true;
                 }
                 match t {
-                    MissionType::Mission => lists.mission.truncate(1),
+                    MissionType::Mission => lists.mission.truncate(self.flavour.home_items()),
                     _ => lists.list_mut(t).clear(),
                 }
                 self.out.push_back(ServerOutput::Changed(t));
@@ -627,5 +657,118 @@ mod tests {
         };
         let (f, _, x, _) = download(&mut s, &mut l, MissionType::Mission, 1, true);
         assert_eq!((f, x), (frame::GLOBAL, 16.0));
+    }
+
+    /// Upload `items` as a GCS would (answering each request) and return
+    /// the server's last MISSION_ACK result and the requests' kinds.
+    fn upload(
+        s: &mut MissionServer,
+        l: &mut Lists,
+        t: MissionType,
+        items: &[MissionItem],
+    ) -> (dialect::MavMissionResult, Vec<&'static str>) {
+        let gcs = (255, 190);
+        let count = Msg::MISSION_COUNT(dialect::MISSION_COUNT_DATA {
+            count: items.len() as u16,
+            target_system: 1,
+            target_component: 1,
+            mission_type: to_mav_type(t),
+            opaque_id: 0,
+        });
+        assert!(s.handle(gcs, &count, 0.0, l));
+        let mut kinds = vec![];
+        loop {
+            let Some(o) = s.out.pop_front() else {
+                panic!("no answer")
+            };
+            let seq = match o {
+                ServerOutput::Send(m) => match *m {
+                    Msg::MISSION_REQUEST_INT(r) => {
+                        kinds.push("MISSION_REQUEST_INT");
+                        r.seq
+                    }
+                    Msg::MISSION_REQUEST(r) => {
+                        kinds.push("MISSION_REQUEST");
+                        r.seq
+                    }
+                    Msg::MISSION_ACK(a) => return (a.mavtype, kinds),
+                    other => panic!("{other:?}"),
+                },
+                _ => continue,
+            };
+            let m = item_to_mav(&items[seq as usize], seq, t).unwrap();
+            assert!(s.handle(gcs, &Msg::MISSION_ITEM_INT(m), 0.0, l));
+        }
+    }
+
+    fn download_all(s: &mut MissionServer, l: &mut Lists, t: MissionType) -> Vec<MissionItem> {
+        (0..l.list(t).len() as u16)
+            .map(|seq| {
+                assert!(s.handle((255, 190), &request(t, seq, false), 0.0, l));
+                match s.out.pop_front() {
+                    Some(ServerOutput::Send(m)) => match *m {
+                        Msg::MISSION_ITEM_INT(i) => item_from_mav(&i),
+                        other => panic!("{other:?}"),
+                    },
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn px4_has_no_home_item_and_reads_back_as_sent() {
+        let mut s = MissionServer::new(1, 1);
+        s.flavour = Flavour::Px4;
+        let mut l = Lists::default();
+        let sent = lists();
+        // The PX4 mission: no home; frames as sent (2 for RTL and the
+        // speed change).
+        let mut mission = sent.mission[1..].to_vec();
+        for it in &mut mission {
+            if !it.has_position() {
+                it.frame = frame::MISSION;
+            }
+        }
+        let (r, kinds) = upload(&mut s, &mut l, MissionType::Mission, &mission);
+        assert_eq!(r, dialect::MavMissionResult::MAV_MISSION_ACCEPTED);
+        assert!(
+            kinds.iter().all(|k| *k == "MISSION_REQUEST_INT"),
+            "{kinds:?}"
+        );
+        assert_eq!(l.mission, mission, "seq 0 is the first real item");
+        let back = download_all(&mut s, &mut l, MissionType::Mission);
+        assert_eq!(back.len(), mission.len());
+        for (a, b) in mission.iter().zip(&back) {
+            assert_eq!(a.frame, b.frame);
+            assert_eq!(a.autocontinue, b.autocontinue);
+            assert_eq!((a.command, a.x, a.y), (b.command, b.x, b.y));
+        }
+        // Fence: autocontinue 0, frames kept.
+        let (r, _) = upload(&mut s, &mut l, MissionType::Fence, &sent.fence);
+        assert_eq!(r, dialect::MavMissionResult::MAV_MISSION_ACCEPTED);
+        let back = download_all(&mut s, &mut l, MissionType::Fence);
+        assert!(back
+            .iter()
+            .all(|b| !b.autocontinue && b.frame == frame::GLOBAL_INT));
+        // Rally: frame 3 comes back as 6, 0 as 0; autocontinue 0.
+        let mut r3 = sent.rally[0];
+        r3.frame = frame::GLOBAL_RELATIVE_ALT;
+        let mut r0 = sent.rally[0];
+        r0.frame = frame::GLOBAL;
+        let (r, _) = upload(&mut s, &mut l, MissionType::Rally, &[r3, r0]);
+        assert_eq!(r, dialect::MavMissionResult::MAV_MISSION_ACCEPTED);
+        let back = download_all(&mut s, &mut l, MissionType::Rally);
+        assert_eq!(back[0].frame, frame::GLOBAL_RELATIVE_ALT_INT);
+        assert_eq!(back[1].frame, frame::GLOBAL);
+        assert!(back.iter().all(|b| !b.autocontinue));
+        // Clearing the mission leaves nothing (no home).
+        let clear = Msg::MISSION_CLEAR_ALL(dialect::MISSION_CLEAR_ALL_DATA {
+            target_system: 1,
+            target_component: 1,
+            mission_type: to_mav_type(MissionType::Mission),
+        });
+        assert!(s.handle((255, 190), &clear, 0.0, &mut l));
+        assert!(l.mission.is_empty());
     }
 }

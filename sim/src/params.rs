@@ -14,8 +14,9 @@
 //!   echo (`param_index` 65535, as ArduPilot's `send_parameter_value`) of
 //!   the value now held. An unknown name gets no answer; a read-only one
 //!   gets `Param write denied (NAME)` and the value it kept.
-//! - Values travel as plain floats: ArduPilot's "cast" encoding, never
-//!   PX4's byte-wise one.
+//! - Values travel as plain floats: ArduPilot's "cast" encoding. A PX4
+//!   table ([`crate::px4::params`], [`Params::with_encoding`]) sends and
+//!   reads integers byte-wise instead (the int's bits in the float field).
 //!
 //! Only parameters the simulator honours (or reports as fixed facts) are
 //! in the table ([`Params::arducopter`]); the vehicle reads them by name.
@@ -23,6 +24,7 @@
 use std::collections::HashMap;
 
 use tiancha_firmware_bridge::codec::{dialect, Msg};
+use tiancha_firmware_bridge::params::ParamEncoding;
 
 use crate::vehicle::Airframe;
 
@@ -54,6 +56,7 @@ pub struct ParamReply {
 pub struct Params {
     list: Vec<Param>,
     index: HashMap<&'static str, usize>,
+    encoding: ParamEncoding,
 }
 
 /// `MAV_SEVERITY_WARNING`.
@@ -68,7 +71,22 @@ impl Params {
             p.value = store_as(p.ty, p.value).unwrap_or(0.0);
         }
         let index = list.iter().enumerate().map(|(i, p)| (p.name, i)).collect();
-        Self { list, index }
+        Self {
+            list,
+            index,
+            encoding: ParamEncoding::Cast,
+        }
+    }
+
+    /// The same table with integers on the wire as `encoding` says
+    /// (ArduPilot: cast, the default; PX4: byte-wise).
+    pub fn with_encoding(mut self, encoding: ParamEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    pub fn encoding(&self) -> ParamEncoding {
+        self.encoding
     }
 
     /// ArduCopter's parameters that the simulator has, with ArduCopter's
@@ -192,7 +210,7 @@ impl Params {
     fn value_msg(&self, i: usize, param_index: u16) -> Msg {
         let p = &self.list[i];
         Msg::PARAM_VALUE(dialect::PARAM_VALUE_DATA {
-            param_value: p.value,
+            param_value: self.encoding.encode(p.value as f64, p.ty),
             param_count: self.list.len() as u16,
             param_index,
             param_id: p.name.into(),
@@ -228,7 +246,10 @@ impl Params {
                     return Some(r);
                 };
                 let before = self.list[i].value;
-                match self.set(name, s.param_value) {
+                // Decoded as the parameter's own type, whatever the sender
+                // claimed.
+                let value = self.encoding.decode(s.param_value, self.list[i].ty) as f32;
+                match self.set(name, value) {
                     Some(Ok(v)) => {
                         if v.to_bits() != before.to_bits() {
                             r.changed = Some(self.list[i].name);
@@ -441,5 +462,24 @@ mod tests {
         assert_eq!(values(&r)[0].1, 0.0);
         assert!(p.set_internal("FENCE_TOTAL", 33.0));
         assert_eq!(p.get("FENCE_TOTAL"), Some(33.0));
+    }
+
+    #[test]
+    fn px4_table_sends_and_reads_int32_bytewise() {
+        let mut p = crate::px4::params(1, &Airframe::default());
+        let r = read(&mut p, "GF_ACTION", -1);
+        let v = &values(&r)[0];
+        assert_eq!(v.2, MAV_PARAM_TYPE_INT32);
+        assert_eq!(v.1.to_bits(), 2, "the int's bits in the float");
+        assert_eq!(values(&read(&mut p, "RTL_RETURN_ALT", -1))[0].1, 30.0);
+        // PARAM_SET of an INT32 carries its bits; the echo too.
+        let r = set(&mut p, "GF_ACTION", f32::from_bits(3), MAV_PARAM_TYPE_INT32);
+        assert_eq!(values(&r)[0].1.to_bits(), 3);
+        assert_eq!(p.get("GF_ACTION"), Some(3.0));
+        assert_eq!(r.changed, Some("GF_ACTION"));
+        // REAL32: a plain float both ways.
+        let r = set(&mut p, "GF_MAX_HOR_DIST", 250.0, MAV_PARAM_TYPE_REAL32);
+        assert_eq!(values(&r)[0].1, 250.0);
+        assert_eq!(p.get("GF_MAX_HOR_DIST"), Some(250.0));
     }
 }

@@ -19,6 +19,7 @@ use crate::autopilot::{AutopilotConfig, AutopilotStats, SimNode};
 use crate::impair::{Impairment, ImpairmentConfig, ImpairmentStats};
 use crate::mission_server::{Lists, ServerStats};
 use crate::noise::NoiseConfig;
+use crate::px4::Flavour;
 use crate::truth::Truth;
 use crate::vehicle::Airframe;
 
@@ -78,6 +79,9 @@ pub struct SimConfig {
     pub signing_key: Option<String>,
     /// Simulated Unix time at boot (ms); default: the wall clock at start.
     pub boot_unix_ms: Option<u64>,
+    /// Behave like ArduCopter (`ardu_copter`, the default) or like PX4
+    /// v1.15.4 where the two differ (`px4`).
+    pub flavour: Flavour,
 }
 
 impl Default for SimConfig {
@@ -100,6 +104,7 @@ impl Default for SimConfig {
             noise: NoiseConfig::default(),
             signing_key: None,
             boot_unix_ms: None,
+            flavour: Flavour::ArduCopter,
         }
     }
 }
@@ -280,13 +285,14 @@ impl Sim {
                 .boot_unix_ms
                 .map(|ms| ms * 1000)
                 .unwrap_or_else(wall_unix_us),
+            flavour: cfg.flavour,
         };
         let node = SimNode::new(ap, key);
         let (truth_tx, truth) = watch::channel(node.autopilot.truth());
         let (lists_tx, lists) = watch::channel(Arc::new(node.autopilot.lists.clone()));
         let stats = Arc::new(Mutex::new(SimStats::default()));
         let (stop_tx, stop_rx) = oneshot::channel();
-        tracing::info!(listen = %address, speed = cfg.speed, "simulated ArduCopter started");
+        tracing::info!(listen = %address, speed = cfg.speed, flavour = ?cfg.flavour, "simulated autopilot started");
         let task = tokio::spawn(drive(
             node,
             transport,

@@ -25,6 +25,10 @@
 //! - `WPNAV_SPEED` is the waypoint speed (a `DO_CHANGE_SPEED` overrides it
 //!   until the next change), `DISARM_DELAY` the auto-disarm after an
 //!   arming without takeoff (0: never).
+//!
+//! With [`Vehicle::flavour`] PX4 the rules of [`crate::px4`] replace these
+//! where the two differ (its parameters, geofence, RTL target, arming in
+//! AUTO.MISSION, every item reported reached).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -34,6 +38,7 @@ use tiancha_protocol::mission::{cmd, frame, MissionItem};
 
 use crate::fence::Fence;
 use crate::params::Params;
+use crate::px4::{self, Flavour};
 use crate::rally::{rtl_target, RtlTarget};
 
 /// ArduCopter flight modes (custom mode numbers).
@@ -260,6 +265,11 @@ pub struct Vehicle {
     pub rally: Vec<MissionItem>,
     /// ArduCopter's parameters (the autopilot serves them on the wire).
     pub params: Params,
+    /// ArduCopter's behaviour or PX4's ([`px4::configure_vehicle`]).
+    pub flavour: Flavour,
+    /// PX4 in AUTO.MISSION from the ground: climbing to this altitude
+    /// above home before flying to the first item.
+    px4_takeoff: Option<f64>,
     pub speed_mps: f64,
     pub mission_current: u16,
     nav: NavState,
@@ -336,6 +346,8 @@ impl Vehicle {
             fence_enabled: params.value("FENCE_ENABLE") != 0.0,
             rally: vec![],
             params,
+            flavour: Flavour::ArduCopter,
+            px4_takeoff: None,
             mission_current: 0,
             nav: NavState::Idle,
             jump_counts: HashMap::new(),
@@ -428,10 +440,12 @@ impl Vehicle {
         let changed = m != self.mode;
         self.mode = m;
         self.paused = false;
+        self.px4_takeoff = None;
         self.orbit = if m == Mode::Circle { self.orbit } else { None };
         match m {
             Mode::Auto => {
-                if self.landed
+                if !self.flavour.is_px4()
+                    && self.landed
                     && self.armed
                     && self
                         .next_nav_from(1)
@@ -510,13 +524,29 @@ impl Vehicle {
             return Ok(());
         }
         if !force {
-            let fail = self
-                .prearm_failure()
-                .or_else(|| (!self.mode.armable()).then(|| "Mode not armable".to_string()));
-            if let Some(f) = fail {
-                let f = format!("Arm: {f}");
-                self.text(severity::CRITICAL, &f);
-                return Err(Refused(f));
+            if self.flavour.is_px4() {
+                if self.prearm_failure().is_some() {
+                    self.text(severity::CRITICAL, px4::ARMING_DENIED);
+                    return Err(Refused(px4::ARMING_DENIED.into()));
+                }
+                let armable = match self.mode {
+                    Mode::Auto => self.mission.len() >= 2,
+                    m => m.armable(),
+                };
+                if !armable {
+                    let r = "Arming denied: not armable in this mode".to_string();
+                    self.text(severity::CRITICAL, &r);
+                    return Err(Refused(r));
+                }
+            } else {
+                let fail = self
+                    .prearm_failure()
+                    .or_else(|| (!self.mode.armable()).then(|| "Mode not armable".to_string()));
+                if let Some(f) = fail {
+                    let f = format!("Arm: {f}");
+                    self.text(severity::CRITICAL, &f);
+                    return Err(Refused(f));
+                }
             }
         }
         self.armed = true;
@@ -534,7 +564,18 @@ impl Vehicle {
         }
         self.target = self.pos;
         self.events.push_back(VehicleEvent::Armed(true));
-        self.text(severity::INFO, "Arming motors");
+        if self.flavour.is_px4() {
+            self.text(severity::INFO, px4::ARMED);
+            if self.mode == Mode::Auto {
+                // PX4 takes off and flies the mission by itself.
+                if matches!(self.nav, NavState::Complete) {
+                    self.nav = NavState::Idle;
+                }
+                self.start_mission_from(self.resume_seq());
+            }
+        } else {
+            self.text(severity::INFO, "Arming motors");
+        }
         Ok(())
     }
 
@@ -554,6 +595,7 @@ impl Vehicle {
     fn do_disarm(&mut self) {
         self.armed = false;
         self.takeoff_alt = None;
+        self.px4_takeoff = None;
         self.events.push_back(VehicleEvent::Armed(false));
         self.text(severity::INFO, "Disarming motors");
     }
@@ -762,6 +804,10 @@ impl Vehicle {
                 continue;
             }
             self.do_command(&it);
+            if self.flavour.is_px4() {
+                // PX4 reports every item reached, not only NAV ones.
+                self.events.push_back(VehicleEvent::ItemReached(seq));
+            }
             seq += 1;
         }
     }
@@ -825,6 +871,12 @@ impl Vehicle {
             _ => {
                 if let Some(t) = self.ned_of(&it) {
                     self.target = t;
+                    if self.flavour.is_px4() && self.landed && self.armed {
+                        // PX4 climbs to the item's altitude first.
+                        self.px4_takeoff = Some(-t.z);
+                        self.landed = false;
+                        self.flown_since_arm = true;
+                    }
                 }
             }
         }
@@ -836,21 +888,52 @@ impl Vehicle {
         self.start_mission_from(seq + 1);
     }
 
-    /// `WPNAV_SPEED` in m/s.
+    /// `WPNAV_SPEED` in m/s (PX4: `MPC_XY_CRUISE`).
     pub fn wpnav_speed_mps(&self) -> f64 {
-        self.params.value("WPNAV_SPEED") / 100.0
+        match self.flavour {
+            Flavour::ArduCopter => self.params.value("WPNAV_SPEED") / 100.0,
+            Flavour::Px4 => self.params.value("MPC_XY_CRUISE"),
+        }
     }
 
-    /// `RTL_ALT` in m.
+    /// `RTL_ALT` in m (PX4: `RTL_RETURN_ALT`).
     pub fn rtl_alt_m(&self) -> f64 {
-        self.params.value("RTL_ALT") / 100.0
+        match self.flavour {
+            Flavour::ArduCopter => self.params.value("RTL_ALT") / 100.0,
+            Flavour::Px4 => self.params.value("RTL_RETURN_ALT"),
+        }
+    }
+
+    /// `DISARM_DELAY` in s (PX4: `COM_DISARM_PRFLT`).
+    pub fn disarm_delay_s(&self) -> f64 {
+        match self.flavour {
+            Flavour::ArduCopter => self.params.value("DISARM_DELAY"),
+            Flavour::Px4 => self.params.value("COM_DISARM_PRFLT"),
+        }
+    }
+
+    /// The waypoint acceptance radius (PX4: `NAV_ACC_RAD`).
+    pub fn wp_radius_m(&self) -> f64 {
+        match self.flavour {
+            Flavour::ArduCopter => self.af.wp_radius_m,
+            Flavour::Px4 => self.params.value("NAV_ACC_RAD"),
+        }
+    }
+
+    /// The vehicle is climbing in a takeoff (reported as PX4's
+    /// AUTO.TAKEOFF).
+    pub fn taking_off(&self) -> bool {
+        !self.landed
+            && self.mode == Mode::Guided
+            && self.takeoff_alt.is_some_and(|a| self.alt_rel() < a - 0.5)
     }
 
     /// Act on a parameter that changed (after a `PARAM_SET`).
     pub fn param_changed(&mut self, name: &str) {
         match name {
             "FENCE_ENABLE" => self.set_fence_enabled(self.params.value("FENCE_ENABLE") != 0.0),
-            "WPNAV_SPEED" => {
+            "GF_ACTION" => self.set_fence_enabled(px4::fence_enforced(&self.params)),
+            "WPNAV_SPEED" | "MPC_XY_CRUISE" => {
                 let s = self.wpnav_speed_mps();
                 if s > 0.0 {
                     self.speed_mps = s;
@@ -878,6 +961,9 @@ impl Vehicle {
         p: Vector3<f64>,
         circle_centre: Vector2<f64>,
     ) -> Option<(&'static str, String)> {
+        if self.flavour.is_px4() {
+            return px4::fence_breach_at(self, p, circle_centre);
+        }
         let types = self.params.value("FENCE_TYPE") as i64 as u8;
         if types & fence_type::ALT_MAX != 0 {
             let max = self.params.value("FENCE_ALT_MAX");
@@ -919,13 +1005,20 @@ impl Vehicle {
             })
             .collect();
         let lls: Vec<LatLon> = points.iter().map(|(ll, _)| *ll).collect();
-        let target = rtl_target(
-            self.position().horizontal(),
-            self.home.horizontal(),
-            &lls,
-            self.params.value("RALLY_LIMIT_KM"),
-            self.params.value("RALLY_INCL_HOME") != 0.0,
-        );
+        let target = match self.flavour {
+            Flavour::ArduCopter => rtl_target(
+                self.position().horizontal(),
+                self.home.horizontal(),
+                &lls,
+                self.params.value("RALLY_LIMIT_KM"),
+                self.params.value("RALLY_INCL_HOME") != 0.0,
+            ),
+            Flavour::Px4 => px4::rtl_destination(
+                self.position().horizontal(),
+                self.home.horizontal(),
+                &self.rally,
+            ),
+        };
         self.rtl_dest = match target {
             RtlTarget::Home => Vector3::zeros(),
             RtlTarget::Rally(i) => {
@@ -977,7 +1070,11 @@ impl Vehicle {
             if self.fence_enabled && !self.fence_breached {
                 if let Some(what) = self.fence_breach() {
                     self.fence_breached = true;
-                    self.text(severity::CRITICAL, format!("Fence Breach: {what}"));
+                    if self.flavour.is_px4() {
+                        self.text(severity::CRITICAL, px4::GEOFENCE_VIOLATION);
+                    } else {
+                        self.text(severity::CRITICAL, format!("Fence Breach: {what}"));
+                    }
                     self.fence_action();
                 }
             } else if self.fence_breached && self.fence_breach().is_none() {
@@ -992,7 +1089,7 @@ impl Vehicle {
             self.step_gimbal(dt);
             return;
         }
-        let disarm_delay = self.params.value("DISARM_DELAY");
+        let disarm_delay = self.disarm_delay_s();
         if self.landed
             && !self.flown_since_arm
             && disarm_delay > 0.0
@@ -1052,6 +1149,21 @@ impl Vehicle {
     /// land) and 5 (SmartRTL or land: no SmartRTL here) land; 4 brakes;
     /// 1 (RTL or land), 3 (SmartRTL or RTL) and anything else RTL.
     fn fence_action(&mut self) {
+        if self.flavour.is_px4() {
+            let Some(m) = px4::fence_action(self.params.value("GF_ACTION")) else {
+                return;
+            };
+            if matches!(self.mode, Mode::Land | Mode::Rtl) || self.mode == m {
+                return;
+            }
+            self.text(severity::CRITICAL, "Failsafe activated");
+            self.enter_mode(m);
+            if m == Mode::Loiter {
+                // Hold: stop where it can.
+                self.target = self.target_hold();
+            }
+            return;
+        }
         let action = self.params.value("FENCE_ACTION") as i64;
         match action {
             0 => {}
@@ -1082,7 +1194,7 @@ impl Vehicle {
         let to_dest = (self.pos.xy() - dest.xy()).norm();
         match self.rtl_phase {
             RtlPhase::Climb => {
-                if self.alt_rel() >= rtl_alt - 0.5 || to_dest < self.af.wp_radius_m {
+                if self.alt_rel() >= rtl_alt - 0.5 || to_dest < self.wp_radius_m() {
                     self.rtl_phase = RtlPhase::Return;
                 }
                 (Vector3::new(self.pos.x, self.pos.y, -cruise), false)
@@ -1101,6 +1213,13 @@ impl Vehicle {
         let NavState::Item { seq, arrived_at } = self.nav.clone() else {
             return (self.target, false);
         };
+        if let Some(alt) = self.px4_takeoff {
+            if (self.alt_rel() - alt).abs() < 0.5 {
+                self.px4_takeoff = None;
+            } else {
+                return (Vector3::new(self.pos.x, self.pos.y, -alt), false);
+            }
+        }
         let it = self.mission[seq as usize];
         match it.command {
             cmd::NAV_TAKEOFF => {
@@ -1127,7 +1246,7 @@ impl Vehicle {
                     _ => it.param1 as f64, // WAYPOINT: delay
                 };
                 match arrived_at {
-                    None if d < self.af.wp_radius_m => {
+                    None if d < self.wp_radius_m() => {
                         if hold_s <= 0.0 {
                             self.advance(seq);
                         } else {

@@ -29,7 +29,10 @@ async function metrics() {
 async function settled() {
   let m = await metrics();
   for (let i = 0; i < 100 && (m.viewers !== 0 || m.running !== 0); i++) { await new Promise((r) => setTimeout(r, 200)); m = await metrics(); }
-  await new Promise((r) => setTimeout(r, 1500));
+  // Idle threads of tokio's blocking pool (the store's calls) exit after
+  // 10 s of idleness: wait past that, so the thread count measures leaks,
+  // not how busy the last seconds were.
+  await new Promise((r) => setTimeout(r, 11000));
   m = await metrics();
   return { ...m, ...proc() };
 }
