@@ -1860,7 +1860,7 @@ mod tests {
             &Msg::SET_MODE(dialect::SET_MODE_DATA {
                 custom_mode: (4 << 16) | (5 << 24),
                 target_system: 1,
-                base_mode: dialect::MavMode::MAV_MODE_AUTO_DISARMED,
+                base_mode: dialect::MavModeFlag::MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
             }),
             now,
         );
