@@ -214,6 +214,8 @@ pub struct Core {
     extra: LinkStats,
     job: Option<Job>,
     job_result: Option<MissionJobResult>,
+    /// A chunked STATUSTEXT being joined: (id, text so far).
+    text_chunks: Option<(u16, String)>,
 }
 
 fn now_unix_us_at(t0: Instant, unix0_us: u64, now: Instant) -> u64 {
@@ -271,6 +273,7 @@ impl Core {
             extra: LinkStats::default(),
             job: None,
             job_result: None,
+            text_chunks: None,
         }
     }
 
@@ -1110,10 +1113,32 @@ impl Core {
             }
             Msg::STATUSTEXT(s) => {
                 let end = s.text.iter().position(|&b| b == 0).unwrap_or(s.text.len());
+                let part = String::from_utf8_lossy(&s.text[..end]).into_owned();
+                // MAVLink 2 splits texts longer than 50 bytes into chunks
+                // with one `id` (PX4 does): join them; the last chunk is
+                // the one shorter than 50 bytes.
+                let whole = if s.id == 0 {
+                    Some(part)
+                } else {
+                    let buf = match self.text_chunks.take() {
+                        Some((id, mut t)) if id == s.id => {
+                            t.push_str(&part);
+                            t
+                        }
+                        _ => part,
+                    };
+                    if end < s.text.len() {
+                        Some(buf)
+                    } else {
+                        self.text_chunks = Some((s.id, buf));
+                        None
+                    }
+                };
+                let Some(whole) = whole else {
+                    return;
+                };
                 // PX4 ends its texts with a TAB.
-                let text = String::from_utf8_lossy(&s.text[..end])
-                    .trim_end()
-                    .to_string();
+                let text = whole.trim_end().to_string();
                 tracing::info!(severity = s.severity as u8, %text, "autopilot says");
                 if let Some(reason) = prearm_failure(&text) {
                     self.state.readiness.prearm_reason = Some(reason.to_string());

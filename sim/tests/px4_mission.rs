@@ -198,3 +198,42 @@ fn an_ardupilot_style_mission_is_not_what_px4_keeps() {
     }
     assert_eq!(l.node.autopilot.lists.mission.len(), 5);
 }
+
+/// PX4 splits its 52-byte arming refusal into two STATUSTEXT chunks; the
+/// bridge joins them, so the operator reads the whole reason.
+#[test]
+fn a_chunked_refusal_reaches_the_operator_whole() {
+    let mut l = VirtualLink::new(
+        BridgeConfig::default(),
+        AutopilotConfig {
+            flavour: Flavour::Px4,
+            ekf_ready_delay_s: 600.0,
+            ..Default::default()
+        },
+        None,
+        ImpairmentConfig::default(),
+        ImpairmentConfig::default().with_seed(3),
+    );
+    l.run_until(Duration::from_secs(10), |l| l.core.target())
+        .expect("autopilot found");
+    let r = command(
+        &mut l,
+        7,
+        MavCmd::MAV_CMD_COMPONENT_ARM_DISARM,
+        [1., 0., 0., 0., 0., 0., 0.],
+    );
+    assert!(r.is_err(), "arming before readiness is refused");
+    let text = l
+        .run_until(Duration::from_secs(5), |l| {
+            std::iter::from_fn(|| l.core.poll_event()).find_map(|e| match e {
+                Event::StatusText { text, .. } if text.starts_with("Arming denied") => Some(text),
+                _ => None,
+            })
+        })
+        .expect("the refusal text");
+    assert_eq!(text, "Arming denied: Resolve system health failures first");
+    assert_eq!(
+        l.core.state().readiness.prearm_reason.as_deref(),
+        Some("Arming denied: Resolve system health failures first")
+    );
+}
