@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command as Shell;
 use std::time::Duration;
 
@@ -161,44 +160,7 @@ fn final_result(rig: &Rig, id: Uuid, timeout: Duration) -> (String, String) {
 
 fn patrol() -> PatrolSpec {
     // A 200 m × 150 m field just north-east of home (Shangrao).
-    let p = |dn: f64, de: f64| GeoPoint::new(28.45 + dn / 111_000.0, 117.94 + de / 97_800.0);
-    PatrolSpec {
-        name: Some("test field".into()),
-        areas: vec![proto::GeoPolygon {
-            exterior: vec![
-                p(50.0, 50.0),
-                p(50.0, 250.0),
-                p(200.0, 250.0),
-                p(200.0, 50.0),
-            ],
-            holes: vec![],
-        }],
-        no_fly_zones: vec![proto::NoFlyZone {
-            name: "clinic helipad".into(),
-            shape: proto::ZoneShape::Circle {
-                center: p(120.0, 400.0),
-                radius_m: 30.0,
-            },
-            buffer_m: 20.0,
-        }],
-        points_of_interest: vec![],
-        altitude_rel_m: Some(40.0),
-        qgc_plan: None,
-    }
-}
-
-fn events(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
-    let Some(db) = open_store(dir) else {
-        return vec![];
-    };
-    let Ok(mut st) = db.prepare("SELECT json FROM events WHERE kind = ?1 ORDER BY t_unix_ms")
-    else {
-        return vec![];
-    };
-    st.query_map([kind], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|j| serde_json::from_str(&j.unwrap()).unwrap())
-        .collect()
+    field_patrol("clinic helipad", (120.0, 400.0), 20.0, 40.0)
 }
 
 #[test]
@@ -233,7 +195,7 @@ fn launch_patrol_rtl_land_with_every_command_answered() {
     let inv = command(
         &rig,
         CommandKind::Investigate {
-            target: GeoPoint::new(28.45 + 120.0 / 111_000.0, 117.94 + 400.0 / 97_800.0),
+            target: offset(120.0, 400.0),
             orbit_radius_m: 20.0,
             duration_s: 30.0,
             alert_id: None,

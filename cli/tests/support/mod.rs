@@ -500,3 +500,59 @@ pub fn final_command_result(dir: &Path, id: uuid::Uuid, timeout: Duration) -> (S
             })
     })
 }
+
+/// The events of `kind` in the ground station's store, oldest first.
+pub fn events(dir: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let Some(db) = open_store(dir) else {
+        return vec![];
+    };
+    let Ok(mut st) = db.prepare("SELECT json FROM events WHERE kind = ?1 ORDER BY t_unix_ms")
+    else {
+        return vec![];
+    };
+    st.query_map([kind], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|j| serde_json::from_str(&j.unwrap()).unwrap())
+        .collect()
+}
+
+/// A point `dn` m north and `de` m east of the test home (28.45, 117.94).
+pub fn offset(dn: f64, de: f64) -> tiancha_protocol::GeoPoint {
+    tiancha_protocol::GeoPoint::new(28.45 + dn / 111_320.0, 117.94 + de / 97_900.0)
+}
+
+/// A 200 m × 150 m field north-east of the test home (its far corner
+/// ~320 m out), with one circular no-fly zone `zone` centred `(dn, de)`
+/// m from home.
+pub fn field_patrol(
+    zone: &str,
+    zone_at: (f64, f64),
+    buffer_m: f64,
+    alt_rel_m: f64,
+) -> tiancha_protocol::PatrolSpec {
+    use tiancha_protocol as proto;
+    let p = |(dn, de)| offset(dn, de);
+    proto::PatrolSpec {
+        name: Some("test field".into()),
+        areas: vec![proto::GeoPolygon {
+            exterior: vec![
+                p((50.0, 50.0)),
+                p((50.0, 250.0)),
+                p((200.0, 250.0)),
+                p((200.0, 50.0)),
+            ],
+            holes: vec![],
+        }],
+        no_fly_zones: vec![proto::NoFlyZone {
+            name: zone.into(),
+            shape: proto::ZoneShape::Circle {
+                center: p(zone_at),
+                radius_m: 30.0,
+            },
+            buffer_m,
+        }],
+        points_of_interest: vec![],
+        altitude_rel_m: Some(alt_rel_m),
+        qgc_plan: None,
+    }
+}
