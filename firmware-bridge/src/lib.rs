@@ -41,6 +41,9 @@
 //! - **Parameters** ([`params`]): read and set by name, with retries, the
 //!   set confirmed by the autopilot's echo (an echo of another value is an
 //!   error), integers cast (ArduPilot) or bytewise (PX4).
+//! - **Status texts**: chunked `STATUSTEXT`s (MAVLink 2 `id`/`chunk_seq`,
+//!   PX4 splits texts over 50 bytes) are joined into one event; one
+//!   `MissionItemReached` per item even though PX4 repeats the message.
 //! - **Readiness** ([`state::Readiness`]): the autopilot's pre-arm verdict
 //!   (`SYS_STATUS` pre-arm bit) and its last stated pre-arm failure, beside
 //!   the EKF flags.
