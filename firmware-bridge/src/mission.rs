@@ -28,8 +28,8 @@
 //!
 //! [`verify`] compares what was sent with what was read back, knowing what
 //! each autopilot rewrites ([`ReadbackRule`]): ArduPilot keeps its home in
-//! mission item 0, drops the frame of commands without a position, and
-//! both ArduPilot and PX4 drop `autocontinue` on fence and rally items.
+//! mission item 0, drops the frame of commands without a position and
+//! `autocontinue` on fence and rally items; PX4 drops it on fence items.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -363,8 +363,8 @@ pub enum ReadbackRule {
     /// `DO_MOUNT_CONTROL`, `NAV_RETURN_TO_LAUNCH` …) without a frame and
     /// returns frame 0 (`GLOBAL`) for them, whatever frame was sent.
     NonPositionalFrameNotKept,
-    /// Fence and rally items come back with `autocontinue` 0 (ArduPilot
-    /// and PX4 keep no such flag for them).
+    /// Items come back with `autocontinue` 0: ArduPilot's fence and rally
+    /// items, PX4's fence items (PX4 keeps it on rally points).
     AutocontinueNotKept,
 }
 
@@ -377,8 +377,8 @@ pub fn readback_rules(kind: AutopilotKind, ty: MissionType) -> &'static [Readbac
             &[HomeIsItemZero, NonPositionalFrameNotKept]
         }
         (AutopilotKind::ArduPilot, _) => &[NonPositionalFrameNotKept, AutocontinueNotKept],
-        (AutopilotKind::Px4, MissionType::Mission) => &[],
-        (AutopilotKind::Px4, _) => &[AutocontinueNotKept],
+        (AutopilotKind::Px4, MissionType::Fence) => &[AutocontinueNotKept],
+        (AutopilotKind::Px4, _) => &[],
         _ => &[],
     }
 }

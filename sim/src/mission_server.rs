@@ -27,7 +27,7 @@
 //!
 //! With [`Flavour::Px4`] it is PX4's instead where the two differ: no
 //! home item (seq 0 is the first real item), items pulled with
-//! `MISSION_REQUEST_INT`, read-back as sent but for fence and rally
+//! `MISSION_REQUEST_INT`, read-back as sent but for fence items'
 //! `autocontinue` and rally frame 3 stored as 6 ([`crate::px4`]).
 //!
 //! Sans-IO: time is sim seconds; replies are queued with their recipient.

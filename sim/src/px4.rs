@@ -10,7 +10,7 @@
 //! - **Mission protocol**: no home item (seq 0 is the first real item;
 //!   the vehicle keeps its home in front of its own copy, [`vehicle_mission`],
 //!   and [`wire_seq`] maps back); read-back exactly as sent except fence
-//!   and rally `autocontinue` 0 ([`readback_item`]); rally frame 3 is
+//!   items' `autocontinue` 0 ([`readback_item`]); rally frame 3 is
 //!   stored as 6 ([`stored_item`]); items are pulled with
 //!   `MISSION_REQUEST_INT`. `MISSION_ITEM_REACHED` for every item, the last
 //!   one repeated once a second ([`Timers`]).
@@ -199,11 +199,12 @@ pub fn stored_item(t: MissionType, item: &MissionItem) -> MissionItem {
     it
 }
 
-/// An item as PX4 hands it back: as stored, except fence and rally items
-/// with `autocontinue` 0.
+/// An item as PX4 hands it back: as stored, except fence items with
+/// `autocontinue` 0 (rally points keep theirs: recorded from PX4 SITL,
+/// and checked by `cli/tests/sitl_e2e.rs`).
 pub fn readback_item(t: MissionType, item: &MissionItem) -> MissionItem {
     let mut it = *item;
-    if t != MissionType::Mission {
+    if t == MissionType::Fence {
         it.autocontinue = false;
     }
     it
@@ -467,6 +468,7 @@ mod tests {
         let f = MissionItem::nav(cmd::NAV_FENCE_CIRCLE_EXCLUSION, 28.4, 117.9, 0.0);
         assert!(!readback_item(MissionType::Fence, &f).autocontinue);
         let mut r = MissionItem::nav(cmd::NAV_RALLY_POINT, 28.4, 117.9, 50.0);
+        assert!(readback_item(MissionType::Rally, &r).autocontinue);
         r.frame = frame::GLOBAL_RELATIVE_ALT;
         assert_eq!(
             stored_item(MissionType::Rally, &r).frame,
