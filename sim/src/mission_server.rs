@@ -751,7 +751,7 @@ mod tests {
         assert!(back
             .iter()
             .all(|b| !b.autocontinue && b.frame == frame::GLOBAL_INT));
-        // Rally: frame 3 comes back as 6, 0 as 0; autocontinue 0.
+        // Rally: frame 3 comes back as 6, 0 as 0; autocontinue kept.
         let mut r3 = sent.rally[0];
         r3.frame = frame::GLOBAL_RELATIVE_ALT;
         let mut r0 = sent.rally[0];
@@ -761,7 +761,7 @@ mod tests {
         let back = download_all(&mut s, &mut l, MissionType::Rally);
         assert_eq!(back[0].frame, frame::GLOBAL_RELATIVE_ALT_INT);
         assert_eq!(back[1].frame, frame::GLOBAL);
-        assert!(back.iter().all(|b| !b.autocontinue));
+        assert!(back.iter().all(|b| b.autocontinue));
         // Clearing the mission leaves nothing (no home).
         let clear = Msg::MISSION_CLEAR_ALL(dialect::MISSION_CLEAR_ALL_DATA {
             target_system: 1,
