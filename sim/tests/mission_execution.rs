@@ -46,15 +46,6 @@ fn command(l: &mut VirtualLink, c: MavCmd, p: [f32; 7]) -> Result<(), CommandErr
     .expect("an answer")
 }
 
-fn upload(l: &mut VirtualLink, ty: MissionType, items: Vec<MissionItem>) -> MissionJobResult {
-    let at = l.instant();
-    l.core
-        .start_mission_job(MissionJob::VerifiedUpload { ty, items }, at)
-        .unwrap();
-    l.run_until(Duration::from_secs(600), |l| l.core.poll_mission_result())
-        .expect("finished")
-}
-
 fn events(l: &mut VirtualLink) -> Vec<Event> {
     std::iter::from_fn(|| l.core.poll_event()).collect()
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use tiancha_firmware_bridge::codec::dialect::MavCmd;
 use tiancha_firmware_bridge::command::{Command, CommandError};
-use tiancha_firmware_bridge::core::{BridgeConfig, MissionJob, MissionJobResult};
+use tiancha_firmware_bridge::core::{BridgeConfig, MissionJobResult};
 use tiancha_firmware_bridge::mission::{readback_rules, MissionError};
 use tiancha_firmware_bridge::state::AutopilotKind;
 use tiancha_firmware_bridge::{Event, FlightMode};
@@ -46,15 +46,6 @@ fn command(l: &mut VirtualLink, id: u64, c: MavCmd, p: [f32; 7]) -> Result<(), C
         })
     })
     .expect("an answer")
-}
-
-fn upload(l: &mut VirtualLink, ty: MissionType, items: Vec<MissionItem>) -> MissionJobResult {
-    let at = l.instant();
-    l.core
-        .start_mission_job(MissionJob::VerifiedUpload { ty, items }, at)
-        .unwrap();
-    l.run_until(Duration::from_secs(600), |l| l.core.poll_mission_result())
-        .expect("finished")
 }
 
 /// What tiancha's planner sends PX4: takeoff, a speed change and the

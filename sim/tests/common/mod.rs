@@ -186,3 +186,23 @@ pub fn write_wpl(path: &std::path::Path, items: &[MissionItem]) {
     }
     std::fs::write(path, s).unwrap();
 }
+
+/// A verified upload (upload, read back, compare) through the bridge's
+/// core in virtual time; its result.
+pub fn upload(
+    l: &mut tiancha_sim::harness::VirtualLink,
+    ty: tiancha_protocol::mission::MissionType,
+    items: Vec<MissionItem>,
+) -> tiancha_firmware_bridge::core::MissionJobResult {
+    let at = l.instant();
+    l.core
+        .start_mission_job(
+            tiancha_firmware_bridge::core::MissionJob::VerifiedUpload { ty, items },
+            at,
+        )
+        .unwrap();
+    l.run_until(std::time::Duration::from_secs(600), |l| {
+        l.core.poll_mission_result()
+    })
+    .expect("finished")
+}
