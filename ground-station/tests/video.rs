@@ -211,8 +211,12 @@ async fn a_hundred_viewers_come_and_go_without_leaking() {
     // Generous: allocator high-water marks and GLib caches, not ~200
     // leaked pipelines (one leaked decoder alone holds several MB).
     assert!(grew_mb < 40.0, "RSS grew {grew_mb:.1} MB: {v}");
+    // A leak per viewer would add ~110 threads. GLib/GStreamer keep a few
+    // pool threads alive after the last viewer (seen: +4 and +5 on
+    // loaded CI machines, also after waiting past tokio's 10 s idle
+    // keep-alive).
     assert!(
-        n(a, "threads") <= n(b, "threads") + 4.0,
+        n(a, "threads") <= n(b, "threads") + 8.0,
         "threads {} -> {}: {v}",
         n(b, "threads"),
         n(a, "threads")
