@@ -208,9 +208,10 @@ async fn a_hundred_viewers_come_and_go_without_leaking() {
     );
     assert_eq!(video::live_elements(), 0);
     let grew_mb = (n(a, "rss_kb") - n(b, "rss_kb")) / 1024.0;
-    // Generous: allocator high-water marks and GLib caches, not ~200
-    // leaked pipelines (one leaked decoder alone holds several MB).
-    assert!(grew_mb < 40.0, "RSS grew {grew_mb:.1} MB: {v}");
+    // Generous: allocator high-water marks and GLib caches (seen: 16 and
+    // 35 MB on loaded machines), not ~200 leaked pipelines (one leaked
+    // decoder alone holds several MB).
+    assert!(grew_mb < 60.0, "RSS grew {grew_mb:.1} MB: {v}");
     // A leak per viewer would add ~110 threads. GLib/GStreamer keep a few
     // pool threads alive after the last viewer (seen: +4 and +5 on
     // loaded CI machines, also after waiting past tokio's 10 s idle
