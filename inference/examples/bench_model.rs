@@ -54,7 +54,7 @@ fn main() {
                 match src.recv(Duration::from_secs(30)).unwrap() {
                     SourceItem::Frame(f) if f.seq % step == 0 => {
                         let p = det.prepare(&mut pre, &f).unwrap();
-                        let input = &p.slices[0].input;
+                        let input = p.slice_input(0);
                         let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
                         std::fs::write(dir.join(format!("{:04}.f32", f.seq)), bytes).unwrap();
                         written += 1;

@@ -1,33 +1,39 @@
-//! The detector: a model loaded once from its manifest, optimised for its
-//! fixed input shape, run with tract on a multithreaded executor (both
-//! cores for the matrix products), decoded and NMS'd, optionally tiled.
+//! The detector: a model loaded once from its manifest, run by a
+//! [`Backend`] (tract by default, onnxruntime with the `ort` feature; see
+//! [`crate::backend`]), decoded and NMS'd, optionally tiled.
 //!
 //! Pre-processing ([`Detector::prepare`]) and inference
 //! ([`Detector::infer`]) are separate steps so that a pipeline can run
 //! them on different threads and overlap frame *n + 1*'s preparation with
-//! frame *n*'s inference ([`crate::pipeline`]).
+//! frame *n*'s inference ([`crate::pipeline`]). A model whose batch
+//! dimension is symbolic gets all slices of a frame (full frame and
+//! tiles) in one run; a fixed-batch model gets them one by one.
+//!
+//! [`DetectorOptions::input_size`] replaces the manifest's input height
+//! and width (a fully convolutional model with symbolic H and W run on a
+//! whole 1280×720 frame at 1280×736, say); the manifest the detector
+//! carries ([`Detector::manifest`]) then has that shape, so the
+//! pre-processor and the decoder follow it.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use opencv::core::Rect;
 use sha2::{Digest, Sha256};
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::plan::SimplePlan;
-use tract_onnx::tract_core::runtime::RunOptions;
-use tract_onnx::tract_hir::infer::Factoid;
-use tract_onnx::tract_hir::internal::DimLike;
 
+use crate::backend::{self, LoadContext};
+pub use crate::backend::{Backend, BackendKind, BackendOptions, OrtOptions, Provider, RawOutput};
 use crate::decode::{self, Detection, OutputView};
 use crate::error::{InferenceError, Result};
 use crate::frame::Frame;
-use crate::manifest::{Manifest, TilingSpec};
+use crate::manifest::{Layout, Manifest, TilingSpec};
 use crate::preprocess::{Letterbox, Preprocessor};
 
 /// How to load and run a detector.
 #[derive(Debug, Clone)]
 pub struct DetectorOptions {
-    /// Threads for tract's matrix products (1 = single-threaded).
+    /// Threads for the model (tract's matrix products, onnxruntime's
+    /// intra-op pool; 1 = single-threaded).
     pub threads: usize,
     /// Check the model's sha256 against the manifest (when it has one).
     pub verify_checksum: bool,
@@ -37,6 +43,15 @@ pub struct DetectorOptions {
     /// (ByteTrack's second pass uses them); `None` keeps only confident
     /// ones. Tell them apart with [`Detector::is_confident`].
     pub low_score_floor: Option<f32>,
+    /// Which engine runs the model (tract unless asked otherwise).
+    pub backend: BackendOptions,
+    /// Replace the manifest's input `(width, height)`. Allowed only when
+    /// the model's H and W dims are symbolic (or equal to these); a
+    /// fixed-size model is a [`InferenceError::ModelMismatch`].
+    pub input_size: Option<(u32, u32)>,
+    /// Run all slices of a frame as one batch when the model's batch
+    /// dimension is symbolic (off: one by one, e.g. to compare).
+    pub batch_slices: bool,
 }
 
 impl Default for DetectorOptions {
@@ -49,233 +64,67 @@ impl Default for DetectorOptions {
             verify_checksum: true,
             tiling: None,
             low_score_floor: Some(0.1),
+            backend: BackendOptions::default(),
+            input_size: None,
+            batch_slices: true,
         }
     }
 }
 
-/// One model output, owned.
-pub struct RawOutput {
-    pub name: String,
-    pub shape: Vec<usize>,
-    value: OutputData,
-}
-
-enum OutputData {
-    Tract(TValue),
-    #[allow(dead_code)]
-    Owned(Vec<f32>),
-}
-
-impl RawOutput {
-    pub fn data(&self) -> Result<&[f32]> {
-        match &self.value {
-            OutputData::Tract(v) => v
-                .to_plain_array_view::<f32>()
-                .map_err(|e| format!("not a float32 tensor: {e}"))
-                .and_then(|a| a.to_slice().ok_or_else(|| "not contiguous".to_string()))
-                .map_err(|reason| InferenceError::Decode {
-                    output: self.name.clone(),
-                    reason,
-                }),
-            OutputData::Owned(v) => Ok(v),
+/// The manifest with its input height and width replaced by `(w, h)`
+/// (NHWC or NCHW per its layout).
+pub fn with_input_size(manifest: &Manifest, (w, h): (u32, u32)) -> Result<Manifest> {
+    if !(8..=8192).contains(&w) || !(8..=8192).contains(&h) {
+        return Err(InferenceError::Config(format!(
+            "input size {w}x{h} is outside 8..8192"
+        )));
+    }
+    let mut m = manifest.clone();
+    let s = &mut m.file.input.shape;
+    match m.file.input.layout {
+        Layout::Nhwc => {
+            s[1] = h as usize;
+            s[2] = w as usize;
+        }
+        Layout::Nchw => {
+            s[2] = h as usize;
+            s[3] = w as usize;
         }
     }
+    Ok(m)
 }
 
-/// An inference engine that runs one prepared input.
-pub trait Backend: Send + Sync {
-    /// Short name for logs and benchmarks ("tract", "onnxruntime").
-    fn name(&self) -> &'static str;
-    /// Run one input tensor (the manifest's shape, row-major) and return
-    /// the decoder's outputs in manifest order.
-    fn run(&self, input: Vec<f32>) -> Result<Vec<RawOutput>>;
-}
-
-/// tract: pure Rust, the default.
-pub struct TractBackend {
-    plan: Arc<TypedRunnableModel>,
-    input_shape: Vec<usize>,
-    output_names: Vec<String>,
-}
-
-impl TractBackend {
-    /// Load, check against the manifest, optimise for the fixed shape.
-    pub fn load(manifest: &Manifest, threads: usize) -> Result<Self> {
-        let path = &manifest.model_path;
-        let load_err = |e: anyhow_like::Error| InferenceError::ModelLoad {
-            path: path.clone(),
-            reason: format!("{e:#}"),
-        };
-        let mismatch = |reason: String| InferenceError::ModelMismatch {
-            model: path.clone(),
-            manifest: manifest.path.clone(),
-            reason,
-        };
-        let spec = &manifest.file.input;
-        let mut model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
-
-        // Input: by name, with a shape compatible with the manifest.
-        let inputs = model.input_outlets().map_err(load_err)?.to_vec();
-        let names: Vec<String> = inputs
-            .iter()
-            .map(|o| model.node(o.node).name.clone())
-            .collect();
-        if inputs.len() != 1 {
-            return Err(mismatch(format!(
-                "the model has {} inputs ({names:?}); one image input is supported",
-                inputs.len()
-            )));
-        }
-        if names[0] != spec.name {
-            return Err(mismatch(format!(
-                "input.name is {:?} but the model's input is {:?}",
-                spec.name, names[0]
-            )));
-        }
-        let fact = model.input_fact(0).map_err(load_err)?.clone();
-        let declared: Vec<Option<usize>> = fact
-            .shape
-            .dims()
-            .map(|d| d.concretize().and_then(|d| d.to_usize().ok()))
-            .collect();
-        if !fact.shape.is_open() && !declared.is_empty() {
-            let compatible = declared.len() == spec.shape.len()
-                && declared
-                    .iter()
-                    .zip(&spec.shape)
-                    .all(|(d, s)| d.is_none_or(|d| d == *s));
-            if !compatible {
-                let shown: Vec<String> = declared
-                    .iter()
-                    .map(|d| d.map(|d| d.to_string()).unwrap_or_else(|| "?".into()))
-                    .collect();
-                return Err(mismatch(format!(
-                    "input.shape is {:?} but the model's input {:?} is [{}]",
-                    spec.shape,
-                    spec.name,
-                    shown.join(", ")
-                )));
-            }
-        }
-        model
-            .set_input_fact(0, f32::fact(&spec.shape).into())
-            .map_err(load_err)?;
-
-        // Outputs: by name.
-        let wanted: Vec<String> = manifest
-            .file
-            .output
-            .output_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let available: Vec<String> = model
-            .output_outlets()
-            .map_err(load_err)?
-            .iter()
-            .map(|o| {
-                model
-                    .outlet_label(*o)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| model.node(o.node).name.clone())
-            })
-            .collect();
-        for w in &wanted {
-            let known = available.contains(w)
-                || model.nodes().iter().any(|n| &n.name == w)
-                || model.nodes().iter().enumerate().any(|(i, n)| {
-                    (0..n.outputs.len())
-                        .any(|s| model.outlet_label(OutletId::new(i, s)) == Some(w.as_str()))
-                });
-            if !known {
-                return Err(mismatch(format!(
-                    "output {w:?} named in the manifest is not in the model (its outputs are {available:?})"
-                )));
-            }
-        }
-        let model = model.with_outputs_by_name(&wanted).map_err(load_err)?;
-        let typed = model.into_typed().map_err(|e| {
-            mismatch(format!(
-                "the model cannot run with input shape {:?}: {e:#}",
-                spec.shape
-            ))
-        })?;
-        let mut shapes = Vec::new();
-        for (i, name) in wanted.iter().enumerate() {
-            let f = typed.output_fact(i).map_err(load_err)?;
-            let shape = f.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| {
-                mismatch(format!(
-                    "output {name:?} has no fixed shape ({:?}) for input {:?}",
-                    f.shape, spec.shape
-                ))
-            })?;
-            if f.datum_type != f32::datum_type() {
-                return Err(mismatch(format!(
-                    "output {name:?} is {:?}, float32 expected",
-                    f.datum_type
-                )));
-            }
-            shapes.push(shape);
-        }
-        decode::check_output_shapes(&manifest.file.output, &shapes, manifest.num_classes())
-            .map_err(mismatch)?;
-
-        let optimized = typed.into_optimized().map_err(load_err)?;
-        let mut opts = RunOptions::default();
-        if threads > 1 {
-            opts.executor = Some(tract_linalg::multithread::Executor::multithread_with_name(
-                threads,
-                "tiancha-tract",
-            ));
-        }
-        let plan = SimplePlan::new_with_options(optimized, &opts).map_err(load_err)?;
-        Ok(Self {
-            plan,
-            input_shape: spec.shape.clone(),
-            output_names: wanted,
-        })
-    }
-}
-
-/// tract's error type, named once.
-mod anyhow_like {
-    pub type Error = tract_onnx::prelude::TractError;
-}
-
-impl Backend for TractBackend {
-    fn name(&self) -> &'static str {
-        "tract"
-    }
-
-    fn run(&self, input: Vec<f32>) -> Result<Vec<RawOutput>> {
-        let arr = tract_ndarray::ArrayD::from_shape_vec(self.input_shape.clone(), input)
-            .map_err(|e| InferenceError::Run(format!("input tensor: {e}")))?;
-        let t: Tensor = arr.into();
-        let outs = self
-            .plan
-            .run(tvec!(t.into()))
-            .map_err(|e| InferenceError::Run(format!("{e:#}")))?;
-        Ok(outs
-            .into_iter()
-            .zip(&self.output_names)
-            .map(|(v, name)| RawOutput {
-                name: name.clone(),
-                shape: v.shape().to_vec(),
-                value: OutputData::Tract(v),
-            })
-            .collect())
-    }
-}
-
-/// A frame made ready for the model: one input per slice.
+/// A frame made ready for the model.
 pub struct Prepared {
     pub seq: u64,
     pub frame_size: (u32, u32),
     pub slices: Vec<PreparedSlice>,
+    /// The model inputs: one tensor holding every slice back to back when
+    /// the detector batches, else one per slice.
+    pub inputs: Vec<Vec<f32>>,
+    /// Values of one slice's input.
+    pub slice_len: usize,
 }
 
+impl Prepared {
+    /// Slices per model input (the batch size of each run).
+    pub fn batch(&self) -> usize {
+        if self.inputs.len() == self.slices.len() {
+            1
+        } else {
+            self.slices.len()
+        }
+    }
+
+    /// Slice `i`'s input tensor.
+    pub fn slice_input(&self, i: usize) -> &[f32] {
+        let b = self.batch();
+        &self.inputs[i / b][(i % b) * self.slice_len..(i % b + 1) * self.slice_len]
+    }
+}
+
+/// Where a slice of the frame went and how it was scaled.
 pub struct PreparedSlice {
-    pub input: Vec<f32>,
     pub letterbox: Letterbox,
     /// The slice's region in the frame.
     pub region: Rect,
@@ -290,16 +139,18 @@ pub struct Detector {
     backend: Box<dyn Backend>,
     tiling: Option<TilingSpec>,
     floor: Option<f32>,
+    batch: bool,
 }
 
 impl Detector {
-    /// Load the manifest at `path` and its model with tract.
+    /// Load the manifest at `path` and its model with the backend the
+    /// options name.
     pub fn from_manifest_path(path: impl AsRef<Path>, opts: &DetectorOptions) -> Result<Self> {
         let manifest = Manifest::load(path)?;
         Self::load(manifest, opts)
     }
 
-    /// Load a parsed manifest's model with tract.
+    /// Load a parsed manifest's model with the backend the options name.
     pub fn load(manifest: Manifest, opts: &DetectorOptions) -> Result<Self> {
         if opts.verify_checksum {
             verify_checksum(&manifest)?;
@@ -309,11 +160,26 @@ impl Detector {
                 reason: "no such file".into(),
             });
         }
-        let backend = TractBackend::load(&manifest, opts.threads.max(1))?;
-        Ok(Self::with_backend(manifest, Box::new(backend), opts))
+        let (manifest, overridden_size) = match opts.input_size {
+            Some(size) => {
+                let original = manifest.file.input.size();
+                (with_input_size(&manifest, size)?, Some(original))
+            }
+            None => (manifest, None),
+        };
+        let backend = backend::load(
+            &manifest,
+            &opts.backend,
+            LoadContext {
+                threads: opts.threads.max(1),
+                overridden_size,
+            },
+        )?;
+        Ok(Self::with_backend(manifest, backend, opts))
     }
 
-    /// A detector around any backend (e.g. onnxruntime).
+    /// A detector around any backend. `manifest` must be the one the
+    /// backend was loaded with (after any input-size override).
     pub fn with_backend(
         manifest: Manifest,
         backend: Box<dyn Backend>,
@@ -323,11 +189,13 @@ impl Detector {
             Some(t) => t,
             None => manifest.file.tiling,
         };
+        let batch = opts.batch_slices && backend.dynamic_batch();
         Self {
             manifest: Arc::new(manifest),
             backend,
             tiling,
             floor: opts.low_score_floor,
+            batch,
         }
     }
 
@@ -343,8 +211,13 @@ impl Detector {
         &self.manifest
     }
 
-    pub fn backend_name(&self) -> &'static str {
+    pub fn backend_name(&self) -> &str {
         self.backend.name()
+    }
+
+    /// True when all slices of a frame run as one batch.
+    pub fn batches_slices(&self) -> bool {
+        self.batch
     }
 
     pub fn tiling(&self) -> Option<TilingSpec> {
@@ -377,15 +250,29 @@ impl Detector {
         }
     }
 
-    /// Pre-process a frame (all slices).
+    /// Pre-process a frame (all slices), straight into the model's input
+    /// tensors.
     pub fn prepare(&self, pre: &mut Preprocessor, frame: &Frame) -> Result<Prepared> {
         let mat = frame.as_mat()?;
-        let mut slices = Vec::new();
-        for (region, is_tile) in self.regions(frame.width, frame.height) {
-            let mut input = vec![0.0f32; pre.tensor_len()];
-            let letterbox = pre.run(&mat, region, &mut input)?;
+        let regions = self.regions(frame.width, frame.height);
+        let len = pre.tensor_len();
+        let batched = self.batch && regions.len() > 1;
+        let mut inputs: Vec<Vec<f32>> = if batched {
+            vec![vec![0.0f32; len * regions.len()]]
+        } else {
+            Vec::with_capacity(regions.len())
+        };
+        let mut slices = Vec::with_capacity(regions.len());
+        for (i, (region, is_tile)) in regions.into_iter().enumerate() {
+            let letterbox = if batched {
+                pre.run(&mat, region, &mut inputs[0][i * len..(i + 1) * len])?
+            } else {
+                let mut input = vec![0.0f32; len];
+                let lb = pre.run(&mat, region, &mut input)?;
+                inputs.push(input);
+                lb
+            };
             slices.push(PreparedSlice {
-                input,
                 letterbox,
                 region,
                 is_tile,
@@ -395,35 +282,73 @@ impl Detector {
             seq: frame.seq,
             frame_size: (frame.width, frame.height),
             slices,
+            inputs,
+            slice_len: len,
         })
     }
 
     /// Raw decoded detections of one prepared input, in model-input
     /// pixels, before NMS.
     pub fn infer_raw(&self, input: Vec<f32>) -> Result<Vec<Detection>> {
-        let outs = self.backend.run(input)?;
-        let mut views = Vec::with_capacity(outs.len());
-        for o in &outs {
-            views.push(OutputView {
-                name: &o.name,
-                shape: &o.shape,
-                data: o.data()?,
-            });
-        }
-        decode::decode(&self.manifest, &views, self.floor)
+        Ok(self.infer_raw_batch(input, 1)?.pop().unwrap_or_default())
     }
 
-    /// Run the model on every slice, map to frame pixels, drop tile boxes
-    /// cut by an inner tile edge, and merge with class-aware NMS.
+    /// Raw decoded detections of `batch` prepared inputs back to back (the
+    /// model's batch dimension must be symbolic when `batch` > 1), one
+    /// list per input, in model-input pixels, before NMS.
+    pub fn infer_raw_batch(&self, input: Vec<f32>, batch: usize) -> Result<Vec<Vec<Detection>>> {
+        let outs = self.backend.run(input, batch)?;
+        let mut data = Vec::with_capacity(outs.len());
+        for o in &outs {
+            let d = o.data()?;
+            if o.shape.first() != Some(&batch) || d.len() % batch != 0 {
+                return Err(InferenceError::Decode {
+                    output: o.name.clone(),
+                    reason: format!(
+                        "shape {:?} with {} values for a batch of {batch}",
+                        o.shape,
+                        d.len()
+                    ),
+                });
+            }
+            let mut item_shape = o.shape.clone();
+            item_shape[0] = 1;
+            data.push((d, item_shape));
+        }
+        (0..batch)
+            .map(|i| {
+                let views: Vec<OutputView> = outs
+                    .iter()
+                    .zip(&data)
+                    .map(|(o, (d, shape))| {
+                        let n = d.len() / batch;
+                        OutputView {
+                            name: &o.name,
+                            shape,
+                            data: &d[i * n..(i + 1) * n],
+                        }
+                    })
+                    .collect();
+                decode::decode(&self.manifest, &views, self.floor)
+            })
+            .collect()
+    }
+
+    /// Run the model on every slice (as one batch when the model allows),
+    /// map to frame pixels, drop tile boxes cut by an inner tile edge, and
+    /// merge with class-aware NMS.
     pub fn infer(&self, prepared: Prepared) -> Result<Vec<Detection>> {
         let (fw, fh) = (prepared.frame_size.0 as f32, prepared.frame_size.1 as f32);
+        let batch = prepared.batch();
+        let mut per_slice = Vec::with_capacity(prepared.slices.len());
+        for input in prepared.inputs {
+            per_slice.extend(self.infer_raw_batch(input, batch)?);
+        }
         let mut all = Vec::new();
-        for s in prepared.slices {
-            let lb = s.letterbox;
-            let region = s.region;
-            for mut d in self.infer_raw(s.input)? {
-                d.bbox = lb.to_frame(&d.bbox).clamp(fw, fh);
-                if s.is_tile && touches_inner_edge(&d, region, fw, fh) {
+        for (s, dets) in prepared.slices.iter().zip(per_slice) {
+            for mut d in dets {
+                d.bbox = s.letterbox.to_frame(&d.bbox).clamp(fw, fh);
+                if s.is_tile && touches_inner_edge(&d, s.region, fw, fh) {
                     continue;
                 }
                 if d.bbox.area() > 0.0 {

@@ -39,6 +39,24 @@ pub enum InferenceError {
         actual: String,
     },
 
+    /// The inference backend cannot be had (not in this build, not
+    /// configured).
+    #[error("inference backend: {0}")]
+    Backend(String),
+
+    /// The onnxruntime library is missing or cannot be loaded.
+    #[error("onnxruntime library {path}: {reason}")]
+    OrtLibrary { path: PathBuf, reason: String },
+
+    /// An onnxruntime execution provider could not be registered or could
+    /// not run the model (never a silent CPU fallback).
+    #[error("execution provider `{provider}` (onnxruntime {library}): {reason}")]
+    Provider {
+        provider: String,
+        library: PathBuf,
+        reason: String,
+    },
+
     /// Running the model failed.
     #[error("inference failed: {0}")]
     Run(String),

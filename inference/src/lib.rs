@@ -12,12 +12,18 @@
 //!   decoder (CenterNet heads, decoded `[1,N,6]`, YOLOv5 `[1,N,5+C]`,
 //!   YOLOv8/11 `[1,4+C,N]`), class names, per-class thresholds, and which
 //!   classes feed which rule. A drop-in model needs no code change.
-//! - [`detector`]: the model loaded once with tract-onnx, optimised for
-//!   its fixed input shape, matrix products on a multithreaded executor;
-//!   OpenCV pre-processing ([`preprocess`]); decoders and class-aware NMS
-//!   ([`decode`]); optional SAHI-style tiling with overlap and merge.
+//! - [`detector`]: the model loaded once and run by a [`backend`]: tract
+//!   (pure Rust, the default; optimised for the input shape, matrix
+//!   products on a multithreaded executor) or onnxruntime (cargo feature
+//!   `ort`, on the CPU, CUDA, TensorRT or OpenVINO); OpenCV
+//!   pre-processing ([`preprocess`]); decoders and class-aware NMS
+//!   ([`decode`]); optional SAHI-style tiling with overlap and merge, the
+//!   slices run as one batch when the model's batch is symbolic; an input
+//!   size override for fully convolutional models.
 //! - [`tracker`]: ByteTrack-style multi-object tracking (Kalman motion
-//!   model, Hungarian IoU assignment, low-score second pass).
+//!   model, Hungarian IoU assignment, low-score second pass);
+//!   [`timeline`]: the tracks moved to every camera frame, detector
+//!   results applied late in their own frame's geometry.
 //! - [`events`]: rules per zone in the wire contract's shape
 //!   ([`tiancha_protocol::ZoneRule`]): gathering, intrusion, hazard; one
 //!   incident per situation, opened, updated, closed.
@@ -82,6 +88,7 @@
 
 pub mod alert;
 pub mod annotate;
+pub mod backend;
 pub mod decode;
 pub mod detector;
 pub mod error;
@@ -93,10 +100,12 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod source;
 pub mod textio;
+pub mod timeline;
 pub mod tracker;
 pub mod video_out;
 pub mod writer;
 
+pub use backend::{Backend, BackendKind, BackendOptions, OrtOptions, Provider};
 pub use decode::{BBox, Detection};
 pub use detector::{Detector, DetectorOptions};
 pub use error::{InferenceError, Result};

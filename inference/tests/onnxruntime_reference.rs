@@ -55,7 +55,7 @@ fn tract_detections_equal_onnxruntime_on_vtest_frames() {
     let mut ours = vec![];
     for f in &frames {
         let p = det.prepare(&mut pre, f).unwrap();
-        let input = p.slices.into_iter().next().unwrap().input;
+        let input = p.inputs.into_iter().next().unwrap();
         let path = dir.path().join(format!("in_{}.f32", f.seq));
         let bytes: Vec<u8> = input.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::write(&path, bytes).unwrap();
