@@ -8,6 +8,15 @@
 //!     --gathering 3,2.5,4 --out events.jsonl --annotated out.mp4
 //! ```
 //!
+//! onnxruntime instead of tract, and the whole frame at its own size on a
+//! model with symbolic input height and width:
+//!
+//! ```text
+//! tiancha detect vtest.avi --out events.jsonl --backend ort \
+//!     --ort-library .venv/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.23.2 \
+//!     --model models/centernet_mnv3_coco80_heads.toml --input-size 768x576
+//! ```
+//!
 //! Each line of `--out` is `{"type": "alert" | "incident_update" |
 //! "source" | "summary", "data": …}`; alerts and updates are exactly what
 //! the companion would publish.
@@ -32,7 +41,8 @@ use tiancha_inference::pipeline::{EyeOutput, PipelineOptions};
 use tiancha_inference::source::SourceConfig;
 use tiancha_inference::writer::VideoWriter;
 use tiancha_inference::{
-    Detector, DetectorOptions, EngineConfig, Eye, EyeConfig, FrameSource, Pipeline, RuleConfig,
+    BackendKind, BackendOptions, Detector, DetectorOptions, EngineConfig, Eye, EyeConfig,
+    FrameSource, OrtOptions, Pipeline, Provider, RuleConfig,
 };
 use tiancha_protocol::{DetectionZone, DroneId, ZoneRule};
 
@@ -95,9 +105,30 @@ pub struct Args {
     /// Tiling: ROWSxCOLS (e.g. 2x2), or "off".
     #[arg(long)]
     pub tiling: Option<String>,
-    /// Threads for the model's matrix products.
+    /// Threads for the model (tract's matrix products, onnxruntime's intra-op pool).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Inference engine: tract (pure Rust) or ort (onnxruntime, needs --ort-library or ORT_DYLIB_PATH).
+    #[arg(long, default_value = "tract")]
+    pub backend: BackendKind,
+    /// With --backend ort: execution provider (cpu, cuda, tensorrt, openvino); one that cannot load is an error.
+    #[arg(long, default_value = "cpu")]
+    pub provider: Provider,
+    /// With --backend ort: GPU index for cuda and tensorrt.
+    #[arg(long, default_value_t = 0)]
+    pub device_id: u32,
+    /// With --backend ort: the libonnxruntime.so to load (default: $ORT_DYLIB_PATH).
+    #[arg(long)]
+    pub ort_library: Option<PathBuf>,
+    /// With --provider tensorrt: cache built engines in this directory.
+    #[arg(long)]
+    pub trt_cache_dir: Option<PathBuf>,
+    /// With --provider tensorrt: allow FP16 kernels.
+    #[arg(long)]
+    pub trt_fp16: bool,
+    /// Model input size WxH instead of the manifest's (models with symbolic H and W only), e.g. 1280x736.
+    #[arg(long, value_parser = parse_size)]
+    pub input_size: Option<(u32, u32)>,
     /// Stop after this many frames (the two or three already in the pipeline are finished too).
     #[arg(long)]
     pub max_frames: Option<u64>,
@@ -116,6 +147,19 @@ pub struct Args {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `WxH`, e.g. `1280x736`.
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("{s:?}: expected WxH, e.g. 1280x736"))?;
+    let n = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("{s:?}: {v:?} is not a size: {e}"))
+    };
+    Ok((n(w)?, n(h)?))
 }
 
 fn parse_list(s: &str, n: usize, what: &str) -> anyhow::Result<Vec<f64>> {
@@ -192,6 +236,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = DetectorOptions {
         threads: args.threads.max(1),
         tiling,
+        backend: BackendOptions {
+            kind: args.backend,
+            ort: OrtOptions {
+                library: args.ort_library.clone(),
+                provider: args.provider,
+                device_id: args.device_id,
+                trt_cache_dir: args.trt_cache_dir.clone(),
+                trt_fp16: args.trt_fp16,
+                openvino_device: None,
+            },
+        },
+        input_size: args.input_size,
         ..DetectorOptions::default()
     };
     let t_load = Instant::now();
@@ -201,11 +257,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     let manifest = detector.manifest().clone();
     tracing::info!(
-        "model {} loaded in {:.2} s ({} classes, {} backend)",
+        "model {} loaded in {:.2} s ({} classes, {} backend, input {:?}{})",
         manifest.file.name,
         t_load.elapsed().as_secs_f64(),
         manifest.num_classes(),
-        detector.backend_name()
+        detector.backend_name(),
+        manifest.file.input.shape,
+        if detector.batches_slices() {
+            ", slices batched"
+        } else {
+            ""
+        }
     );
 
     // Rules.
@@ -473,4 +535,50 @@ latency p50 {:.0} ms, p95 {:.0} ms; {} dropped; {} track ids; peak RSS {:.0} MB;
         bail!("{e}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_size_is_w_x_h() {
+        assert_eq!(parse_size("1280x736"), Ok((1280, 736)));
+        assert_eq!(parse_size("768X576"), Ok((768, 576)));
+        assert!(parse_size("1280").unwrap_err().contains("WxH"));
+        assert!(parse_size("1280x-1").is_err());
+    }
+
+    #[test]
+    fn backend_and_provider_flags_parse_and_unknown_ones_list_the_valid() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let a = Cli::try_parse_from([
+            "detect",
+            "in.avi",
+            "--out",
+            "o.jsonl",
+            "--backend",
+            "ort",
+            "--provider",
+            "tensorrt",
+            "--input-size",
+            "1280x736",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(
+            (a.backend, a.provider, a.input_size),
+            (BackendKind::Ort, Provider::Tensorrt, Some((1280, 736)))
+        );
+        let e = Cli::try_parse_from(["detect", "in.avi", "--out", "o.jsonl", "--provider", "cdua"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("cpu, cuda, tensorrt, openvino"), "{e}");
+    }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tiancha_protocol::{mqtt::Endpoint, DetectionZone, DroneId, Validate};
 
+use tiancha_inference::backend::{self, BackendKind, BackendOptions, OrtOptions, Provider};
+
 use crate::spool::SpoolConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,6 +183,89 @@ pub struct CameraSection {
     /// reports no gimbal attitude; straight down (-90) when absent.
     #[serde(default)]
     pub fixed_pitch_deg: Option<f64>,
+    /// The inference engine: `"tract"` (pure Rust, the default) or
+    /// `"ort"` (onnxruntime, loaded at run time from `ort_library`; about
+    /// twice as fast on the CPU, and the way to GPUs and NPUs). A build
+    /// without the `ort` cargo feature refuses `"ort"` at start-up.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// With `backend = "ort"`: the execution provider, `"cpu"` (default),
+    /// `"cuda"`, `"tensorrt"` or `"openvino"`. One that cannot be
+    /// registered (e.g. the CPU-only onnxruntime wheel asked for CUDA)
+    /// stops the companion at start-up with the provider and library
+    /// named; it never falls back to the CPU on its own.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// GPU index for `cuda` and `tensorrt`.
+    #[serde(default)]
+    pub device_id: u32,
+    /// With `backend = "ort"`: the `libonnxruntime.so` to load (the PyPI
+    /// wheel ships it as
+    /// `site-packages/onnxruntime/capi/libonnxruntime.so.<version>`;
+    /// `onnxruntime-gpu` adds the CUDA and TensorRT providers). Absent:
+    /// the `ORT_DYLIB_PATH` environment variable.
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// With `provider = "tensorrt"`: keep built engines (and timing data)
+    /// in this directory, so that only the first start builds them
+    /// (minutes on a Jetson). Absent: built at every start.
+    #[serde(default)]
+    pub trt_cache_dir: Option<PathBuf>,
+    /// With `provider = "tensorrt"`: allow FP16 kernels.
+    #[serde(default)]
+    pub trt_fp16: bool,
+    /// With `provider = "openvino"`: the OpenVINO device (`"CPU"`,
+    /// `"GPU"`, `"NPU"`); OpenVINO's default when absent.
+    #[serde(default)]
+    pub openvino_device: Option<String>,
+    /// Replace the model's input size, `[width, height]`: a fully
+    /// convolutional model with symbolic input height and width (such as
+    /// `models/centernet_mnv3_coco80_heads.toml`) then sees the whole frame
+    /// at its own resolution, e.g. `[1280, 736]` for a 1280×720 camera
+    /// (the shipped CenterNet needs multiples of 32). A model with a fixed
+    /// input size refuses it at start-up.
+    #[serde(default)]
+    pub input_size: Option<(u32, u32)>,
+}
+
+fn default_backend() -> String {
+    "tract".into()
+}
+
+fn default_provider() -> String {
+    "cpu".into()
+}
+
+impl CameraSection {
+    /// The backend settings, checked (names the offending field).
+    pub fn backend_options(&self) -> Result<BackendOptions, String> {
+        let kind: BackendKind = self
+            .backend
+            .parse()
+            .map_err(|e| format!("camera.backend: {e}"))?;
+        backend::check_compiled(kind, kind.compiled())
+            .map_err(|e| format!("camera.backend: {e}"))?;
+        let provider: Provider = self
+            .provider
+            .parse()
+            .map_err(|e| format!("camera.provider: {e}"))?;
+        if kind == BackendKind::Tract && provider != Provider::Cpu {
+            return Err(format!(
+                "camera.provider = \"{provider}\" needs camera.backend = \"ort\" (tract runs on the CPU only)"
+            ));
+        }
+        Ok(BackendOptions {
+            kind,
+            ort: OrtOptions {
+                library: self.ort_library.clone(),
+                provider,
+                device_id: self.device_id,
+                trt_cache_dir: self.trt_cache_dir.clone(),
+                trt_fp16: self.trt_fp16,
+                openvino_device: self.openvino_device.clone(),
+            },
+        })
+    }
 }
 
 fn default_sigma_px() -> f64 {
@@ -441,6 +526,20 @@ impl CompanionConfig {
                     ));
                 }
             }
+            c.backend_options()?;
+            if let Some((w, h)) = c.input_size {
+                if !(8..=8192).contains(&w) || !(8..=8192).contains(&h) {
+                    return Err(format!(
+                        "camera.input_size = [{w}, {h}]: width and height must be within 8..=8192"
+                    ));
+                }
+            }
+            if c.openvino_device
+                .as_deref()
+                .is_some_and(|d| d.trim().is_empty())
+            {
+                return Err("camera.openvino_device must not be empty".into());
+            }
         }
         if let Some(s) = &self.synthetic_alerts {
             s.check()?;
@@ -523,6 +622,63 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("drone_id"), "{e}");
+    }
+
+    #[test]
+    fn camera_backend_fields_are_checked_at_load() {
+        let cam = |extra: &str| {
+            format!(
+                "{MIN}[camera]\nuri = \"udp://0.0.0.0:5600\"\nwidth = 1280\nheight = 720\nhfov_deg = 60.0\n{extra}"
+            )
+        };
+        let c = CompanionConfig::parse(&cam(""), Path::new("c.toml")).unwrap();
+        let b = c.camera.as_ref().unwrap().backend_options().unwrap();
+        assert_eq!(b, BackendOptions::default(), "tract on the CPU by default");
+        let c = CompanionConfig::parse(
+            &cam("backend = \"ort\"\nprovider = \"tensorrt\"\ndevice_id = 1\nort_library = \"/opt/ort/libonnxruntime.so\"\ntrt_cache_dir = \"/var/cache/trt\"\ntrt_fp16 = true\ninput_size = [1280, 736]\n"),
+            Path::new("c.toml"),
+        );
+        if cfg!(feature = "ort") {
+            let c = c.unwrap();
+            let cam = c.camera.as_ref().unwrap();
+            let b = cam.backend_options().unwrap();
+            assert_eq!(b.kind, BackendKind::Ort);
+            assert_eq!(b.ort.provider, Provider::Tensorrt);
+            assert_eq!(b.ort.device_id, 1);
+            assert!(b.ort.trt_fp16);
+            assert_eq!(
+                b.ort.trt_cache_dir.as_deref(),
+                Some(Path::new("/var/cache/trt"))
+            );
+            assert_eq!(cam.input_size, Some((1280, 736)));
+        } else {
+            let e = c.unwrap_err().to_string();
+            assert!(e.contains("camera.backend") && e.contains("lacks"), "{e}");
+        }
+        let bad = |extra: &str| {
+            CompanionConfig::parse(&cam(extra), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("backend = \"ort\"\nprovider = \"cdua\"\n");
+        assert!(
+            e.contains("camera.provider")
+                && e.contains("\"cdua\"")
+                && e.contains("cpu, cuda, tensorrt, openvino"),
+            "{e}"
+        );
+        let e = bad("backend = \"onnx\"\n");
+        assert!(
+            e.contains("camera.backend") && e.contains("tract, ort"),
+            "{e}"
+        );
+        let e = bad("provider = \"cuda\"\n");
+        assert!(
+            e.contains("camera.provider") && e.contains("backend = \"ort\""),
+            "{e}"
+        );
+        let e = bad("input_size = [1280, 0]\n");
+        assert!(e.contains("camera.input_size"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub enum DaemonError {
     Signing(String),
     #[error("synthetic alerts ledger: {0}")]
     Synthetic(String),
+    /// The detector `[camera]` asks for could not be built (model,
+    /// backend, onnxruntime library, execution provider, input size).
+    #[error("eye: {0}")]
+    Eye(String),
     #[error("metrics endpoint {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -43,6 +47,20 @@ pub enum DaemonError {
 pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
     let cfg = Arc::new(cfg);
     let drone = cfg.drone_id();
+    // The detector before anything is announced: a companion whose model,
+    // onnxruntime library or execution provider cannot load stops here
+    // with the reason instead of coming up without its eye.
+    let detector = match &cfg.camera {
+        Some(cam) => {
+            let cam = cam.clone();
+            let d = tokio::task::spawn_blocking(move || crate::eye::load_detector(&cam))
+                .await
+                .map_err(|e| DaemonError::Eye(format!("loading the detector: {e}")))?
+                .map_err(DaemonError::Eye)?;
+            Some(Arc::new(d))
+        }
+        None => None,
+    };
     let (channel, mut commands, _channel_task) = channel::start(ChannelConfig {
         drone_id: drone.clone(),
         mqtt: cfg.mqtt.clone(),
@@ -81,8 +99,9 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
     }
 
     // The eye, if a camera is configured.
-    let eye_status = match &cfg.camera {
-        Some(cam) => crate::eye::start(
+    let eye_status = match (&cfg.camera, detector) {
+        (Some(cam), Some(detector)) => crate::eye::start(
+            detector,
             cam.clone(),
             cfg.detection.clone(),
             cfg.video.clone(),
@@ -92,7 +111,7 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
             exec.clone(),
             metrics.clone(),
         ),
-        None => {
+        _ => {
             info!("no camera configured: telemetry and commands only");
             drop(zones_rx);
             watch::channel(crate::eye::EyeStatus::default()).1

@@ -1,12 +1,17 @@
 //! The eye on the live camera stream: frames → detections → incidents →
 //! alerts in the spool, geotagged with the bridge's pose history.
 //!
-//! - [`start`] runs the inference [`Pipeline`] on a thread of its own
-//!   (model loading included, so the daemon starts at once) and publishes
-//!   what it produces through the companion's spooling channel, exactly as
-//!   the daemon publishes its other messages: an opened incident becomes
-//!   an alert (with its annotated snapshot), a change or the end of one an
-//!   `incident_update` event.
+//! - [`load_detector`] builds the detector the `[camera]` section asks
+//!   for (model, backend, provider, input size). The daemon calls it
+//!   before it announces itself: a model, library or provider that cannot
+//!   load stops the companion at start-up with the reason, it never comes
+//!   up half-configured.
+//! - [`start`] runs the inference [`Pipeline`] on that detector on a
+//!   thread of its own and publishes what it produces through the
+//!   companion's spooling channel, exactly as the daemon publishes its
+//!   other messages: an opened incident becomes an alert (with its
+//!   annotated snapshot), a change or the end of one an `incident_update`
+//!   event.
 //! - [`BridgePoses`] answers the geotagger's "where was the camera at
 //!   capture time t?" from the firmware bridge's TIMESYNC-fitted pose
 //!   history ([`to_camera_pose`] adapts the bridge's pose to the camera
@@ -234,9 +239,56 @@ impl Resighting {
     }
 }
 
-/// Start the eye on its own threads.
+/// Build the detector `[camera]` asks for: its model manifest, tiles,
+/// backend (tract or onnxruntime with its provider) and input size. Slow
+/// (seconds: the model is optimised, a TensorRT engine may be built);
+/// every error names the setting behind it.
+pub fn load_detector(cam: &CameraSection) -> Result<Detector, String> {
+    let t0 = Instant::now();
+    let backend = cam.backend_options()?;
+    let opts = DetectorOptions {
+        tiling: cam.tiles.map(|(rows, cols)| {
+            Some(tiancha_inference::manifest::TilingSpec {
+                rows,
+                cols,
+                overlap: 0.2,
+                include_full: cam.tiles_full_frame,
+            })
+        }),
+        backend,
+        input_size: cam.input_size,
+        ..DetectorOptions::default()
+    };
+    let detector = Detector::from_manifest_path(&cam.model_manifest, &opts).map_err(|e| {
+        format!(
+            "camera.model_manifest {} (backend {}, provider {}{}): {e}",
+            cam.model_manifest.display(),
+            cam.backend,
+            cam.provider,
+            cam.input_size
+                .map(|(w, h)| format!(", input_size {w}x{h}"))
+                .unwrap_or_default()
+        )
+    })?;
+    info!(
+        "eye: model {} loaded in {:.1} s on {} (input {:?}{})",
+        detector.manifest().file.name,
+        t0.elapsed().as_secs_f64(),
+        detector.backend_name(),
+        detector.manifest().file.input.shape,
+        if detector.batches_slices() {
+            ", slices batched"
+        } else {
+            ""
+        }
+    );
+    Ok(detector)
+}
+
+/// Start the eye on its own threads, on a detector from [`load_detector`].
 #[allow(clippy::too_many_arguments)]
 pub fn start(
+    detector: Arc<Detector>,
     cam: CameraSection,
     detection: DetectionSection,
     video: VideoConfig,
@@ -252,6 +304,7 @@ pub fn start(
         .name("tiancha-eye".into())
         .spawn(move || {
             let ctx = Ctx {
+                detector,
                 cam,
                 detection,
                 video,
@@ -279,6 +332,7 @@ pub fn start(
 }
 
 struct Ctx {
+    detector: Arc<Detector>,
     cam: CameraSection,
     detection: DetectionSection,
     video: VideoConfig,
@@ -293,32 +347,8 @@ struct Ctx {
 
 impl Ctx {
     fn run(&self) -> Result<(), String> {
-        let t0 = Instant::now();
-        let opts = DetectorOptions {
-            tiling: self.cam.tiles.map(|(rows, cols)| {
-                Some(tiancha_inference::manifest::TilingSpec {
-                    rows,
-                    cols,
-                    overlap: 0.2,
-                    include_full: self.cam.tiles_full_frame,
-                })
-            }),
-            ..DetectorOptions::default()
-        };
-        let detector = Arc::new(
-            Detector::from_manifest_path(&self.cam.model_manifest, &opts).map_err(|e| {
-                format!(
-                    "camera.model_manifest {}: {e}",
-                    self.cam.model_manifest.display()
-                )
-            })?,
-        );
+        let detector = self.detector.clone();
         let manifest = detector.manifest().clone();
-        info!(
-            "eye: model {} loaded in {:.1} s",
-            manifest.file.name,
-            t0.elapsed().as_secs_f64()
-        );
         let hazards = !manifest.hazards.is_empty();
         let model = CameraModel::ideal(self.cam.width, self.cam.height, self.cam.hfov_deg);
         let sigma = self.cam.pose_sigma.unwrap_or_else(PoseSigma::typical);

@@ -258,6 +258,12 @@ pub fn load(
     ctx: LoadContext,
 ) -> Result<Box<dyn Backend>> {
     let kind = check_compiled(opts.kind, opts.kind.compiled())?;
+    if kind == BackendKind::Tract && opts.ort.provider != Provider::Cpu {
+        return Err(InferenceError::Backend(format!(
+            "execution provider \"{}\" needs backend \"ort\" (tract runs on the CPU only)",
+            opts.ort.provider
+        )));
+    }
     match kind {
         BackendKind::Tract => Ok(Box::new(TractBackend::load(manifest, ctx)?)),
         #[cfg(feature = "ort")]
