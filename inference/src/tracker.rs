@@ -20,6 +20,24 @@
 //! one translation most track–detection pairs agree on (a vote over the
 //! pairs within [`TrackerConfig::cmc_search_px`]) and applies it before
 //! association.
+//!
+//! **Two paces.** [`Tracker::update_with_motion`] is one detector frame:
+//! [`Tracker::predict_to`] (camera motion, then the Kalman prediction to
+//! the frame's time) and [`Tracker::correct`] (association with the
+//! detections, misses, births). A camera frame the detector did not see
+//! is [`Tracker::predict_to`] alone: the tracks move with the camera and
+//! their own velocity, and nothing counts as a miss (misses, hits and
+//! confirmation are counted per detector frame only).
+//! [`crate::timeline::TrackTimeline`] keeps a checkpoint per camera frame
+//! so that a detector result that arrives late is applied in its own
+//! frame's geometry.
+//!
+//! **Time.** The filter's unit of time is the detector's interval (a
+//! running mean of the time between detector frames): the ByteTrack noise
+//! constants are per frame, and this tracker has always applied them per
+//! processed frame, at the 0.7-10 fps its detectors run. A camera frame in
+//! between predicts by the fraction of that interval it covers, so that
+//! the camera frames between two detector frames add up to one step.
 
 use nalgebra::{SMatrix, SVector};
 use pathfinding::matrix::Matrix;
@@ -82,9 +100,9 @@ impl Default for TrackerConfig {
 pub enum TrackState {
     /// Seen, not yet confirmed.
     Tentative,
-    /// Matched in this frame.
+    /// Matched in the latest detector frame.
     Tracked,
-    /// Not matched in this frame; still predicted.
+    /// Not matched in the latest detector frame; still predicted.
     Lost,
 }
 
@@ -93,7 +111,9 @@ pub enum TrackState {
 pub struct Track {
     pub id: u64,
     pub class_id: usize,
-    /// Matched detection's box, or the prediction when lost.
+    /// Matched detection's box, or the prediction when lost; after a
+    /// camera frame without detections ([`Tracker::predict_to`]), the
+    /// prediction in that frame.
     pub bbox: BBox,
     /// Score of the last matched detection.
     pub score: f32,
@@ -109,7 +129,7 @@ pub struct Track {
     pub last_seen_unix_ms: i64,
     /// Has been confirmed at some point.
     pub confirmed: bool,
-    /// Processed frames since the last matched detection (0 when
+    /// Detector frames since the last matched detection (0 when
     /// [`TrackState::Tracked`]).
     #[serde(default)]
     pub missed: u32,
@@ -173,11 +193,15 @@ impl Kalman {
         }
     }
 
-    fn predict(&mut self) {
+    /// Predict `steps` (a fraction, or several) detector intervals ahead:
+    /// the mean moves by velocity × steps, the process noise of one step
+    /// is scaled by `steps` (so that predictions in pieces add up to one
+    /// whole step).
+    fn predict(&mut self, steps: f32) {
         let h = self.mean[3];
         let mut f = M8::identity();
         for i in 0..4 {
-            f[(i, i + 4)] = 1.0;
+            f[(i, i + 4)] = steps;
         }
         let std = [
             W_POS * h,
@@ -189,9 +213,20 @@ impl Kalman {
             1e-5,
             W_VEL * h,
         ];
-        let q = M8::from_diagonal(&V8::from_iterator(std.iter().map(|s| s * s)));
+        let q = M8::from_diagonal(&V8::from_iterator(std.iter().map(|s| steps * s * s)));
         self.mean = f * self.mean;
         self.cov = f * self.cov * f.transpose() + q;
+    }
+
+    /// Express the velocity in a new unit of time `new = old × s`
+    /// (velocity per step × s).
+    fn rescale_velocity(&mut self, s: f32) {
+        let mut t = M8::identity();
+        for i in 4..8 {
+            t[(i, i)] = s;
+        }
+        self.mean = t * self.mean;
+        self.cov = t * self.cov * t.transpose();
     }
 
     /// Move the state through a camera-motion map (old pixel → new pixel):
@@ -266,6 +301,24 @@ struct TrackState_ {
     kf: Kalman,
 }
 
+/// The detector interval assumed until two detector frames have been
+/// seen (ms): only camera frames before the second detector frame use it.
+pub const DEFAULT_STEP_MS: f32 = 1_000.0;
+
+/// Weight of the newest interval in the running mean of the detector's
+/// interval (the filter's unit of time).
+const STEP_EMA_WEIGHT: f32 = 0.2;
+
+/// The tracks' state at one moment: what [`Tracker::checkpoint`] saves and
+/// [`Tracker::rewind`] restores (ids issued, detector frames counted and
+/// the detector interval are not part of it: they only go forward).
+#[derive(Debug, Clone)]
+pub struct TrackerCheckpoint {
+    tracks: Vec<TrackState_>,
+    t_unix_ms: Option<i64>,
+    moved: bool,
+}
+
 /// The tracker.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -274,7 +327,15 @@ pub struct Tracker {
     class_thresholds: Vec<f32>,
     tracks: Vec<TrackState_>,
     next_id: u64,
+    /// Detector frames seen.
     frames: u64,
+    /// Time the tracks' state refers to.
+    t_unix_ms: Option<i64>,
+    /// Moved by camera motion since the last correction.
+    moved: bool,
+    /// The filter's unit of time: running mean of the detector interval (ms).
+    step_ms: Option<f32>,
+    last_detection_ms: Option<i64>,
 }
 
 impl Tracker {
@@ -287,12 +348,44 @@ impl Tracker {
             tracks: Vec::new(),
             next_id: 1,
             frames: 0,
+            t_unix_ms: None,
+            moved: false,
+            step_ms: None,
+            last_detection_ms: None,
         }
     }
 
     /// Number of track ids handed out so far.
     pub fn ids_issued(&self) -> u64 {
         self.next_id - 1
+    }
+
+    /// The filter's unit of time: the running mean of the interval
+    /// between detector frames (ms), once two have been seen.
+    pub fn step_ms(&self) -> Option<f32> {
+        self.step_ms
+    }
+
+    /// Every live track as it stands (at the time of the last
+    /// [`Tracker::predict_to`] or [`Tracker::correct`]).
+    pub fn tracks(&self) -> Vec<Track> {
+        self.tracks.iter().map(|t| t.track).collect()
+    }
+
+    /// Save the tracks' state (see [`TrackerCheckpoint`]).
+    pub fn checkpoint(&self) -> TrackerCheckpoint {
+        TrackerCheckpoint {
+            tracks: self.tracks.clone(),
+            t_unix_ms: self.t_unix_ms,
+            moved: self.moved,
+        }
+    }
+
+    /// Go back to a saved state (ids already issued stay issued).
+    pub fn rewind(&mut self, cp: TrackerCheckpoint) {
+        self.tracks = cp.tracks;
+        self.t_unix_ms = cp.t_unix_ms;
+        self.moved = cp.moved;
     }
 
     fn is_high(&self, d: &Detection) -> bool {
@@ -314,23 +407,84 @@ impl Tracker {
 
     /// [`Tracker::update`] for a moving camera: `motion` maps a pixel of
     /// the previous frame to where the same ground point is in this one
-    /// (`None` for a pixel it cannot map). See the module doc.
+    /// (`None` for a pixel it cannot map). See the module doc. The same
+    /// as [`Tracker::predict_to`] then [`Tracker::correct`].
     pub fn update_with_motion(
         &mut self,
         detections: &[Detection],
         t_unix_ms: i64,
         motion: Option<CameraMotion<'_>>,
     ) -> Vec<Track> {
-        self.frames += 1;
+        // The interval first, so that this frame's prediction is one step.
+        self.note_detector_frame(t_unix_ms);
+        self.predict_to(t_unix_ms, motion);
+        self.correct(detections, t_unix_ms)
+    }
+
+    /// Move every track to a camera frame at `t_unix_ms`: through the
+    /// camera motion from the tracks' current frame to that one (when
+    /// given), then the Kalman prediction over the time in between (a
+    /// fraction of the detector interval; none when `t_unix_ms` is not
+    /// later). No detections: nothing is matched, missed, born or
+    /// forgotten. Each track's box becomes its prediction in that frame.
+    pub fn predict_to(&mut self, t_unix_ms: i64, motion: Option<CameraMotion<'_>>) -> Vec<Track> {
+        let dt = self.t_unix_ms.map_or(0, |t0| t_unix_ms - t0).max(0) as f32;
+        let steps = dt / self.step_ms.unwrap_or(DEFAULT_STEP_MS);
         for t in &mut self.tracks {
             if let Some(m) = motion {
                 t.kf.warp(m);
             }
-            t.kf.predict();
+            if steps > 0.0 {
+                t.kf.predict(steps);
+            }
+            t.track.bbox = bbox_of(&t.kf.mean);
         }
+        if motion.is_some() {
+            self.moved = true;
+        }
+        self.t_unix_ms = Some(t_unix_ms);
+        self.tracks()
+    }
+
+    /// A detector frame at `t_unix_ms`: update the running mean of the
+    /// detector interval (the filter's unit of time; velocities are
+    /// re-expressed in the new unit). Idempotent for one frame.
+    fn note_detector_frame(&mut self, t_unix_ms: i64) {
+        let Some(prev) = self.last_detection_ms else {
+            self.last_detection_ms = Some(t_unix_ms);
+            return;
+        };
+        if t_unix_ms <= prev {
+            return;
+        }
+        self.last_detection_ms = Some(t_unix_ms);
+        let dt = (t_unix_ms - prev) as f32;
+        match self.step_ms {
+            // The first interval defines the unit: what the tracks hold
+            // is "per detector frame" already.
+            None => self.step_ms = Some(dt),
+            Some(old) => {
+                let new = old + STEP_EMA_WEIGHT * (dt - old);
+                for t in &mut self.tracks {
+                    t.kf.rescale_velocity(new / old);
+                }
+                self.step_ms = Some(new);
+            }
+        }
+    }
+
+    /// Apply one detector frame's detections to the tracks as they stand
+    /// (already moved to that frame with [`Tracker::predict_to`]): the
+    /// residual camera shift (when camera motion moved them), the three
+    /// association passes, misses (a lost track is forgotten after
+    /// `max_lost_ms` and `max_lost_frames` detector frames), births.
+    pub fn correct(&mut self, detections: &[Detection], t_unix_ms: i64) -> Vec<Track> {
+        self.note_detector_frame(t_unix_ms);
+        self.frames += 1;
+        self.t_unix_ms = Some(t_unix_ms);
         let (high, low): (Vec<&Detection>, Vec<&Detection>) =
             detections.iter().partition(|d| self.is_high(d));
-        if motion.is_some() && self.config.cmc_search_px > 0.0 {
+        if std::mem::take(&mut self.moved) && self.config.cmc_search_px > 0.0 {
             let shift = self.residual_shift(&high);
             tracing::debug!(
                 ?shift,
@@ -737,6 +891,83 @@ mod tests {
         assert!(!k.warp(&|_, _| None));
         assert!(!k.warp(&|x, _| Some((x, 0.0))), "a degenerate map");
         assert_eq!(k.mean, before);
+    }
+
+    /// Camera frames between detector frames move the tracks (camera
+    /// motion, then the velocity learnt) and never count as misses, however
+    /// long the detector takes.
+    #[test]
+    fn camera_frames_move_tracks_without_counting_misses() {
+        let mut t = tracker();
+        // A walker, 10 px per 500 ms detector frame, and a person standing.
+        for f in 0..12 {
+            t.update(
+                &[
+                    det(100.0 + f as f32 * 10.0, 100.0, 0.9),
+                    det(400.0, 300.0, 0.9),
+                ],
+                f * 500,
+            );
+        }
+        assert_eq!(t.step_ms(), Some(500.0));
+        let start = t.tracks();
+        // 30 camera frames at 100 ms (3 s, past max_lost_ms); the camera
+        // pans so that the ground moves 5 px left a frame.
+        let pan = |x: f32, y: f32| Some((x - 5.0, y));
+        let mut walked = 0.0;
+        for k in 1..=30 {
+            let tr = t.predict_to(5_500 + k * 100, Some(&pan));
+            assert_eq!(tr.len(), 2);
+            for (a, b) in tr.iter().zip(&start) {
+                assert_eq!((a.id, a.state, a.missed), (b.id, TrackState::Tracked, 0));
+            }
+            // The standing person moves with the camera only.
+            let still = tr[1].bbox.x1 - (start[1].bbox.x1 - 5.0 * k as f32);
+            assert!(still.abs() < 0.5, "frame {k}: {still}");
+            // The walker also walks on (at most 2 px a frame, its pace).
+            let w = tr[0].bbox.x1 - (start[0].bbox.x1 - 5.0 * k as f32);
+            assert!(w > walked && w <= 2.0 * k as f32 + 0.5, "frame {k}: {w}");
+            walked = w;
+        }
+        // The next detector frame finds both where the predictions are.
+        let now = t.tracks();
+        let d: Vec<Detection> = now
+            .iter()
+            .map(|t| det(t.bbox.x1 + 1.0, t.bbox.y1, 0.9))
+            .collect();
+        let tr = t.correct(&d, 8_500);
+        assert_eq!(tr.len(), 2);
+        assert!(tr.iter().all(|t| t.state == TrackState::Tracked), "{tr:?}");
+        assert_eq!(t.ids_issued(), 2);
+    }
+
+    /// Predicting in pieces (camera frames) adds up to one detector step:
+    /// the same detections give (almost) the same tracks.
+    #[test]
+    fn predictions_in_pieces_add_up_to_one_step() {
+        let mut whole = tracker();
+        let mut pieces = tracker();
+        for f in 0..8i64 {
+            let d = [det(100.0 + f as f32 * 12.0, 100.0 + f as f32 * 3.0, 0.9)];
+            let a = whole.update(&d, f * 500);
+            for k in 1..5 {
+                pieces.predict_to(f * 500 - 500 + k * 100, None);
+            }
+            let b = pieces.update(&d, f * 500);
+            assert_eq!(a.len(), b.len());
+            for (a, b) in a.iter().zip(&b) {
+                assert_eq!((a.id, a.state), (b.id, b.state));
+            }
+        }
+        let (a, b) = (
+            whole.predict_to(4_000, None),
+            pieces.predict_to(4_000, None),
+        );
+        let (ac, bc) = (a[0].bbox.center(), b[0].bbox.center());
+        assert!(
+            (ac.0 - bc.0).abs() < 0.5 && (ac.1 - bc.1).abs() < 0.5,
+            "{ac:?} vs {bc:?}"
+        );
     }
 
     #[test]
