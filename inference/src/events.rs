@@ -13,7 +13,12 @@
 //! - **intrusion**: a track of one of `classes` inside the zone for
 //!   `min_duration_s`; one incident per zone while anyone is inside.
 //! - **hazard**: a detection of one of `classes` in at least K of the last
-//!   M frames; one incident per class.
+//!   M detector frames; one incident per class.
+//!
+//! The engine may be fed every camera frame (tracks predicted between
+//! detector frames, [`crate::timeline`]) or only detector frames:
+//! gathering and intrusion rules are timed in milliseconds, and hazard
+//! rules count only frames marked [`FrameInput::detected`].
 //!
 //! An incident closes when its condition has been false for
 //! `close_after_s` (hysteresis: a crowd that thins out for a moment stays
@@ -141,6 +146,11 @@ pub struct FrameInput<'a> {
     pub tracks: &'a [Subject],
     /// Detections of hazard classes (above threshold) in this frame.
     pub hazards: &'a [Subject],
+    /// The detector has looked since the previous frame given to the
+    /// engine (`hazards` holds what it found). False for a camera frame
+    /// whose tracks were only predicted: hazard rules count K of the last
+    /// M *detector* frames, and skip such frames.
+    pub detected: bool,
 }
 
 /// Where an incident is.
@@ -1055,9 +1065,11 @@ impl EventEngine {
                 .filter(|x| rule.zone.as_ref().is_none_or(|z| z.contains(&x.subject)))
                 .collect();
             let hit = !hits.is_empty();
-            h.window.push_back(hit);
-            while h.window.len() > *m as usize {
-                h.window.pop_front();
+            if input.detected {
+                h.window.push_back(hit);
+                while h.window.len() > *m as usize {
+                    h.window.pop_front();
+                }
             }
             let seen = h.window.iter().filter(|b| **b).count() as u32;
             if hit {
@@ -1293,6 +1305,7 @@ hazards = ["fire", "smoke"]
             t_unix_ms: t,
             tracks,
             hazards: &[],
+            detected: true,
         })
     }
 
@@ -1539,7 +1552,19 @@ hazards = ["fire", "smoke"]
                 t_unix_ms: i as i64 * 100,
                 tracks: &[],
                 hazards: &hz,
+                detected: true,
             }));
+            // Camera frames in between (tracks predicted, no detector
+            // output) do not count as misses.
+            for j in 1..4 {
+                events.extend(eng.update(&FrameInput {
+                    seq: i as u64,
+                    t_unix_ms: i as i64 * 100 + j * 20,
+                    tracks: &[],
+                    hazards: &[],
+                    detected: false,
+                }));
+            }
         }
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].t_unix_ms, 400);
@@ -1556,6 +1581,7 @@ hazards = ["fire", "smoke"]
                 t_unix_ms: 10_000 + i as i64 * 100,
                 tracks: &[],
                 hazards: &hz,
+                detected: true,
             }));
         }
         assert!(

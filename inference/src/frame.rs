@@ -3,6 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 use opencv::boxed_ref::BoxedRef;
 use opencv::core::{Mat, MatTraitConst, CV_8UC3};
 use opencv::prelude::*;
@@ -147,4 +150,23 @@ pub fn unix_ms_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Copy a GStreamer sample's BGR image into packed rows: (width, height,
+/// bytes). Used by the camera source and the video out alike.
+pub(crate) fn sample_bgr(sample: &gst::Sample) -> Result<(u32, u32, Vec<u8>), String> {
+    let caps = sample.caps().ok_or("sample without caps")?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
+    let buffer = sample.buffer().ok_or("sample without buffer")?;
+    let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|_| "cannot map the frame")?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = vf.plane_stride()[0] as usize;
+    let data = vf.plane_data(0).map_err(|e| e.to_string())?;
+    let row = w * 3;
+    let mut out = Vec::with_capacity(row * h);
+    for y in 0..h {
+        out.extend_from_slice(&data[y * stride..y * stride + row]);
+    }
+    Ok((w as u32, h as u32, out))
 }

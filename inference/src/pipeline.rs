@@ -4,23 +4,33 @@
 //!   each track's foot point, event rules, track ground paths, snapshots.
 //!   Synchronous, no threads: feed it frames and detections.
 //! - [`Pipeline`]: the threaded runner a daemon or the CLI uses. It owns a
-//!   [`FrameSource`] and two threads so that pre-processing of the next
+//!   [`FrameSource`] and three threads, so that pre-processing of the next
 //!   frame overlaps inference of the current one (tract uses both cores
-//!   for its matrix products in the inference thread):
+//!   for its matrix products in the inference thread), and the tracks
+//!   follow the camera while the detector works:
 //!
 //! ```text
-//!  GStreamer decode ─▶ newest-frame slot ─▶ [prep thread] resize+normalise
-//!        ─▶ bounded(1) ─▶ [infer thread] model → decode → NMS → Eye ─▶ outputs
+//!  GStreamer decode ─┬▶ every frame (live sources) ──────────────────────▶ [track thread]
+//!                    │                                                       Eye::advance
+//!                    └▶ newest-frame slot ─▶ [prep thread] resize+normalise    ▲
+//!        ─▶ bounded(1) ─▶ [infer thread] model → decode → NMS ─▶ Eye::detected ┘ ─▶ outputs
 //! ```
+//!
+//! Detect at the model's pace, track at the camera's: with a live source
+//! each decoded frame moves the tracks (camera motion + prediction), runs
+//! the rules and gives the video overlay of that very frame; a detector
+//! result, a few camera frames old by the time it is out, is applied in
+//! its own frame's geometry and carried forward ([`crate::timeline`]).
+//! Files (every frame detected) run detector-paced.
 //!
 //! Outputs come through [`Pipeline::recv`] as [`EyeOutput`]: incident
 //! events (ready to become alerts with [`crate::alert`]), source events
-//! (connected / disconnected / reconnecting), optional per-frame reports,
-//! and a final [`Summary`].
+//! (connected / disconnected / reconnecting), optional per-frame reports
+//! (one per detector frame), and a final [`Summary`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,9 +45,10 @@ use crate::detector::{Detector, Prepared};
 use crate::error::{InferenceError, Result};
 use crate::events::{EngineConfig, EventEngine, FrameInput, IncidentChange, Subject};
 use crate::frame::Frame;
-use crate::geotag::Geotagger;
+use crate::geotag::{FrameGeo, Geotagger};
 use crate::manifest::Manifest;
-use crate::source::{FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
+use crate::source::{Delivery, FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
+use crate::timeline::{move_box, TimelineStats, TrackTimeline};
 use crate::tracker::{Track, TrackState, Tracker, TrackerConfig};
 use crate::video_out::overlay::{overlay_state, OverlayBoard};
 
@@ -84,18 +95,34 @@ pub struct FrameOutcome {
     pub incidents: Vec<EyeIncident>,
 }
 
+/// Camera frames (checkpoints) the eye keeps for late detector results:
+/// 20 s at 30 fps, far more than a detector's latency.
+pub const TIMELINE_FRAMES: usize = 600;
+
 /// Tracker + geotagger + event rules + snapshots, frame by frame.
+///
+/// Two ways to drive it:
+///
+/// - Detector-paced ([`Eye::process`]): each frame the detector saw, in
+///   order; the tracks, rules and geotags advance with the detector.
+/// - Camera-paced: [`Eye::advance`] for every camera frame (the tracks
+///   moved by camera motion and prediction, the rules and geotags on that
+///   frame), and [`Eye::detected`] whenever the detector finishes a frame,
+///   however many camera frames ago that was: its detections are applied
+///   in that frame's geometry and carried forward ([`TrackTimeline`]); the
+///   rules see the correction at the next camera frame.
 pub struct Eye {
     manifest: Arc<Manifest>,
     cfg: EyeConfig,
-    tracker: Tracker,
+    timeline: TrackTimeline<FrameGeo>,
     engine: EventEngine,
     geotagger: Option<Geotagger>,
     paths: HashMap<u64, VecDeque<(i64, GeoPoint)>>,
     last_t_unix_ms: i64,
-    /// The previous frame's camera geometry: with this frame's, the map
-    /// that lets the tracker follow the drone's motion.
-    prev_geo: Option<crate::geotag::FrameGeo>,
+    /// Hazard detections of detector results applied since the rules last
+    /// ran (moved to the newest frame), and whether there were any results.
+    pending_hazards: Vec<Subject>,
+    detected_since_rules: bool,
 }
 
 impl Eye {
@@ -106,14 +133,18 @@ impl Eye {
     ) -> Result<Self> {
         let engine = EventEngine::new(cfg.engine.clone(), manifest.clone())?;
         Ok(Self {
-            tracker: Tracker::new(cfg.tracker, manifest.thresholds.clone()),
+            timeline: TrackTimeline::new(
+                Tracker::new(cfg.tracker, manifest.thresholds.clone()),
+                TIMELINE_FRAMES,
+            ),
             engine,
             manifest,
             cfg,
             geotagger,
             paths: HashMap::new(),
             last_t_unix_ms: 0,
-            prev_geo: None,
+            pending_hazards: Vec::new(),
+            detected_since_rules: false,
         })
     }
 
@@ -136,27 +167,125 @@ impl Eye {
 
     /// Distinct track ids handed out so far.
     pub fn track_ids_issued(&self) -> u64 {
-        self.tracker.ids_issued()
+        self.timeline.tracker().ids_issued()
     }
 
-    /// Process one frame's detections (all scores down to the tracker's
-    /// low floor).
+    /// Counters of the tracks' timeline (camera frames, late results,
+    /// frames replayed).
+    pub fn timeline_stats(&self) -> TimelineStats {
+        self.timeline.stats()
+    }
+
+    /// Incidents open now.
+    pub fn open_incidents(&self) -> Vec<crate::events::Incident> {
+        self.engine.open_incidents().into_iter().cloned().collect()
+    }
+
+    fn geo(&self, frame: &Frame) -> Option<FrameGeo> {
+        self.geotagger
+            .as_ref()
+            .and_then(|g| g.frame(frame.capture_unix_ms, frame.width, frame.height))
+    }
+
+    /// Process one detector frame's detections (all scores down to the
+    /// tracker's low floor) and run the rules on it: detector-paced use.
+    /// A frame older than the newest camera frame ([`Eye::advance`]) is
+    /// applied as [`Eye::detected`] does, and no rules run.
     pub fn process(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
+        let newest = self.timeline.head().is_none_or(|h| frame.seq > h);
+        let outcome = self.detected(frame, detections)?;
+        if !newest {
+            return Ok(outcome);
+        }
+        let geo = self.timeline.geo_of(frame.seq).flatten().cloned();
+        self.rules(frame, geo, outcome.tracks)
+    }
+
+    /// A camera frame, with or without a detector result to come: the
+    /// tracks move to it (camera motion from the previous frame's pose to
+    /// this one's, and the prediction over the time between), then
+    /// geotags, ground paths, rules and snapshots as for a detector frame.
+    /// `None` for a frame not newer than the newest one seen.
+    pub fn advance(&mut self, frame: &Frame) -> Result<Option<FrameOutcome>> {
+        let geo = self.geo(frame);
+        let Some(tracks) = self
+            .timeline
+            .advance(frame.seq, frame.capture_unix_ms, geo.clone())
+        else {
+            return Ok(None);
+        };
+        self.rules(frame, geo, tracks).map(Some)
+    }
+
+    /// The detector's result for `frame`, which may be older than the
+    /// newest camera frame: associated in that frame's geometry and carried
+    /// forward to the newest (see [`TrackTimeline`]). Its hazard
+    /// detections go to the rules with the next camera frame. The outcome
+    /// holds the tracks in `frame` just after the correction (what a report
+    /// of that frame shows), the incidents open now, and no incident
+    /// events (those come from the rules, at the next camera frame).
+    pub fn detected(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
+        let t = frame.capture_unix_ms;
+        let geo = match self.timeline.geo_of(frame.seq) {
+            Some(g) => g.cloned(),
+            None => self.geo(frame),
+        };
+        let tracks = self
+            .timeline
+            .detections(frame.seq, t, geo.clone(), detections);
+        let head = self
+            .timeline
+            .head()
+            .filter(|h| *h != frame.seq)
+            .and_then(|h| self.timeline.geo_of(h))
+            .flatten();
+        for d in detections.iter().filter(|d| {
+            self.manifest.hazard_category(d.class_id).is_some()
+                && d.score >= self.manifest.thresholds[d.class_id]
+        }) {
+            let (x, y) = d.bbox.foot();
+            let ground = geo.as_ref().and_then(|g| g.locate(x, y));
+            // Drawn on the newest frame: moved there by the camera motion.
+            let bbox = match (geo.as_ref(), head) {
+                (Some(from), Some(to)) => move_box(&d.bbox, from, to).unwrap_or(d.bbox),
+                _ => d.bbox,
+            };
+            self.pending_hazards.push(Subject {
+                track_id: 0,
+                class_id: d.class_id,
+                bbox,
+                score: d.score,
+                ground,
+            });
+        }
+        self.detected_since_rules = true;
+        tracing::debug!(
+            seq = frame.seq,
+            head = ?self.timeline.head(),
+            detections = detections.len(),
+            tracks = tracks.len(),
+            confirmed = tracks.iter().filter(|t| t.confirmed).count(),
+            tracked = tracks.iter().filter(|t| t.state == TrackState::Tracked).count(),
+            pose = ?geo.as_ref().map(|g| (g.pose().position.lat_deg, g.pose().position.lon_deg)),
+            "eye: detector frame"
+        );
+        Ok(FrameOutcome {
+            tracks,
+            open: self.open_incidents(),
+            geotagged: geo.is_some(),
+            incidents: vec![],
+        })
+    }
+
+    /// Geotags, ground paths, rules and snapshots on the newest frame.
+    fn rules(
+        &mut self,
+        frame: &Frame,
+        geo: Option<FrameGeo>,
+        tracks: Vec<Track>,
+    ) -> Result<FrameOutcome> {
         let t = frame.capture_unix_ms;
         self.last_t_unix_ms = t;
-        let geo = self
-            .geotagger
-            .as_ref()
-            .and_then(|g| g.frame(t, frame.width, frame.height));
-        let tracks = match (self.prev_geo.take(), &geo) {
-            (Some(prev), Some(now)) => {
-                let motion = |x: f32, y: f32| prev.reproject_into(now, x, y);
-                self.tracker
-                    .update_with_motion(detections, t, Some(&motion))
-            }
-            _ => self.tracker.update(detections, t),
-        };
-        self.prev_geo = geo.clone();
         let locate = |b: &crate::decode::BBox| {
             let (x, y) = b.foot();
             geo.as_ref().and_then(|g| g.locate(x, y))
@@ -177,31 +306,16 @@ impl Eye {
                 ground: locate(&t.bbox),
             })
             .collect();
-        tracing::debug!(
-            seq = frame.seq,
-            detections = detections.len(),
-            tracks = tracks.len(),
-            confirmed = tracks.iter().filter(|t| t.confirmed).count(),
-            tracked = tracks.iter().filter(|t| t.state == TrackState::Tracked).count(),
-            subjects = subjects.len(),
-            on_ground = subjects.iter().filter(|s| s.ground.is_some()).count(),
-            pose = ?geo.as_ref().map(|g| (g.pose().position.lat_deg, g.pose().position.lon_deg)),
-            "eye: frame"
-        );
-        let hazards: Vec<Subject> = detections
-            .iter()
-            .filter(|d| {
-                self.manifest.hazard_category(d.class_id).is_some()
-                    && d.score >= self.manifest.thresholds[d.class_id]
-            })
-            .map(|d| Subject {
-                track_id: 0,
-                class_id: d.class_id,
-                bbox: d.bbox,
-                score: d.score,
-                ground: locate(&d.bbox),
-            })
-            .collect();
+        let hazards = std::mem::take(&mut self.pending_hazards);
+        let detected = std::mem::take(&mut self.detected_since_rules);
+        if detected {
+            tracing::debug!(
+                seq = frame.seq,
+                subjects = subjects.len(),
+                on_ground = subjects.iter().filter(|s| s.ground.is_some()).count(),
+                "eye: rules after a detector result"
+            );
+        }
 
         // Ground paths.
         for s in &subjects {
@@ -224,6 +338,7 @@ impl Eye {
             t_unix_ms: t,
             tracks: &subjects,
             hazards: &hazards,
+            detected,
         });
         let observer = geo.as_ref().map(|g| g.pose().position);
         let mut incidents = Vec::with_capacity(events.len());
@@ -248,7 +363,7 @@ impl Eye {
         }
         self.paths.retain(|id, _| live.contains(id));
         Ok(FrameOutcome {
-            open: self.engine.open_incidents().into_iter().cloned().collect(),
+            open: self.open_incidents(),
             tracks,
             geotagged: geo.is_some(),
             incidents,
@@ -357,6 +472,13 @@ pub struct Summary {
     pub incident_updates: u64,
     pub incidents_closed: u64,
     pub track_ids: u64,
+    /// Camera frames the tracks were moved to and the rules ran on (live
+    /// sources: every decoded frame; 0 for detector-paced sources).
+    #[serde(default)]
+    pub tracked_frames: u64,
+    /// Camera frames the tracker never saw because it was behind.
+    #[serde(default)]
+    pub tracked_frames_dropped: u64,
     /// How the source ended; `None` when it ended normally or was stopped.
     pub source_error: Option<String>,
     /// Peak resident memory of the process so far (Linux), MB.
@@ -401,6 +523,10 @@ pub struct Health {
     pub infer_ms: f64,
     /// Capture time of the latest frame (Unix ms); 0 before the first.
     pub last_capture_unix_ms: i64,
+    /// Camera frames the tracks were moved to so far (see
+    /// [`Summary::tracked_frames`]).
+    #[serde(default)]
+    pub tracked_frames: u64,
 }
 
 /// Pipeline settings.
@@ -414,6 +540,32 @@ enum Work {
     Frame(Frame, Prepared, f64, u64),
     End(Option<SourceError>, SourceStats),
 }
+
+/// A detector result on its way to the tracking thread.
+struct DetectorResult {
+    frame: Frame,
+    detections: Vec<Detection>,
+    prep_ms: f64,
+    infer_ms: f64,
+    /// The source's drop count when the frame was prepared.
+    dropped: u64,
+}
+
+/// What reaches the tracking thread, in the order it happened: a camera
+/// frame is announced (by the source's frame hook) before it can enter
+/// the newest-frame slot, so before its detector result.
+enum TrackMsg {
+    /// A camera frame (camera-paced mode): move the tracks, run the rules.
+    Camera(Frame),
+    Detected(Box<DetectorResult>),
+    /// A frame the detector failed on.
+    Error(String),
+    End(Option<SourceError>, SourceStats),
+}
+
+/// Camera frames and results queued for the tracking thread; a camera
+/// frame that finds the queue full is not tracked (and counted).
+const TRACK_QUEUE: usize = 8;
 
 /// The threaded runner.
 pub struct Pipeline {
@@ -432,8 +584,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))
+}
+
 impl Pipeline {
     /// Start running `source` through `detector` and `eye`.
+    ///
+    /// A source that keeps only the newest frame (a live camera,
+    /// [`crate::source::Delivery::Newest`]) runs camera-paced: every
+    /// decoded frame moves the tracks and runs the rules ([`Eye::advance`],
+    /// on the tracking thread), the detector's results are applied late
+    /// ([`Eye::detected`]), and the video overlay is drawn for each frame
+    /// from that frame's tracks. A source that delivers every frame (a
+    /// file) runs detector-paced ([`Eye::process`]), as every frame is
+    /// detected anyway.
     pub fn start(
         source: FrameSource,
         detector: Arc<Detector>,
@@ -442,42 +610,59 @@ impl Pipeline {
     ) -> Result<Self> {
         let (out_tx, rx) = sync_channel::<EyeOutput>(16);
         let (work_tx, work_rx) = sync_channel::<Work>(1);
+        let (track_tx, track_rx) = sync_channel::<TrackMsg>(TRACK_QUEUE);
         let (rules_tx, rules_rx) = std::sync::mpsc::channel::<EngineConfig>();
         let health = Arc::new(Mutex::new(Health::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        // With video out, the overlay of each processed frame goes here.
+        // With video out, the overlay goes here.
         let overlay = source.video_overlay();
+        let camera_paced = source.delivery() == Delivery::Newest;
+        let not_tracked = Arc::new(AtomicU64::new(0));
+        if camera_paced {
+            let tx = track_tx.clone();
+            let not_tracked = not_tracked.clone();
+            source.on_every_frame(Box::new(move |f: &Frame| {
+                if let Err(TrySendError::Full(_)) = tx.try_send(TrackMsg::Camera(f.clone())) {
+                    not_tracked.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+            if let Some(b) = &overlay {
+                b.set_per_frame(true);
+            }
+        }
         let prep = {
             let detector = detector.clone();
             let out = out_tx.clone();
             let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("tiancha-prep".into())
-                .spawn(move || prep_loop(source, &detector, &work_tx, &out, &stop))
-                .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
+            spawn("tiancha-prep", move || {
+                prep_loop(source, &detector, &work_tx, &out, &stop)
+            })?
         };
-        let infer = {
+        let infer = spawn("tiancha-infer", move || {
+            infer_loop(&detector, work_rx, &track_tx)
+        })?;
+        let track = {
             let health = health.clone();
-            std::thread::Builder::new()
-                .name("tiancha-infer".into())
-                .spawn(move || {
-                    infer_loop(
-                        &detector,
-                        eye,
-                        work_rx,
-                        &out_tx,
+            spawn("tiancha-track", move || {
+                track_loop(
+                    eye,
+                    track_rx,
+                    &out_tx,
+                    TrackSettings {
                         opts,
-                        &rules_rx,
-                        &health,
-                        overlay.as_ref(),
-                    )
-                })
-                .map_err(|e| InferenceError::Config(format!("cannot start a thread: {e}")))?
+                        camera_paced,
+                        overlay,
+                        not_tracked,
+                    },
+                    &rules_rx,
+                    &health,
+                )
+            })?
         };
         Ok(Self {
             rx,
             stop,
-            threads: vec![prep, infer],
+            threads: vec![prep, infer, track],
             rules: Mutex::new(rules_tx),
             health,
         })
@@ -576,21 +761,81 @@ fn prep_loop(
         }
     };
     let stats = source.stats();
+    // Stopping the source also drops its frame hook (the tracking
+    // thread's camera-frame sender).
     source.stop();
     let _ = work.send(Work::End(end, stats));
 }
 
-#[allow(clippy::too_many_arguments)]
-fn infer_loop(
-    detector: &Detector,
-    mut eye: Eye,
-    work: Receiver<Work>,
-    out: &SyncSender<EyeOutput>,
+/// The detector, nothing else: results go to the tracking thread.
+fn infer_loop(detector: &Detector, work: Receiver<Work>, track: &SyncSender<TrackMsg>) {
+    loop {
+        let msg = match work.recv() {
+            Err(_) => TrackMsg::End(None, SourceStats::default()),
+            Ok(Work::End(e, stats)) => TrackMsg::End(e, stats),
+            Ok(Work::Frame(frame, prepared, prep_ms, dropped)) => {
+                let t0 = Instant::now();
+                match detector.infer(prepared) {
+                    Ok(detections) => TrackMsg::Detected(Box::new(DetectorResult {
+                        infer_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                        frame,
+                        detections,
+                        prep_ms,
+                        dropped,
+                    })),
+                    Err(e) => TrackMsg::Error(format!("frame {}: {e}", frame.seq)),
+                }
+            }
+        };
+        let end = matches!(msg, TrackMsg::End(..));
+        if track.send(msg).is_err() || end {
+            return;
+        }
+    }
+}
+
+struct TrackSettings {
     opts: PipelineOptions,
+    camera_paced: bool,
+    overlay: Option<OverlayBoard>,
+    not_tracked: Arc<AtomicU64>,
+}
+
+/// The overlay of one frame, in that frame's pixels, tagged with its
+/// stream position so that the video branch draws it on that very frame.
+fn publish_overlay(board: Option<&OverlayBoard>, eye: &Eye, frame: &Frame, o: &FrameOutcome) {
+    if let Some(board) = board {
+        let manifest = eye.manifest();
+        let mut state = overlay_state(
+            frame.width,
+            frame.height,
+            frame.seq,
+            frame.capture_unix_ms,
+            &o.tracks,
+            &o.open,
+            &|id| manifest.class_name(id).to_string(),
+        );
+        state.pts_ms = frame.pts_ms;
+        board.publish(state);
+    }
+}
+
+/// The eye's thread: camera frames, detector results, rules, outputs.
+fn track_loop(
+    mut eye: Eye,
+    rx: Receiver<TrackMsg>,
+    out: &SyncSender<EyeOutput>,
+    settings: TrackSettings,
     rules: &Receiver<EngineConfig>,
     health: &Mutex<Health>,
-    overlay: Option<&OverlayBoard>,
 ) {
+    let TrackSettings {
+        opts,
+        camera_paced,
+        overlay,
+        not_tracked,
+    } = settings;
+    let overlay = overlay.as_ref();
     let mut recent: VecDeque<Instant> = VecDeque::new();
     let started = Instant::now();
     let mut s = Summary::default();
@@ -608,125 +853,143 @@ fn infer_loop(
     let mut first_frame: Option<Instant> = None;
     let mut last_done = started;
     let (end_err, stats) = loop {
-        let Ok(w) = work.recv() else {
+        let Ok(msg) = rx.recv() else {
             break (None, SourceStats::default());
         };
-        match w {
-            Work::End(e, stats) => break (e, stats),
-            Work::Frame(frame, prepared, prep_ms, dropped) => {
-                // New rules first, so that this frame runs under them.
-                while let Ok(r) = rules.try_recv() {
-                    match eye.set_rules(r) {
-                        Ok(closed) => {
-                            count(&mut s, &closed);
-                            for i in closed {
-                                if out.send(EyeOutput::Incident(Box::new(i))).is_err() {
-                                    return;
-                                }
+        // New rules first, so that this frame runs under them.
+        while let Ok(r) = rules.try_recv() {
+            match eye.set_rules(r) {
+                Ok(closed) => {
+                    count(&mut s, &closed);
+                    for i in closed {
+                        if out.send(EyeOutput::Incident(Box::new(i))).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = out.send(EyeOutput::FrameError(format!(
+                        "new rules refused (the old ones stay): {e}"
+                    )));
+                }
+            }
+        }
+        let d = match msg {
+            TrackMsg::End(e, stats) => break (e, stats),
+            TrackMsg::Error(e) => {
+                s.frame_errors += 1;
+                let _ = out.send(EyeOutput::FrameError(e));
+                continue;
+            }
+            TrackMsg::Camera(frame) => {
+                match eye.advance(&frame) {
+                    Ok(Some(o)) => {
+                        s.tracked_frames += 1;
+                        health.lock().expect("health lock").tracked_frames = s.tracked_frames;
+                        publish_overlay(overlay, &eye, &frame, &o);
+                        count(&mut s, &o.incidents);
+                        for i in o.incidents {
+                            if out.send(EyeOutput::Incident(Box::new(i))).is_err() {
+                                return;
                             }
                         }
-                        Err(e) => {
-                            let _ = out.send(EyeOutput::FrameError(format!(
-                                "new rules refused (the old ones stay): {e}"
-                            )));
-                        }
                     }
-                }
-                first_frame.get_or_insert(frame.received_mono);
-                let t0 = Instant::now();
-                let dets = match detector.infer(prepared) {
-                    Ok(d) => d,
+                    Ok(None) => {}
                     Err(e) => {
-                        s.frame_errors += 1;
                         let _ =
                             out.send(EyeOutput::FrameError(format!("frame {}: {e}", frame.seq)));
-                        continue;
-                    }
-                };
-                let t1 = Instant::now();
-                let outcome = match eye.process(&frame, &dets) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        s.frame_errors += 1;
-                        let _ =
-                            out.send(EyeOutput::FrameError(format!("frame {}: {e}", frame.seq)));
-                        continue;
-                    }
-                };
-                if let Some(board) = overlay {
-                    let manifest = detector.manifest();
-                    board.publish(overlay_state(
-                        frame.width,
-                        frame.height,
-                        frame.seq,
-                        frame.capture_unix_ms,
-                        &outcome.tracks,
-                        &outcome.open,
-                        &|id| manifest.class_name(id).to_string(),
-                    ));
-                }
-                let t2 = Instant::now();
-                last_done = t2;
-                let timing = FrameTiming {
-                    prep_ms,
-                    infer_ms: (t1 - t0).as_secs_f64() * 1000.0,
-                    post_ms: (t2 - t1).as_secs_f64() * 1000.0,
-                    latency_ms: t2
-                        .saturating_duration_since(frame.received_mono)
-                        .as_secs_f64()
-                        * 1000.0,
-                };
-                s.frames += 1;
-                recent.push_back(t2);
-                while recent
-                    .front()
-                    .is_some_and(|f| t2.saturating_duration_since(*f) > Duration::from_secs(3))
-                {
-                    recent.pop_front();
-                }
-                {
-                    let span = recent
-                        .front()
-                        .map(|f| t2.saturating_duration_since(*f).as_secs_f64())
-                        .unwrap_or(0.0);
-                    let mut h = health.lock().expect("health lock");
-                    *h = Health {
-                        frames: s.frames,
-                        dropped,
-                        fps: if span > 0.0 {
-                            (recent.len() - 1) as f64 / span
-                        } else {
-                            0.0
-                        },
-                        latency_ms: timing.latency_ms,
-                        infer_ms: timing.infer_ms,
-                        last_capture_unix_ms: frame.capture_unix_ms,
-                    };
-                }
-                prep_sum += timing.prep_ms;
-                infer_sum += timing.infer_ms;
-                post_sum += timing.post_ms;
-                latencies.push(timing.latency_ms);
-                count(&mut s, &outcome.incidents);
-                for i in &outcome.incidents {
-                    if out.send(EyeOutput::Incident(Box::new(i.clone()))).is_err() {
-                        return;
                     }
                 }
-                if opts.report_frames {
-                    let report = FrameReport {
-                        frame,
-                        detections: dets,
-                        tracks: outcome.tracks,
-                        open: outcome.open,
-                        geotagged: outcome.geotagged,
-                        incidents: outcome.incidents,
-                        timing,
-                    };
-                    if out.send(EyeOutput::Frame(Box::new(report))).is_err() {
-                        return;
-                    }
-                }
+                continue;
+            }
+            TrackMsg::Detected(d) => d,
+        };
+        let DetectorResult {
+            frame,
+            detections: dets,
+            prep_ms,
+            infer_ms,
+            dropped,
+        } = *d;
+        first_frame.get_or_insert(frame.received_mono);
+        let t1 = Instant::now();
+        let outcome = if camera_paced {
+            eye.detected(&frame, &dets)
+        } else {
+            eye.process(&frame, &dets)
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                s.frame_errors += 1;
+                let _ = out.send(EyeOutput::FrameError(format!("frame {}: {e}", frame.seq)));
+                continue;
+            }
+        };
+        if !camera_paced {
+            publish_overlay(overlay, &eye, &frame, &outcome);
+        }
+        let t2 = Instant::now();
+        last_done = t2;
+        let timing = FrameTiming {
+            prep_ms,
+            infer_ms,
+            post_ms: (t2 - t1).as_secs_f64() * 1000.0,
+            latency_ms: t2
+                .saturating_duration_since(frame.received_mono)
+                .as_secs_f64()
+                * 1000.0,
+        };
+        s.frames += 1;
+        recent.push_back(t2);
+        while recent
+            .front()
+            .is_some_and(|f| t2.saturating_duration_since(*f) > Duration::from_secs(3))
+        {
+            recent.pop_front();
+        }
+        {
+            let span = recent
+                .front()
+                .map(|f| t2.saturating_duration_since(*f).as_secs_f64())
+                .unwrap_or(0.0);
+            let mut h = health.lock().expect("health lock");
+            *h = Health {
+                frames: s.frames,
+                dropped,
+                fps: if span > 0.0 {
+                    (recent.len() - 1) as f64 / span
+                } else {
+                    0.0
+                },
+                latency_ms: timing.latency_ms,
+                infer_ms: timing.infer_ms,
+                last_capture_unix_ms: frame.capture_unix_ms,
+                tracked_frames: s.tracked_frames,
+            };
+        }
+        prep_sum += timing.prep_ms;
+        infer_sum += timing.infer_ms;
+        post_sum += timing.post_ms;
+        latencies.push(timing.latency_ms);
+        count(&mut s, &outcome.incidents);
+        for i in &outcome.incidents {
+            if out.send(EyeOutput::Incident(Box::new(i.clone()))).is_err() {
+                return;
+            }
+        }
+        if opts.report_frames {
+            let report = FrameReport {
+                frame,
+                detections: dets,
+                tracks: outcome.tracks,
+                open: outcome.open,
+                geotagged: outcome.geotagged,
+                incidents: outcome.incidents,
+                timing,
+            };
+            if out.send(EyeOutput::Frame(Box::new(report))).is_err() {
+                return;
             }
         }
     };
@@ -754,6 +1017,7 @@ fn infer_loop(
     s.mean_infer_ms = infer_sum / n;
     s.mean_post_ms = post_sum / n;
     s.track_ids = eye.track_ids_issued();
+    s.tracked_frames_dropped = not_tracked.load(Ordering::Relaxed);
     s.source_error = end_err.map(|e| e.to_string());
     s.peak_rss_mb = peak_rss_mb();
     let _ = out.send(EyeOutput::End(Box::new(s)));

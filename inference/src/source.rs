@@ -51,7 +51,6 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{unix_ms_now, Frame};
@@ -406,7 +405,13 @@ struct Shared {
     /// none). The first frame announces `Connected` before it is offered,
     /// so a consumer always sees the event before that connection's frames.
     announce: AtomicI64,
+    /// Called with every decoded frame ([`FrameSource::on_every_frame`]).
+    hook: Mutex<Option<FrameHook>>,
 }
+
+/// Called with every decoded frame, on the decoder's thread, before the
+/// frame is offered to the newest-frame slot; it must return at once.
+pub type FrameHook = Box<dyn Fn(&Frame) + Send + Sync>;
 
 impl Shared {
     fn push_event(&self, e: SourceEvent) {
@@ -452,6 +457,9 @@ impl Shared {
                 height: frame.height,
                 attempt: attempt as u32,
             });
+        }
+        if let Some(hook) = self.hook.lock().unwrap().as_ref() {
+            hook(&frame);
         }
         if !frame.seq.is_multiple_of(self.frame_step) {
             return !self.stop.load(Ordering::Relaxed);
@@ -550,6 +558,7 @@ impl FrameSource {
             last_pts_ms: AtomicI64::new(-1),
             frame_step: cfg.frame_step,
             announce: AtomicI64::new(-1),
+            hook: Mutex::new(None),
         });
         let uri = cfg.uri.clone();
         let overlay = cfg.video.as_ref().map(|v| v.overlay().clone());
@@ -580,6 +589,13 @@ impl FrameSource {
     /// (the [`crate::Pipeline`] does, after each frame).
     pub fn video_overlay(&self) -> Option<OverlayBoard> {
         self.overlay.clone()
+    }
+
+    /// See every decoded frame as it comes, whatever the newest-frame slot
+    /// keeps (the [`crate::Pipeline`] moves its tracks with each). Replaces
+    /// an earlier hook; dropped when the source stops.
+    pub fn on_every_frame(&self, hook: FrameHook) {
+        *self.shared.hook.lock().unwrap() = Some(hook);
     }
 
     pub fn kind(&self) -> &SourceKind {
@@ -860,7 +876,7 @@ fn build(
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let received = Instant::now();
-                let frame = match sample_to_frame(&sample) {
+                let frame = match crate::frame::sample_bgr(&sample) {
                     Ok(f) => f,
                     Err(e) => {
                         tracing::warn!("skipping an undecodable frame: {e}");
@@ -970,24 +986,6 @@ fn video_branch(
             .build(),
     );
     Ok(tee)
-}
-
-/// Copy a sample's BGR image into packed rows.
-pub(crate) fn sample_to_frame(sample: &gst::Sample) -> Result<(u32, u32, Vec<u8>), String> {
-    let caps = sample.caps().ok_or("sample without caps")?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
-    let buffer = sample.buffer().ok_or("sample without buffer")?;
-    let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|_| "cannot map the frame")?;
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = vf.plane_stride()[0] as usize;
-    let data = vf.plane_data(0).map_err(|e| e.to_string())?;
-    let row = w * 3;
-    let mut out = Vec::with_capacity(row * h);
-    for y in 0..h {
-        out.extend_from_slice(&data[y * stride..y * stride + row]);
-    }
-    Ok((w as u32, h as u32, out))
 }
 
 fn error_text(msg: &gst::message::Error) -> String {

@@ -157,6 +157,7 @@ fn a_viewer_gets_the_live_stream_with_the_overlay_at_the_configured_size_and_rat
                         frame_height: f.height,
                         seq: f.seq,
                         capture_unix_ms: f.capture_unix_ms,
+                        pts_ms: f.pts_ms,
                         shapes: vec![OverlayShape {
                             bbox: BBox::new(160.0, 120.0, 480.0, 360.0),
                             colour: EVENT_COLOUR,

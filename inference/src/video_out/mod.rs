@@ -20,7 +20,12 @@
 //!   video branch can never hold it up: its queue keeps one buffer and
 //!   drops older ones, its appsink drops too.
 //! - Drawing happens on the video branch's own thread, at most `fps`
-//!   times a second, on the small output picture ([`overlay`]).
+//!   times a second, on the small output picture ([`overlay`]). When the
+//!   eye tracks every camera frame, each outgoing frame gets the overlay
+//!   of that same frame (matched by stream position, PTS: the tee hands
+//!   both branches the same buffer and `videorate drop-only` keeps its
+//!   timestamps), so boxes sit on the people, not where they were when
+//!   the detector last finished.
 //! - A key frame is forced at least every second (SPS/PPS with it), so a
 //!   viewer joining late waits at most a second.
 //! - Nobody watching: nothing is drawn or encoded.
@@ -57,6 +62,12 @@ pub use rtsp::RtspRelay;
 
 /// Overlays older than this are not drawn (the eye stalled or stopped).
 pub const OVERLAY_MAX_AGE: Duration = Duration::from_secs(2);
+/// How long a video frame waits for the eye's overlay of that same frame
+/// (when the eye tracks every camera frame) before it is drawn with the
+/// newest overlay before it. The eye needs well under a millisecond for a
+/// frame; a snapshot JPEG or a late detector result's replay can take a
+/// few. Only the video branch waits (its queue drops frames meanwhile).
+pub const OVERLAY_WAIT: Duration = Duration::from_millis(50);
 /// A key frame at least this often.
 pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(1);
 /// RTP payload type of the stream.
@@ -369,7 +380,7 @@ impl VideoTap {
 
     fn draw_and_push(&self, sample: &gst::Sample) -> Result<(), String> {
         let t = &self.inner;
-        let (w, h, bgr) = crate::source::sample_to_frame(sample)?;
+        let (w, h, bgr) = crate::frame::sample_bgr(sample)?;
         if (w, h) != (t.width, t.height) {
             return Err(format!(
                 "frame is {w}x{h}, expected {}x{}",
@@ -381,7 +392,13 @@ impl VideoTap {
         img.data_bytes_mut()
             .map_err(|e| e.to_string())?
             .copy_from_slice(&bgr);
-        if let Some(state) = t.board.latest(OVERLAY_MAX_AGE) {
+        // The overlay of this very frame (same stream position as the
+        // inference branch's copy of it) when the eye tracks every frame.
+        let pts_ms = sample
+            .buffer()
+            .and_then(|b| b.pts())
+            .map(|p| p.mseconds() as i64);
+        if let Some(state) = t.board.for_frame(pts_ms, OVERLAY_WAIT, OVERLAY_MAX_AGE) {
             let shapes = overlay::scale_shapes(&state, t.width, t.height);
             overlay::draw(&mut img, &shapes, &state.banner).map_err(|e| e.to_string())?;
         }

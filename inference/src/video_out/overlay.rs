@@ -1,14 +1,22 @@
 //! What the outgoing video shows on top of the picture: the current
 //! tracks (box, id, class), the open incidents' boxes and labels.
 //!
-//! The eye builds an [`OverlayState`] after each processed frame
-//! ([`overlay_state`], pure) in that frame's pixel coordinates and
-//! publishes it on an [`OverlayBoard`]; the video branch reads the latest
-//! one for each outgoing frame, scales it to the output size
+//! The eye builds an [`OverlayState`] for a frame ([`overlay_state`],
+//! pure) in that frame's pixel coordinates and publishes it on an
+//! [`OverlayBoard`]; the video branch picks the state for each outgoing
+//! frame ([`OverlayBoard::for_frame`]), scales it to the output size
 //! ([`scale_shapes`], pure) and draws it ([`draw`]). The inference side
 //! never waits on the video side: publishing is one short lock.
+//!
+//! Which state: when the eye tracks every camera frame
+//! ([`OverlayBoard::set_per_frame`]), each state carries its frame's
+//! stream position (PTS) and the video frame with the same PTS gets it
+//! ([`pick`], pure), waiting briefly for the eye if it is not there yet;
+//! otherwise (the eye runs at the detector's pace) the latest state.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use opencv::core::{Mat, Point, Rect, Scalar};
@@ -40,7 +48,8 @@ pub struct OverlayShape {
     pub label: Option<String>,
 }
 
-/// What to draw on the frames that follow inference frame `seq`.
+/// What to draw on frame `seq` (and, when the eye runs at the detector's
+/// pace, on the frames that follow it).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OverlayState {
     /// Size of the frame the coordinates refer to.
@@ -48,6 +57,9 @@ pub struct OverlayState {
     pub frame_height: u32,
     pub seq: u64,
     pub capture_unix_ms: i64,
+    /// The frame's stream position (ms), when the source has one: what
+    /// the video branch matches its own frames by.
+    pub pts_ms: Option<i64>,
     /// Tracks first, then incident boxes (drawn on top).
     pub shapes: Vec<OverlayShape>,
     /// One line per open incident, drawn top-left.
@@ -99,6 +111,7 @@ pub fn overlay_state(
         frame_height,
         seq,
         capture_unix_ms,
+        pts_ms: None,
         shapes,
         banner,
     }
@@ -223,15 +236,27 @@ pub fn draw(img: &mut Mat, shapes: &[PixelShape], banner: &[String]) -> opencv::
     Ok(())
 }
 
-/// Where the eye leaves the latest overlay and the video branch picks it
-/// up. Cloning shares the board.
+/// Where the eye leaves its overlays and the video branch picks them up.
+/// Cloning shares the board.
 #[derive(Clone, Default)]
 pub struct OverlayBoard {
-    latest: Arc<Mutex<Option<Published>>>,
+    inner: Arc<BoardInner>,
+}
+
+#[derive(Default)]
+struct BoardInner {
+    /// The newest states, oldest first, with when each was published.
+    states: Mutex<VecDeque<Published>>,
+    cond: Condvar,
+    per_frame: AtomicBool,
 }
 
 /// A state and when it was published.
 type Published = (Instant, Arc<OverlayState>);
+
+/// States kept for matching video frames (a few seconds of camera frames:
+/// the video branch is at most a frame or two behind).
+pub const BOARD_STATES: usize = 64;
 
 impl std::fmt::Debug for OverlayBoard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -239,23 +264,94 @@ impl std::fmt::Debug for OverlayBoard {
     }
 }
 
+/// Which of `states` (oldest first) to draw on the video frame at stream
+/// position `pts_ms`: the one of that very frame; else the newest one
+/// before it (the eye has not got there yet); `None` when every state is
+/// of a later frame (or none has a position).
+pub fn pick(states: &[&OverlayState], pts_ms: i64) -> Option<usize> {
+    if let Some(i) = states.iter().rposition(|s| s.pts_ms == Some(pts_ms)) {
+        return Some(i);
+    }
+    states
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.pts_ms.is_some_and(|p| p < pts_ms))
+        .max_by_key(|(i, s)| (s.pts_ms, *i))
+        .map(|(i, _)| i)
+}
+
 impl OverlayBoard {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Replace the overlay (called after each processed frame).
+    /// Publish a frame's overlay (the newest).
     pub fn publish(&self, state: OverlayState) {
-        *self.latest.lock().expect("overlay lock") = Some((Instant::now(), Arc::new(state)));
+        let mut g = self.inner.states.lock().expect("overlay lock");
+        g.push_back((Instant::now(), Arc::new(state)));
+        while g.len() > BOARD_STATES {
+            g.pop_front();
+        }
+        self.inner.cond.notify_all();
+    }
+
+    /// Say whether the eye publishes an overlay for every camera frame
+    /// (then each video frame is drawn with its own, see
+    /// [`OverlayBoard::for_frame`]).
+    pub fn set_per_frame(&self, on: bool) {
+        self.inner.per_frame.store(on, Ordering::Relaxed);
+    }
+
+    pub fn per_frame(&self) -> bool {
+        self.inner.per_frame.load(Ordering::Relaxed)
     }
 
     /// The latest overlay, unless it is older than `max_age` (the eye has
     /// stopped or stalled: stale boxes would mislead).
     pub fn latest(&self, max_age: Duration) -> Option<Arc<OverlayState>> {
-        let g = self.latest.lock().expect("overlay lock");
-        g.as_ref()
+        let g = self.inner.states.lock().expect("overlay lock");
+        g.back()
             .filter(|(t, _)| t.elapsed() <= max_age)
             .map(|(_, s)| s.clone())
+    }
+
+    /// The overlay to draw on the video frame at stream position `pts_ms`.
+    /// Per-frame boards: waits up to `wait` for the eye to publish that
+    /// frame's (or a later one), then [`pick`]s among the states younger
+    /// than `max_age`. Otherwise, or without a position: the latest.
+    pub fn for_frame(
+        &self,
+        pts_ms: Option<i64>,
+        wait: Duration,
+        max_age: Duration,
+    ) -> Option<Arc<OverlayState>> {
+        let Some(pts) = pts_ms.filter(|_| self.per_frame()) else {
+            return self.latest(max_age);
+        };
+        let deadline = Instant::now() + wait;
+        let mut g = self.inner.states.lock().expect("overlay lock");
+        loop {
+            let there = g
+                .back()
+                .is_some_and(|(_, s)| s.pts_ms.is_some_and(|p| p >= pts));
+            let now = Instant::now();
+            if there || now >= deadline {
+                break;
+            }
+            g = self
+                .inner
+                .cond
+                .wait_timeout(g, deadline - now)
+                .expect("overlay lock")
+                .0;
+        }
+        let fresh: Vec<&Arc<OverlayState>> = g
+            .iter()
+            .filter(|(t, _)| t.elapsed() <= max_age)
+            .map(|(_, s)| s)
+            .collect();
+        let refs: Vec<&OverlayState> = fresh.iter().map(|s| s.as_ref()).collect();
+        pick(&refs, pts).map(|i| fresh[i].clone())
     }
 }
 
@@ -390,6 +486,79 @@ mod tests {
         assert_eq!(at(70, 50).0, EVENT_COLOUR, "top edge");
         assert_eq!(at(70, 70).0, [0, 0, 0], "inside stays untouched");
         assert_eq!(at(10, 10).0, [0, 0, 0], "outside stays untouched");
+    }
+
+    fn at(seq: u64, pts_ms: Option<i64>) -> OverlayState {
+        OverlayState {
+            seq,
+            pts_ms,
+            ..OverlayState::default()
+        }
+    }
+
+    #[test]
+    fn a_video_frame_gets_its_own_overlay_or_the_newest_before_it() {
+        let states = [at(1, Some(100)), at(2, Some(133)), at(3, Some(166))];
+        let refs: Vec<&OverlayState> = states.iter().collect();
+        assert_eq!(pick(&refs, 133), Some(1), "that very frame");
+        assert_eq!(
+            pick(&refs, 150),
+            Some(1),
+            "not published: the newest before"
+        );
+        assert_eq!(pick(&refs, 400), Some(2));
+        assert_eq!(pick(&refs, 50), None, "nothing before it");
+        let none = [at(1, None)];
+        assert_eq!(pick(&none.iter().collect::<Vec<_>>(), 100), None);
+    }
+
+    #[test]
+    fn a_per_frame_board_waits_for_the_frame_then_gives_it() {
+        let board = OverlayBoard::new();
+        board.set_per_frame(true);
+        board.publish(at(1, Some(100)));
+        // The eye publishes frame 2 a little later.
+        let b = board.clone();
+        let eye = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            b.publish(at(2, Some(133)));
+        });
+        let got = board
+            .for_frame(Some(133), Duration::from_secs(5), Duration::from_secs(5))
+            .unwrap();
+        eye.join().unwrap();
+        assert_eq!(got.seq, 2);
+        // Gone past the wait: the newest before it.
+        let got = board
+            .for_frame(Some(166), Duration::from_millis(10), Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(got.seq, 2);
+        // An older frame still in the board gets its own.
+        let got = board
+            .for_frame(Some(100), Duration::ZERO, Duration::from_secs(5))
+            .unwrap();
+        assert_eq!(got.seq, 1);
+        // Without a position: the latest. Not per frame: the latest.
+        assert_eq!(
+            board
+                .for_frame(None, Duration::ZERO, Duration::from_secs(5))
+                .unwrap()
+                .seq,
+            2
+        );
+        board.set_per_frame(false);
+        assert_eq!(
+            board
+                .for_frame(Some(100), Duration::ZERO, Duration::from_secs(5))
+                .unwrap()
+                .seq,
+            2
+        );
+        // Bounded.
+        for k in 0..200 {
+            board.publish(at(k, Some(k as i64)));
+        }
+        assert_eq!(board.inner.states.lock().unwrap().len(), BOARD_STATES);
     }
 
     #[test]
