@@ -299,3 +299,220 @@ fn a_bad_config_is_refused_with_the_field_and_a_taken_port_is_a_clear_error() {
     let e = VideoOut::start(&cfg).err().unwrap();
     assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
+
+/// Bright (ball) pixels' bounding box of a packed BGR picture.
+fn bright_box(bgr: &[u8], w: u32, min: u8) -> Option<(f32, f32, f32, f32)> {
+    let (mut x1, mut y1, mut x2, mut y2) = (u32::MAX, u32::MAX, 0, 0);
+    for (i, p) in bgr.chunks_exact(3).enumerate() {
+        if p[0] >= min && p[1] >= min && p[2] >= min {
+            let (x, y) = (i as u32 % w, i as u32 / w);
+            (x1, y1, x2, y2) = (x1.min(x), y1.min(y), x2.max(x), y2.max(y));
+        }
+    }
+    (x1 <= x2).then_some((x1 as f32, y1 as f32, x2 as f32, y2 as f32))
+}
+
+/// Each outgoing frame gets the overlay of that same camera frame, not
+/// the newest one the eye has finished: the camera is videotestsrc's
+/// moving ball (≈13 px a frame at 640×480, 30 fps), the "eye" sees every
+/// decoded frame (the source's frame hook), finds the ball and publishes a
+/// box around it tagged with the frame's PTS, a few ms later on a thread
+/// of its own; the viewer's decoded 320×240 pictures must show each box
+/// centred on the ball drawn in the same picture (a frame off would be
+/// ≈6.5 px off).
+#[test]
+fn each_outgoing_frame_gets_the_overlay_of_that_same_frame() {
+    let out = VideoOut::start(&VideoConfig {
+        width: 320,
+        height: 240,
+        fps: 10,
+        ..video_cfg()
+    })
+    .unwrap();
+    let mut scfg = SourceConfig::new("test://ball?width=640&height=480&fps=30");
+    scfg.video = Some(out.tap());
+    let src = FrameSource::open(scfg).unwrap();
+    let board = src.video_overlay().unwrap();
+    board.set_per_frame(true);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<tiancha_inference::Frame>(8);
+    src.on_every_frame(Box::new(move |f| {
+        let _ = tx.try_send(f.clone());
+    }));
+    let published = Arc::new(AtomicU64::new(0));
+    let eye = {
+        let published = published.clone();
+        std::thread::spawn(move || {
+            while let Ok(f) = rx.recv() {
+                let Some((x1, y1, x2, y2)) = bright_box(&f.bgr, f.width, 200) else {
+                    continue;
+                };
+                // A margin, so that the box's red does not cover the ball.
+                let m = 12.0;
+                board.publish(OverlayState {
+                    frame_width: f.width,
+                    frame_height: f.height,
+                    seq: f.seq,
+                    capture_unix_ms: f.capture_unix_ms,
+                    pts_ms: f.pts_ms,
+                    shapes: vec![OverlayShape {
+                        bbox: BBox::new(x1 - m, y1 - m, x2 + m, y2 + m),
+                        colour: EVENT_COLOUR,
+                        thickness: 2,
+                        label: None,
+                    }],
+                    banner: vec![],
+                });
+                published.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let client = watch(out.url());
+    let t0 = Instant::now();
+    while client.frames.lock().unwrap().len() < 40 && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let frames = client.frames.lock().unwrap().clone();
+    drop(client);
+    drop(src);
+    eye.join().unwrap();
+    assert!(frames.len() >= 20, "{} frames", frames.len());
+    assert!(published.load(Ordering::Relaxed) > 40);
+
+    let mut offsets = Vec::new();
+    for f in &frames {
+        // The red box's extent, and the ball's (white, not red).
+        let (mut rx1, mut ry1, mut rx2, mut ry2) = (u32::MAX, u32::MAX, 0, 0);
+        for (i, p) in f.3.chunks_exact(3).enumerate() {
+            if p[2] > 150 && p[1] < 110 && p[0] < 110 {
+                let (x, y) = (i as u32 % f.1, i as u32 / f.1);
+                (rx1, ry1, rx2, ry2) = (rx1.min(x), ry1.min(y), rx2.max(x), ry2.max(y));
+            }
+        }
+        let (Some(ball), true) = (bright_box(&f.3, f.1, 170), rx1 <= rx2) else {
+            continue;
+        };
+        let bc = ((ball.0 + ball.2) / 2.0, (ball.1 + ball.3) / 2.0);
+        let rc = ((rx1 + rx2) as f32 / 2.0, (ry1 + ry2) as f32 / 2.0);
+        offsets.push((bc.0 - rc.0).hypot(bc.1 - rc.1));
+    }
+    assert!(
+        offsets.len() >= 15,
+        "{} frames with a box and a ball",
+        offsets.len()
+    );
+    let on = offsets.iter().filter(|d| **d <= 3.0).count();
+    assert!(
+        on * 10 >= offsets.len() * 9,
+        "{on} of {} boxes centred on the ball of their own frame: {offsets:?}",
+        offsets.len()
+    );
+}
+
+/// A live source through the whole [`Pipeline`]: every decoded frame
+/// moves the tracks (camera-paced), whatever the detector does, and each
+/// overlay carries its frame's stream position for the video branch. The
+/// detector is a tiny generated model that always sees one person.
+#[test]
+fn a_live_pipeline_tracks_every_camera_frame_and_tags_each_overlay_with_its_frame() {
+    use tiancha_inference::pipeline::{EyeOutput, PipelineOptions};
+    use tiancha_inference::{Detector, DetectorOptions, Eye, EyeConfig, Pipeline};
+    let dir = tempfile::tempdir().unwrap();
+    // YOLOv5 rows [1, 1, 6]: cx, cy, w, h, objectness, person (48×32 input).
+    let model = common::mean_gain_model(
+        32,
+        48,
+        &[1, 1, 6],
+        vec![24.0, 16.0, 8.0, 12.0, 1.0, 0.9],
+        vec![0.0; 6],
+    );
+    std::fs::write(dir.path().join("tiny.onnx"), model).unwrap();
+    let manifest = dir.path().join("tiny.toml");
+    std::fs::write(
+        &manifest,
+        r#"
+name = "tiny_person"
+model = "tiny.onnx"
+[input]
+name = "images"
+shape = [1, 3, 32, 48]
+layout = "nchw"
+color = "rgb"
+resize = "stretch"
+scale = 0.00392156862745098
+[output]
+decoder = "yolov5"
+name = "output0"
+[classes]
+names = ["person"]
+threshold = 0.5
+[nms]
+iou = 0.5
+[events]
+people = ["person"]
+"#,
+    )
+    .unwrap();
+    let det = Arc::new(
+        Detector::from_manifest_path(
+            &manifest,
+            &DetectorOptions {
+                threads: 1,
+                ..DetectorOptions::default()
+            },
+        )
+        .unwrap(),
+    );
+    let eye = Eye::new(det.manifest().clone(), EyeConfig::default(), None).unwrap();
+    let out = VideoOut::start(&video_cfg()).unwrap();
+    let mut scfg = SourceConfig::new("test://black?width=640&height=480&fps=30");
+    scfg.video = Some(out.tap());
+    let src = FrameSource::open(scfg).unwrap();
+    let p = Pipeline::start(
+        src,
+        det,
+        eye,
+        PipelineOptions {
+            report_frames: true,
+        },
+    )
+    .unwrap();
+    let board = out.overlay();
+    assert!(board.per_frame(), "a live source runs camera-paced");
+    let t0 = Instant::now();
+    let mut reports = 0;
+    let mut summary = None;
+    while summary.is_none() {
+        if p.health().tracked_frames >= 60 || t0.elapsed() > Duration::from_secs(30) {
+            p.request_stop();
+        }
+        match p.recv(Duration::from_millis(100)) {
+            Some(EyeOutput::Frame(r)) => {
+                reports += 1;
+                // The person (640×480 frame: the model's 48×32 × 13.33/15).
+                let person: Vec<_> = r.tracks.iter().filter(|t| t.confirmed).collect();
+                if r.frame.seq > 2 {
+                    assert_eq!(person.len(), 1, "{:?}", r.tracks);
+                    let (cx, cy) = person[0].bbox.center();
+                    assert!((cx - 320.0).abs() < 1.0 && (cy - 240.0).abs() < 1.0);
+                }
+            }
+            Some(EyeOutput::End(s)) => summary = Some(*s),
+            Some(EyeOutput::FrameError(e)) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    let s = summary.unwrap();
+    assert!(s.tracked_frames >= 60, "{s:?}");
+    // Every decoded frame reached the tracker (or was counted as not).
+    assert!(
+        s.tracked_frames + s.tracked_frames_dropped >= s.source.decoded,
+        "{s:?}"
+    );
+    assert!(s.frames >= 1 && reports as u64 == s.frames, "{s:?}");
+    assert_eq!(s.track_ids, 1, "one person, one id: {s:?}");
+    // The overlay of the newest camera frame: its stream position, the
+    // person's box.
+    let st = board.latest(Duration::from_secs(60)).unwrap();
+    assert!(st.pts_ms.is_some(), "{st:?}");
+    assert_eq!(st.shapes.len(), 1, "{st:?}");
+}
