@@ -7,11 +7,14 @@
 //!   load stops the companion at start-up with the reason, it never comes
 //!   up half-configured.
 //! - [`start`] runs the inference [`Pipeline`] on that detector on a
-//!   thread of its own and publishes what it produces through the
-//!   companion's spooling channel, exactly as the daemon publishes its
-//!   other messages: an opened incident becomes an alert (with its
-//!   annotated snapshot), a change or the end of one an `incident_update`
-//!   event.
+//!   thread of its own (the camera is live, so the pipeline tracks at the
+//!   camera's pace: every frame moves the tracks, runs the rules and gets
+//!   its own video overlay, and the detector's results are applied late in
+//!   their own frames, `tiancha_inference::timeline`) and publishes what it
+//!   produces through the companion's spooling channel, exactly as the
+//!   daemon publishes its other messages: an opened incident becomes an
+//!   alert (with its annotated snapshot), a change or the end of one an
+//!   `incident_update` event.
 //! - [`BridgePoses`] answers the geotagger's "where was the camera at
 //!   capture time t?" from the firmware bridge's TIMESYNC-fitted pose
 //!   history ([`to_camera_pose`] adapts the bridge's pose to the camera
@@ -395,7 +398,7 @@ impl Ctx {
 
         let mut last_health = Instant::now();
         let mut last_log = Instant::now();
-        let mut last_frames = 0u64;
+        let (mut last_frames, mut last_tracked) = (0u64, 0u64);
         let mut investigated: std::collections::HashSet<Uuid> = Default::default();
         let mut resighting = Resighting::new(
             self.detection.resighting_radius_m,
@@ -435,6 +438,10 @@ impl Ctx {
                 let h = pipeline.health();
                 self.metrics.frames.inc_by(h.frames - last_frames);
                 last_frames = h.frames;
+                self.metrics
+                    .tracked_frames
+                    .inc_by(h.tracked_frames - last_tracked);
+                last_tracked = h.tracked_frames;
                 self.metrics.fps.set(h.fps);
                 self.metrics.frames_dropped.set(h.dropped as i64);
                 if h.frames > 0 {
@@ -450,6 +457,7 @@ impl Ctx {
                     };
                     info!(
                         frames = h.frames,
+                        tracked_frames = h.tracked_frames,
                         dropped = h.dropped,
                         fps = format!("{:.1}", h.fps),
                         latency_ms = format!("{:.0}", h.latency_ms),

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub battery_pct: Gauge<f64, AtomicU64>,
     pub alt_rel_m: Gauge<f64, AtomicU64>,
     pub frames: Counter,
+    pub tracked_frames: Counter,
     pub frames_dropped: Gauge<i64, AtomicI64>,
     pub fps: Gauge<f64, AtomicU64>,
     pub frame_to_event_latency_s: Histogram,
@@ -49,6 +50,7 @@ impl Default for Metrics {
             battery_pct: Gauge::default(),
             alt_rel_m: Gauge::default(),
             frames: Counter::default(),
+            tracked_frames: Counter::default(),
             frames_dropped: Gauge::default(),
             fps: Gauge::default(),
             frame_to_event_latency_s: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
@@ -91,6 +93,11 @@ impl Default for Metrics {
             );
             r.register("altitude_rel_m", "Altitude above home", m.alt_rel_m.clone());
             r.register("frames", "Frames processed by the eye", m.frames.clone());
+            r.register(
+                "tracked_frames",
+                "Camera frames the eye moved its tracks to and ran its rules on",
+                m.tracked_frames.clone(),
+            );
             r.register(
                 "frames_dropped",
                 "Frames dropped (newest-frame policy)",
