@@ -46,6 +46,7 @@ use crate::error::{InferenceError, Result};
 use crate::events::{EngineConfig, EventEngine, FrameInput, IncidentChange, Subject};
 use crate::frame::Frame;
 use crate::geotag::{FrameGeo, Geotagger};
+use crate::image_motion::{residual_shift, Thumbnail};
 use crate::manifest::Manifest;
 use crate::source::{Delivery, FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
 use crate::timeline::{move_box, TimelineStats, TrackTimeline};
@@ -69,6 +70,10 @@ pub struct EyeConfig {
     /// companion, a person the detector misses in one frame out of three
     /// would otherwise make a gathering of five flicker between 3 and 5.
     pub hold_lost_frames: u32,
+    /// Camera-paced ([`Eye::advance`]): measure on each pair of consecutive
+    /// frames the image shift the poses miss (attitude noise) and move the
+    /// tracks by it too ([`crate::image_motion`], ~1 ms a frame).
+    pub image_motion: bool,
 }
 
 impl Default for EyeConfig {
@@ -81,6 +86,7 @@ impl Default for EyeConfig {
             path_len: 240,
             snapshot_on_update: false,
             hold_lost_frames: 1,
+            image_motion: true,
         }
     }
 }
@@ -123,6 +129,8 @@ pub struct Eye {
     /// ran (moved to the newest frame), and whether there were any results.
     pending_hazards: Vec<Subject>,
     detected_since_rules: bool,
+    /// The newest camera frame's small grey copy, for the image shift.
+    thumb: Option<(u64, Thumbnail)>,
 }
 
 impl Eye {
@@ -145,6 +153,7 @@ impl Eye {
             last_t_unix_ms: 0,
             pending_hazards: Vec::new(),
             detected_since_rules: false,
+            thumb: None,
         })
     }
 
@@ -207,14 +216,64 @@ impl Eye {
     /// geotags, ground paths, rules and snapshots as for a detector frame.
     /// `None` for a frame not newer than the newest one seen.
     pub fn advance(&mut self, frame: &Frame) -> Result<Option<FrameOutcome>> {
+        let head = self.timeline.head();
+        if head.is_some_and(|h| frame.seq <= h) {
+            return Ok(None);
+        }
         let geo = self.geo(frame);
-        let Some(tracks) = self
-            .timeline
-            .advance(frame.seq, frame.capture_unix_ms, geo.clone())
+        let shift = if self.cfg.image_motion {
+            self.image_shift(frame, head, geo.as_ref())
+        } else {
+            (0.0, 0.0)
+        };
+        let Some(tracks) =
+            self.timeline
+                .advance_with_shift(frame.seq, frame.capture_unix_ms, geo.clone(), shift)
         else {
             return Ok(None);
         };
         self.rules(frame, geo, tracks).map(Some)
+    }
+
+    /// The image shift from the newest frame (`head`) into `frame` that the
+    /// poses miss (the whole shift without poses); zero when the pictures
+    /// do not tell ([`crate::image_motion`]).
+    fn image_shift(
+        &mut self,
+        frame: &Frame,
+        head: Option<u64>,
+        geo: Option<&FrameGeo>,
+    ) -> (f32, f32) {
+        let thumb = match Thumbnail::of(frame, self.thumb.as_ref().map(|(_, t)| t)) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("eye: no thumbnail of frame {}: {e}", frame.seq);
+                self.thumb = None;
+                return (0.0, 0.0);
+            }
+        };
+        let mut shift = (0.0, 0.0);
+        if let Some((seq, prev)) = &self.thumb {
+            if Some(*seq) == head {
+                let prev_geo = self.timeline.geo_of(*seq).flatten();
+                let through_poses;
+                let identity = |x: f32, y: f32| Some((x, y));
+                let map: &dyn Fn(f32, f32) -> Option<(f32, f32)> = match (prev_geo, geo) {
+                    (Some(a), Some(b)) => {
+                        through_poses = move |x: f32, y: f32| a.reproject_into(b, x, y);
+                        &through_poses
+                    }
+                    _ => &identity,
+                };
+                match residual_shift(prev, &thumb, map, self.cfg.tracker.cmc_search_px) {
+                    Ok(Some((s, _))) => shift = s,
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!("eye: image shift of frame {}: {e}", frame.seq),
+                }
+            }
+        }
+        self.thumb = Some((frame.seq, thumb));
+        shift
     }
 
     /// The detector's result for `frame`, which may be older than the

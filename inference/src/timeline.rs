@@ -61,6 +61,9 @@ struct Moment<G> {
     seq: u64,
     t_unix_ms: i64,
     geo: Option<G>,
+    /// Measured on the pictures: the image shift into this frame that the
+    /// poses missed ([`crate::image_motion`]), frame pixels.
+    shift: (f32, f32),
     state: TrackerCheckpoint,
 }
 
@@ -87,12 +90,22 @@ pub struct TrackTimeline<G> {
     stats: TimelineStats,
 }
 
+type Motion<'a> = Box<dyn Fn(f32, f32) -> Option<(f32, f32)> + 'a>;
+
+/// The camera motion into a frame: through the ground plane when both
+/// frames have a pose, plus the shift the pictures show beyond it (alone
+/// when a pose is missing); none when neither says anything.
 fn motion_between<'a, G: FrameGeometry>(
     from: Option<&'a G>,
     to: Option<&'a G>,
-) -> Option<impl Fn(f32, f32) -> Option<(f32, f32)> + 'a> {
+    shift: (f32, f32),
+) -> Option<Motion<'a>> {
+    let (sx, sy) = shift;
     match (from, to) {
-        (Some(a), Some(b)) => Some(move |x: f32, y: f32| a.reproject_into(b, x, y)),
+        (Some(a), Some(b)) => Some(Box::new(move |x: f32, y: f32| {
+            a.reproject_into(b, x, y).map(|(x, y)| (x + sx, y + sy))
+        })),
+        _ if shift != (0.0, 0.0) => Some(Box::new(move |x: f32, y: f32| Some((x + sx, y + sy)))),
         _ => None,
     }
 }
@@ -150,23 +163,33 @@ impl<G: FrameGeometry> TrackTimeline<G> {
     /// tracks in this frame, or `None` for a frame not newer than the
     /// newest (nothing changes).
     pub fn advance(&mut self, seq: u64, t_unix_ms: i64, geo: Option<G>) -> Option<Vec<Track>> {
+        self.advance_with_shift(seq, t_unix_ms, geo, (0.0, 0.0))
+    }
+
+    /// [`TrackTimeline::advance`] with the image shift into this frame
+    /// that the poses missed (measured on the pictures,
+    /// [`crate::image_motion`]); it is applied again when the frame is
+    /// replayed.
+    pub fn advance_with_shift(
+        &mut self,
+        seq: u64,
+        t_unix_ms: i64,
+        geo: Option<G>,
+        shift: (f32, f32),
+    ) -> Option<Vec<Track>> {
         if self.head().is_some_and(|h| seq <= h) {
             return None;
         }
         {
             let prev = self.moments.back().and_then(|m| m.geo.as_ref());
-            let motion = motion_between(prev, geo.as_ref());
-            self.tracker.predict_to(
-                t_unix_ms,
-                motion
-                    .as_ref()
-                    .map(|m| m as &dyn Fn(f32, f32) -> Option<(f32, f32)>),
-            );
+            let motion = motion_between(prev, geo.as_ref(), shift);
+            self.tracker.predict_to(t_unix_ms, motion.as_deref());
         }
         self.moments.push_back(Moment {
             seq,
             t_unix_ms,
             geo,
+            shift,
             state: self.tracker.checkpoint(),
         });
         while self.moments.len() > self.capacity {
@@ -217,6 +240,7 @@ impl<G: FrameGeometry> TrackTimeline<G> {
                     seq: m.seq,
                     t_unix_ms: m.t_unix_ms,
                     geo: m.geo.clone(),
+                    shift: m.shift,
                     state: m.state.clone(),
                 }
             }
@@ -229,13 +253,8 @@ impl<G: FrameGeometry> TrackTimeline<G> {
         } else {
             self.stats.without_checkpoint += 1;
             {
-                let motion = motion_between(base.geo.as_ref(), geo.as_ref());
-                self.tracker.predict_to(
-                    t_unix_ms,
-                    motion
-                        .as_ref()
-                        .map(|m| m as &dyn Fn(f32, f32) -> Option<(f32, f32)>),
-                );
+                let motion = motion_between(base.geo.as_ref(), geo.as_ref(), (0.0, 0.0));
+                self.tracker.predict_to(t_unix_ms, motion.as_deref());
             }
             geo
         };
@@ -244,18 +263,18 @@ impl<G: FrameGeometry> TrackTimeline<G> {
             seq,
             t_unix_ms,
             geo,
+            shift: if base.seq == seq {
+                base.shift
+            } else {
+                (0.0, 0.0)
+            },
             state: self.tracker.checkpoint(),
         });
         for mut m in later {
             {
                 let prev = self.moments.back().and_then(|p| p.geo.as_ref());
-                let motion = motion_between(prev, m.geo.as_ref());
-                self.tracker.predict_to(
-                    m.t_unix_ms,
-                    motion
-                        .as_ref()
-                        .map(|f| f as &dyn Fn(f32, f32) -> Option<(f32, f32)>),
-                );
+                let motion = motion_between(prev, m.geo.as_ref(), m.shift);
+                self.tracker.predict_to(m.t_unix_ms, motion.as_deref());
             }
             m.state = self.tracker.checkpoint();
             self.moments.push_back(m);

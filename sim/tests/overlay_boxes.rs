@@ -16,6 +16,14 @@
 //! - Old: the overlay is the latest *processed* frame's ([`Eye::process`]
 //!   when the result arrives), drawn on every frame until the next.
 //!
+//! The same again with the eye's poses from noisy telemetry (the sim's
+//! `--noise` levels, `NoiseConfig::realistic`: white 0.5° attitude and
+//! 0.3° gimbal noise per sample, 1.5 m GPS error correlated over 5 s),
+//! the demo's condition: the camera motion between two frames is then off
+//! by the two frames' attitude errors, unless the eye also measures the
+//! image shift between consecutive frames (`EyeConfig::image_motion`, on
+//! by default; measured both ways).
+//!
 //! Each overlay's track boxes, scaled to the 640×360 video out, are matched
 //! one to one (nearest first) with the truth boxes of the people whose
 //! feet are in that frame; the figure is the distance between box centres
@@ -45,6 +53,7 @@ use tiancha_inference::{
     RuleConfig,
 };
 use tiancha_sim::camera::{CameraSpec, Renderer, Scenario};
+use tiancha_sim::noise::{Noise, NoiseConfig};
 
 const FPS: f64 = 10.0;
 const SPEED_MPS: f64 = 5.0;
@@ -96,6 +105,45 @@ impl PoseSource for FlightPoses {
     }
 }
 
+/// The flight as noisy telemetry reports it: one sample per frame time
+/// (the sim's noise generators, seeded), exact between.
+struct NoisyPoses {
+    flight: Arc<Flight>,
+    /// Per frame: GPS error north/east/down (m), roll/pitch/yaw error
+    /// (rad), gimbal pitch error (°).
+    errors: Vec<([f64; 3], [f64; 3], f64)>,
+}
+
+impl NoisyPoses {
+    fn new(flight: Arc<Flight>, seed: u64) -> Self {
+        let mut n = Noise::new(NoiseConfig::realistic(seed));
+        let errors = (0..FRAMES)
+            .map(|i| {
+                let gps = n.gps_error(i as f64 / FPS);
+                let att = [n.attitude_rad(), n.attitude_rad(), n.attitude_rad()];
+                (gps, att, n.gimbal_deg())
+            })
+            .collect();
+        Self { flight, errors }
+    }
+}
+
+impl PoseSource for NoisyPoses {
+    fn pose_at(&self, t_unix_ms: i64) -> Option<CameraPose> {
+        let mut p = self.flight.pose(t_unix_ms);
+        let i = ((t_unix_ms - T0_UNIX_MS) as f64 * FPS / 1000.0).round() as usize;
+        let (gps, att, gimbal) = self.errors.get(i)?;
+        p.position = LocalFrame::new(p.position).from_ned(nalgebra::Vector3::from(*gps));
+        // The camera's orientation error: the attitude noise on all three
+        // axes (as if the stabilised gimbal's own report carried it) and
+        // the gimbal's on pitch.
+        p.gimbal.roll_deg += att[0].to_degrees();
+        p.gimbal.pitch_deg += att[1].to_degrees() + gimbal;
+        p.attitude.yaw_deg += att[2].to_degrees();
+        Some(p)
+    }
+}
+
 /// Track boxes of an overlay in output pixels: centres.
 fn track_centres(state: &OverlayState) -> Vec<(f64, f64)> {
     scale_shapes(state, OUT_W, OUT_H)
@@ -136,13 +184,15 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn eye(detector: &Detector, flight: &Arc<Flight>, spec: &CameraSpec, ground_alt_m: f64) -> Eye {
-    let geotagger = Geotagger::new(
-        spec.model(),
-        Ground::Flat(ground_alt_m),
-        Arc::new(FlightPoses(flight.clone())),
-    )
-    .with_sigma_px(3.0);
+fn eye(
+    detector: &Detector,
+    poses: Arc<dyn PoseSource>,
+    spec: &CameraSpec,
+    ground_alt_m: f64,
+    image_motion: bool,
+) -> Eye {
+    let geotagger =
+        Geotagger::new(spec.model(), Ground::Flat(ground_alt_m), poses).with_sigma_px(3.0);
     // The demo's default rule (examples/demo/companion.toml [detection]).
     let rules = EngineConfig {
         rules: vec![RuleConfig {
@@ -161,6 +211,7 @@ fn eye(detector: &Detector, flight: &Arc<Flight>, spec: &CameraSpec, ground_alt_
         detector.manifest().clone(),
         EyeConfig {
             engine: rules,
+            image_motion,
             ..EyeConfig::default()
         },
         Some(geotagger),
@@ -208,14 +259,24 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
         },
     )
     .unwrap();
-    let mut new_eye = eye(&detector, &flight, &spec, ground);
-    let mut old_eye = eye(&detector, &flight, &spec, ground);
+    let exact: Arc<dyn PoseSource> = Arc::new(FlightPoses(flight.clone()));
+    let noisy: Arc<dyn PoseSource> = Arc::new(NoisyPoses::new(flight.clone(), 7));
+    let mut new_eye = eye(&detector, exact.clone(), &spec, ground, true);
+    let mut old_eye = eye(&detector, exact, &spec, ground, true);
+    let mut noisy_eye = eye(&detector, noisy.clone(), &spec, ground, true);
+    let mut noisy_old_eye = eye(&detector, noisy.clone(), &spec, ground, true);
+    // Noisy poses alone, without the image shift between frames.
+    let mut poses_only_eye = eye(&detector, noisy, &spec, ground, false);
     let class = |id: usize| detector.manifest().class_name(id).to_string();
 
     let mut frames: Vec<Frame> = Vec::new();
     let mut results: Vec<(u64, Vec<Detection>)> = Vec::new();
     let mut old_overlay: Option<OverlayState> = None;
+    let mut noisy_old_overlay: Option<OverlayState> = None;
     let (mut new_err, mut old_err) = (Vec::new(), Vec::new());
+    let (mut noisy_err, mut noisy_old_err) = (Vec::new(), Vec::new());
+    let mut poses_only_err = Vec::new();
+    let mut noisy_opened = 0;
     let (mut new_spare, mut old_spare, mut people_frames, mut people) = (0, 0, 0, 0);
     let mut new_opened = 0;
     let (mut advance_ms, mut detected_ms, mut detect_ms) = (Vec::new(), Vec::new(), Vec::new());
@@ -258,7 +319,47 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
                 &o.open,
                 &class,
             ));
+            noisy_eye.detected(fk, dets).unwrap();
+            poses_only_eye.detected(fk, dets).unwrap();
+            let o = noisy_old_eye.process(fk, dets).unwrap();
+            noisy_old_overlay = Some(overlay_state(
+                fk.width,
+                fk.height,
+                fk.seq,
+                fk.capture_unix_ms,
+                &o.tracks,
+                &o.open,
+                &class,
+            ));
         }
+        let o = poses_only_eye
+            .advance(&frame)
+            .unwrap()
+            .expect("a newer frame");
+        let poses_only_overlay = overlay_state(
+            frame.width,
+            frame.height,
+            frame.seq,
+            frame.capture_unix_ms,
+            &o.tracks,
+            &o.open,
+            &class,
+        );
+        let o = noisy_eye.advance(&frame).unwrap().expect("a newer frame");
+        noisy_opened += o
+            .incidents
+            .iter()
+            .filter(|e| e.event.change == IncidentChange::Opened)
+            .count();
+        let noisy_overlay = overlay_state(
+            frame.width,
+            frame.height,
+            frame.seq,
+            frame.capture_unix_ms,
+            &o.tracks,
+            &o.open,
+            &class,
+        );
         let t0 = Instant::now();
         let o = new_eye.advance(&frame).unwrap().expect("a newer frame");
         advance_ms.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -295,6 +396,11 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
             old_err.extend(d);
             old_spare += spare;
         }
+        noisy_err.extend(match_centres(&track_centres(&noisy_overlay), &truth).0);
+        poses_only_err.extend(match_centres(&track_centres(&poses_only_overlay), &truth).0);
+        if let Some(old) = &noisy_old_overlay {
+            noisy_old_err.extend(match_centres(&track_centres(old), &truth).0);
+        }
     }
 
     let figures = |e: &[f64]| (percentile(e, 0.5), percentile(e, 0.95), e.len());
@@ -320,6 +426,14 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
         detected_ms.iter().copied().fold(0.0, f64::max),
         mean(&detect_ms),
     );
+    let (zm, zp, zn) = figures(&noisy_err);
+    let (ym, yp, yn) = figures(&noisy_old_err);
+    let (xm, xp, xn) = figures(&poses_only_err);
+    eprintln!(
+        "with noisy telemetry (NoiseConfig::realistic): new median {zm:.1} px, p95 {zp:.1} px ({zn} boxes); \
+         without the image shift (poses alone) median {xm:.1} px, p95 {xp:.1} px ({xn} boxes); \
+         old median {ym:.1} px, p95 {yp:.1} px ({yn} boxes); incidents opened: {noisy_opened}"
+    );
     eprintln!(
         "timeline: {:?}; gathering incidents opened: {new_opened}",
         new_eye.timeline_stats()
@@ -344,4 +458,13 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
     );
     // One gathering, one incident (rules on every camera frame).
     assert_eq!(new_opened, 1, "one incident for the one gathering");
+    // Noisy telemetry: moved by the poses alone, each frame's boxes are
+    // off by two frames' attitude errors; the image shift between frames
+    // takes that out. Still one incident.
+    assert!(zp <= 15.0, "noisy telemetry: new p95 {zp:.1} px > 15 px");
+    assert!(
+        xp > 2.0 * zp,
+        "poses alone {xm:.1}/{xp:.1} px vs {zm:.1}/{zp:.1} px"
+    );
+    assert_eq!(noisy_opened, 1, "one incident with noisy telemetry");
 }
