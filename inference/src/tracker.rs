@@ -425,8 +425,13 @@ impl Tracker {
     /// camera motion from the tracks' current frame to that one (when
     /// given), then the Kalman prediction over the time in between (a
     /// fraction of the detector interval; none when `t_unix_ms` is not
-    /// later). No detections: nothing is matched, missed, born or
-    /// forgotten. Each track's box becomes its prediction in that frame.
+    /// later). No detections: nothing is matched, missed or born. Each
+    /// track's box becomes its prediction in that frame.
+    ///
+    /// Tracks are forgotten here only when the detector has gone silent:
+    /// no detector frame for [`Tracker::silence_ms`], which a slow
+    /// detector's own pace never reaches (a stalled one would otherwise
+    /// leave its last tracks drifting, counted by the rules, for ever).
     pub fn predict_to(&mut self, t_unix_ms: i64, motion: Option<CameraMotion<'_>>) -> Vec<Track> {
         let dt = self.t_unix_ms.map_or(0, |t0| t_unix_ms - t0).max(0) as f32;
         let steps = dt / self.step_ms.unwrap_or(DEFAULT_STEP_MS);
@@ -442,8 +447,25 @@ impl Tracker {
         if motion.is_some() {
             self.moved = true;
         }
+        if self
+            .last_detection_ms
+            .is_some_and(|d| t_unix_ms - d > self.silence_ms())
+        {
+            self.tracks.clear();
+        }
         self.t_unix_ms = Some(t_unix_ms);
         self.tracks()
+    }
+
+    /// How long after the last detector frame [`Tracker::predict_to`]
+    /// takes the detector for silent and forgets every track:
+    /// `max_lost_ms`, or `max_lost_frames + 3` detector intervals when that
+    /// is longer.
+    pub fn silence_ms(&self) -> i64 {
+        let step = self.step_ms.unwrap_or(DEFAULT_STEP_MS);
+        (self.config.max_lost_ms as f32)
+            .max(step * (self.config.max_lost_frames + 3) as f32)
+            .round() as i64
     }
 
     /// A detector frame at `t_unix_ms`: update the running mean of the
@@ -895,7 +917,7 @@ mod tests {
 
     /// Camera frames between detector frames move the tracks (camera
     /// motion, then the velocity learnt) and never count as misses, however
-    /// long the detector takes.
+    /// slow the detector; a detector gone silent lets them go.
     #[test]
     fn camera_frames_move_tracks_without_counting_misses() {
         let mut t = tracker();
@@ -911,11 +933,13 @@ mod tests {
         }
         assert_eq!(t.step_ms(), Some(500.0));
         let start = t.tracks();
-        // 30 camera frames at 100 ms (3 s, past max_lost_ms); the camera
-        // pans so that the ground moves 5 px left a frame.
+        // 24 camera frames at 100 ms (2.4 s: past max_lost_ms, within
+        // max_lost_frames + 3 = 5 detector intervals); the camera pans so
+        // that the ground moves 5 px left a frame.
+        assert_eq!(t.silence_ms(), 2_500);
         let pan = |x: f32, y: f32| Some((x - 5.0, y));
         let mut walked = 0.0;
-        for k in 1..=30 {
+        for k in 1..=24 {
             let tr = t.predict_to(5_500 + k * 100, Some(&pan));
             assert_eq!(tr.len(), 2);
             for (a, b) in tr.iter().zip(&start) {
@@ -935,10 +959,15 @@ mod tests {
             .iter()
             .map(|t| det(t.bbox.x1 + 1.0, t.bbox.y1, 0.9))
             .collect();
-        let tr = t.correct(&d, 8_500);
+        let tr = t.correct(&d, 7_900);
         assert_eq!(tr.len(), 2);
         assert!(tr.iter().all(|t| t.state == TrackState::Tracked), "{tr:?}");
         assert_eq!(t.ids_issued(), 2);
+        // The detector falls silent: the tracks go once it has been silent
+        // for longer than that (not before).
+        let silence = t.silence_ms();
+        assert_eq!(t.predict_to(7_900 + silence, Some(&pan)).len(), 2);
+        assert!(t.predict_to(7_900 + silence + 100, Some(&pan)).is_empty());
     }
 
     /// Predicting in pieces (camera frames) adds up to one detector step:
