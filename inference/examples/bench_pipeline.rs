@@ -3,7 +3,8 @@
 //! it. Prints the run's summary as JSON with the peak RSS.
 //!
 //! ```text
-//! bench_pipeline [VIDEO] [THREADS] [file|live]
+//! bench_pipeline [VIDEO] [THREADS] [file|live] [--backend tract|ort] [--provider P]
+//!                [--ort-library PATH] [--manifest M] [--input-size WxH]
 //! ```
 //!
 //! `file` (default): every frame, as fast as the eye goes — throughput.
@@ -11,7 +12,7 @@
 //! delivery, as a camera would feed the eye — frame-to-event latency and
 //! drops under live conditions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tiancha_inference::geometry::camera::{
@@ -35,15 +36,45 @@ fn main() {
         Some("live") => true,
         Some(other) => panic!("mode {other:?}: expected file or live"),
     };
+    // Optional flags after the three positional arguments.
+    let flag = |key: &str| {
+        args.iter()
+            .skip(4)
+            .position(|a| a == key)
+            .and_then(|i| args.get(i + 5).cloned())
+    };
+    let manifest = flag("--manifest").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centernet_mnv3_coco80.toml")
+    });
+    let backend = BackendOptions {
+        kind: flag("--backend").map_or(BackendKind::Tract, |b| b.parse().unwrap()),
+        ort: OrtOptions {
+            library: flag("--ort-library").map(PathBuf::from),
+            provider: flag("--provider").map_or(Provider::Cpu, |p| p.parse().unwrap()),
+            ..OrtOptions::default()
+        },
+    };
+    let input_size = flag("--input-size").map(|s| {
+        let (w, h) = s.split_once('x').expect("--input-size WxH");
+        (w.parse().unwrap(), h.parse().unwrap())
+    });
     let det = Arc::new(
         Detector::from_manifest_path(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/centernet_mnv3_coco80.toml"),
+            &manifest,
             &DetectorOptions {
                 threads,
+                backend,
+                input_size,
                 ..DetectorOptions::default()
             },
         )
         .unwrap(),
+    );
+    eprintln!(
+        "bench_pipeline: {} on {}, input {:?}",
+        manifest.display(),
+        det.backend_name(),
+        det.manifest().file.input.shape
     );
     let pose = CameraPose::new(
         0,

@@ -6,8 +6,9 @@
 //! ([`Detector::infer`]) are separate steps so that a pipeline can run
 //! them on different threads and overlap frame *n + 1*'s preparation with
 //! frame *n*'s inference ([`crate::pipeline`]). A model whose batch
-//! dimension is symbolic gets all slices of a frame (full frame and
-//! tiles) in one run; a fixed-batch model gets them one by one.
+//! dimension is symbolic can get all slices of a frame (full frame and
+//! tiles) in one run ([`DetectorOptions::batch_slices`]); otherwise they
+//! run one by one.
 //!
 //! [`DetectorOptions::input_size`] replaces the manifest's input height
 //! and width (a fully convolutional model with symbolic H and W run on a
@@ -49,9 +50,12 @@ pub struct DetectorOptions {
     /// the model's H and W dims are symbolic (or equal to these); a
     /// fixed-size model is a [`InferenceError::ModelMismatch`].
     pub input_size: Option<(u32, u32)>,
-    /// Run all slices of a frame as one batch when the model's batch
-    /// dimension is symbolic (off: one by one, e.g. to compare).
-    pub batch_slices: bool,
+    /// Run all slices of a frame (full frame and tiles) as one batch when
+    /// the model's batch dimension is symbolic: `None` where the backend
+    /// finds it faster ([`Backend::batch_by_default`]: onnxruntime on an
+    /// accelerator, not on the CPU), `Some(true)` always, `Some(false)`
+    /// never (one by one).
+    pub batch_slices: Option<bool>,
 }
 
 impl Default for DetectorOptions {
@@ -66,7 +70,7 @@ impl Default for DetectorOptions {
             low_score_floor: Some(0.1),
             backend: BackendOptions::default(),
             input_size: None,
-            batch_slices: true,
+            batch_slices: None,
         }
     }
 }
@@ -189,7 +193,10 @@ impl Detector {
             Some(t) => t,
             None => manifest.file.tiling,
         };
-        let batch = opts.batch_slices && backend.dynamic_batch();
+        let batch = backend.dynamic_batch()
+            && opts
+                .batch_slices
+                .unwrap_or_else(|| backend.batch_by_default());
         Self {
             manifest: Arc::new(manifest),
             backend,

@@ -347,7 +347,7 @@ fn tiled(batch: bool, backend: BackendOptions) -> Detector {
                 overlap: 0.2,
                 include_full: true,
             })),
-            batch_slices: batch,
+            batch_slices: Some(batch),
             ..options(backend)
         },
     )
@@ -356,8 +356,25 @@ fn tiled(batch: bool, backend: BackendOptions) -> Detector {
 
 fn batched_equals_one_by_one(backend: BackendOptions) {
     let one = tiled(false, backend.clone());
-    let batched = tiled(true, backend);
+    let batched = tiled(true, backend.clone());
     assert!(!one.batches_slices());
+    let by_default = Detector::from_manifest_path(
+        heads_manifest(),
+        &DetectorOptions {
+            tiling: Some(Some(TilingSpec {
+                rows: 2,
+                cols: 2,
+                overlap: 0.2,
+                include_full: true,
+            })),
+            ..options(backend)
+        },
+    )
+    .unwrap();
+    assert!(
+        !by_default.batches_slices(),
+        "on the CPU one by one is faster, so the default"
+    );
     assert!(
         batched.batches_slices(),
         "the heads model's batch is symbolic"

@@ -13,8 +13,10 @@
 //! The detector ([`crate::detector`]) owns everything else (pre-processing,
 //! tiling, decoding, NMS); a backend only maps input tensors to output
 //! tensors. When the model's batch dimension is symbolic
-//! ([`Backend::dynamic_batch`]) the detector runs all slices of a frame
-//! (full frame and tiles) as one batch.
+//! ([`Backend::dynamic_batch`]) the detector can run all slices of a frame
+//! (full frame and tiles) as one batch: by default where that is faster
+//! ([`Backend::batch_by_default`]: onnxruntime on a GPU/NPU provider, not
+//! on the CPU), or as [`crate::DetectorOptions::batch_slices`] says.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -89,6 +91,15 @@ pub trait Backend: Send + Sync {
     /// True when the model's batch dimension is symbolic: [`Backend::run`]
     /// then takes any `batch`; otherwise only 1.
     fn dynamic_batch(&self) -> bool;
+
+    /// Whether several inputs in one run are faster per input than one at
+    /// a time, so that the detector batches a frame's slices by default.
+    /// Not on the CPU: on the 2-core development machine a batch of five
+    /// 512×512 slices cost 2.1× (tract) and 1.2–1.4× (onnxruntime) more
+    /// per slice than single runs (`bench_model run --batch 1,5`).
+    fn batch_by_default(&self) -> bool {
+        false
+    }
 
     /// Run `batch` input tensors laid out back to back (each of the
     /// manifest's shape, row-major) and return the decoder's outputs in
