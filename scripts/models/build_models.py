@@ -31,6 +31,7 @@ models/ alone).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -50,7 +51,7 @@ VTEST_CALIBRATION = list(range(5, 795, 50))
 # Inputs per calibration chunk (all of one shape; bounds the memory of the
 # histogram calibrators, which keep every activation of a chunk).
 CHUNK = 8
-DEFAULT_METHOD = "minmax"
+DEFAULT_METHOD = "entropy"
 
 
 def cut_heads(src: Path, dst: Path) -> None:
@@ -197,6 +198,11 @@ def quantize(heads: Path, dst: Path, reader: Reader, method: str, work: Path) ->
         extra_options=extra,
     )
     m = onnx.load(str(dst))
+    # quant_pre_process's shape inference leaves value_info with the
+    # symbols N, H, W on intermediate tensors; tract then cannot unify them
+    # with a concrete input shape ("Impossible to unify Sym(N) with
+    # Val(1)"). Runtimes infer these shapes themselves.
+    del m.graph.value_info[:]
     m.doc_string = (
         "CenterNet MobileNetV3 COCO-80 raw heads, INT8 (onnxruntime static quantization, QDQ, "
         f"per-channel int8 weights, uint8 activations, {method} calibration on vtest.avi frames "
@@ -293,6 +299,9 @@ def main() -> None:
     ap.add_argument("--method", default=DEFAULT_METHOD, choices=["minmax", "entropy", "percentile"])
     ap.add_argument("--candidates", type=Path, help="write an INT8 model per method here instead")
     args = ap.parse_args()
+    args.renders = args.renders.resolve()
+    if args.candidates:
+        args.candidates = args.candidates.resolve()
 
     got = tm.sha256(tm.ORIGINAL)
     if got != tm.ORIGINAL_SHA256:
@@ -304,6 +313,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
+        # quant_pre_process leaves temporary files in the working directory.
+        os.chdir(work)
         if args.candidates:
             args.candidates.mkdir(parents=True, exist_ok=True)
             heads = args.candidates / "heads.onnx"
