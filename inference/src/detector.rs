@@ -164,6 +164,7 @@ impl Detector {
                 reason: "no such file".into(),
             });
         }
+        crate::quant::check(&manifest)?;
         let (manifest, overridden_size) = match opts.input_size {
             Some(size) => {
                 let original = manifest.file.input.size();

@@ -99,6 +99,7 @@ pub mod image_motion;
 pub mod manifest;
 pub mod pipeline;
 pub mod preprocess;
+pub mod quant;
 pub mod source;
 pub mod textio;
 pub mod timeline;

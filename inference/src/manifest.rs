@@ -28,11 +28,17 @@
 //!
 //! [events]
 //! hazards = ["smoke", "fire"]          # classes that feed the hazard rule
+//!
+//! [quantization]                       # optional; absent = a float graph
+//! precision = "int8"                   # or "fp32"
+//! scheme = "qdq"                       # or "qoperator"; optional
+//! calibration = "…"                    # how it was calibrated (free text)
 //! ```
 //!
 //! [`Manifest::load`] parses and validates it (every error names the file
 //! and the field); the detector then checks it against the model's real
-//! input and output shapes.
+//! input and output shapes, and [`crate::quant::check`] checks the
+//! `[quantization]` table against the graph's operators.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -289,6 +295,47 @@ pub struct TilingSpec {
     pub include_full: bool,
 }
 
+/// Numeric precision of a model's graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Float weights and activations (no quantization operators).
+    Fp32,
+    /// 8-bit integer quantized.
+    Int8,
+}
+
+/// How a quantized graph expresses its quantization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantScheme {
+    /// Float operators between `QuantizeLinear`/`DequantizeLinear` pairs
+    /// (onnxruntime's `QuantFormat.QDQ`).
+    Qdq,
+    /// Quantized operators (`QLinearConv`, `ConvInteger`, …).
+    Qoperator,
+}
+
+/// The `[quantization]` table: what the graph's precision is, checked
+/// against the graph's operators when the model is loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizationSpec {
+    pub precision: Precision,
+    #[serde(default)]
+    pub scheme: Option<QuantScheme>,
+    /// How the quantization was calibrated (for people; not checked).
+    #[serde(default)]
+    pub calibration: Option<String>,
+}
+
+impl QuantizationSpec {
+    /// The precision a manifest declares: fp32 without the table.
+    pub fn precision_of(q: Option<&QuantizationSpec>) -> Precision {
+        q.map_or(Precision::Fp32, |q| q.precision)
+    }
+}
+
 /// A model manifest as written in TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,6 +356,8 @@ pub struct ManifestFile {
     pub events: EventClasses,
     #[serde(default)]
     pub tiling: Option<TilingSpec>,
+    #[serde(default)]
+    pub quantization: Option<QuantizationSpec>,
 }
 
 /// A loaded, validated manifest with its class table resolved.
@@ -556,6 +605,15 @@ impl Manifest {
             }
         }
 
+        if let Some(q) = &file.quantization {
+            if q.precision == Precision::Fp32 && q.scheme.is_some() {
+                return Err(field(
+                    "quantization.scheme",
+                    "a scheme is only for a quantized precision (precision = \"int8\")".into(),
+                ));
+            }
+        }
+
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Manifest {
             path: path.to_path_buf(),
@@ -692,12 +750,38 @@ hazards = ["smoke", "fire"]
                 GOOD.replace("model = \"m.onnx\"", "model = \"m.onnx\"\nsha256 = \"xyz\""),
                 "sha256",
             ),
+            (
+                format!("{GOOD}\n[quantization]\nprecision = \"int4\"\n"),
+                "int4",
+            ),
+            (
+                format!("{GOOD}\n[quantization]\nprecision = \"fp32\"\nscheme = \"qdq\"\n"),
+                "quantization.scheme",
+            ),
+            (
+                format!("{GOOD}\n[quantization]\nprecision = \"int8\"\nbits = 8\n"),
+                "bits",
+            ),
         ];
         for (text, needle) in cases {
             let e = parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle:?} in: {e}");
             assert!(e.contains("/models/m.toml"), "no path in: {e}");
         }
+    }
+
+    #[test]
+    fn the_quantization_table_is_optional() {
+        let m = parse(GOOD).unwrap();
+        assert_eq!(m.file.quantization, None);
+        assert_eq!(QuantizationSpec::precision_of(None), Precision::Fp32);
+        let text = format!(
+            "{GOOD}\n[quantization]\nprecision = \"int8\"\nscheme = \"qdq\"\ncalibration = \"minmax\"\n"
+        );
+        let q = parse(&text).unwrap().file.quantization.unwrap();
+        assert_eq!(q.precision, Precision::Int8);
+        assert_eq!(q.scheme, Some(QuantScheme::Qdq));
+        assert_eq!(q.calibration.as_deref(), Some("minmax"));
     }
 
     #[test]
@@ -770,5 +854,21 @@ hazards = ["smoke", "fire"]
         assert_eq!(m.num_classes(), 80);
         assert_eq!(m.class_name(0), "person");
         assert!(m.model_path.exists());
+        for (name, precision) in [
+            ("centernet_mnv3_coco80_heads.toml", Precision::Fp32),
+            ("centernet_mnv3_coco80_heads_int8.toml", Precision::Int8),
+        ] {
+            let h = Manifest::load(dir.join(name)).unwrap();
+            assert_eq!(h.class_names, m.class_names, "{name}");
+            assert_eq!(h.thresholds, m.thresholds, "{name}");
+            assert_eq!(h.file.output, m.file.output, "{name}");
+            assert_eq!(h.file.input, m.file.input, "{name}");
+            assert_eq!(
+                QuantizationSpec::precision_of(h.file.quantization.as_ref()),
+                precision,
+                "{name}"
+            );
+            assert!(h.model_path.exists(), "{name}");
+        }
     }
 }

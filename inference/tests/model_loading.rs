@@ -301,3 +301,113 @@ fn corrupt_or_missing_onnx_files_are_clear_errors() {
     assert!(matches!(e, InferenceError::ModelChecksum { .. }), "{e}");
     assert!(e.to_string().contains("sha256"), "{e}");
 }
+
+/// The shipped manifest at `name` rewritten by `fix`, in a temp dir, with
+/// the model and class file named by absolute path (the real files).
+fn shipped_manifest_variant(
+    dir: &Path,
+    name: &str,
+    fix: impl Fn(String) -> String,
+) -> std::path::PathBuf {
+    let models = common::workspace_root().join("models");
+    let text = std::fs::read_to_string(models.join(name)).unwrap();
+    let onnx = name.replace(".toml", ".onnx");
+    let text = fix(text)
+        .replace(
+            &format!("model = \"{onnx}\""),
+            &format!("model = \"{}\"", models.join(&onnx).display()),
+        )
+        .replace(
+            "file = \"coco80_labels.txt\"",
+            &format!("file = \"{}\"", models.join("coco80_labels.txt").display()),
+        );
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_quantization_table_that_does_not_match_the_graph_is_refused_naming_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let expect_mismatch = |manifest: &Path, onnx: &str, needle: &str| {
+        let e = Detector::from_manifest_path(manifest, &opts())
+            .err()
+            .expect("loaded a manifest whose precision does not match its graph");
+        assert!(matches!(e, InferenceError::ModelMismatch { .. }), "{e}");
+        let s = e.to_string();
+        assert!(
+            s.contains(onnx) && s.contains(&manifest.display().to_string()),
+            "{s}"
+        );
+        assert!(s.contains(needle), "{needle:?} not in {s}");
+    };
+
+    // The INT8 (QDQ) graph with a manifest that says nothing (= fp32) ...
+    let int8 = "centernet_mnv3_coco80_heads_int8.toml";
+    let cut_table = |t: String| t[..t.find("[quantization]").unwrap()].to_string();
+    let p = shipped_manifest_variant(dir.path(), int8, cut_table);
+    expect_mismatch(
+        &p,
+        "centernet_mnv3_coco80_heads_int8.onnx",
+        "has no [quantization] table",
+    );
+    // ... or says fp32.
+    let p = shipped_manifest_variant(dir.path(), int8, |t| {
+        cut_table(t) + "[quantization]\nprecision = \"fp32\"\n"
+    });
+    expect_mismatch(
+        &p,
+        "centernet_mnv3_coco80_heads_int8.onnx",
+        "says precision = \"fp32\"",
+    );
+
+    // The FP32 graph with a manifest that says int8.
+    let fp32 = "centernet_mnv3_coco80_heads.toml";
+    let p = shipped_manifest_variant(dir.path(), fp32, |t| {
+        t.replace("precision = \"fp32\"", "precision = \"int8\"")
+    });
+    expect_mismatch(&p, "centernet_mnv3_coco80_heads.onnx", "float model");
+    // The original (no table) with a manifest that says int8.
+    let p = shipped_manifest_variant(dir.path(), "centernet_mnv3_coco80.toml", |t| {
+        t + "\n[quantization]\nprecision = \"int8\"\nscheme = \"qdq\"\n"
+    });
+    expect_mismatch(&p, "centernet_mnv3_coco80.onnx", "float model");
+}
+
+/// tract loads and runs the INT8 (QDQ) heads, and on vtest.avi's frame 300
+/// they find the pedestrians the FP32 heads find (person ≥ 0.45).
+#[test]
+fn tract_runs_the_int8_heads_and_they_find_what_the_fp32_heads_find() {
+    let models = common::workspace_root().join("models");
+    let load = |name: &str| {
+        Detector::from_manifest_path(
+            models.join(name),
+            &DetectorOptions {
+                threads: 2,
+                low_score_floor: None,
+                ..DetectorOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let frame = &common::frames_at(&common::vtest(), &[300])[0];
+    let people = |d: &Detector| -> Vec<Detection> {
+        d.detect(frame)
+            .unwrap()
+            .into_iter()
+            .filter(|x| d.manifest().class_name(x.class_id) == "person")
+            .collect()
+    };
+    let fp32 = people(&load("centernet_mnv3_coco80_heads.toml"));
+    let int8 = people(&load("centernet_mnv3_coco80_heads_int8.toml"));
+    assert!(fp32.len() >= 5, "FP32 found {fp32:?}");
+    let matched = fp32
+        .iter()
+        .filter(|a| int8.iter().any(|b| a.bbox.iou(&b.bbox) >= 0.5))
+        .count();
+    assert!(
+        matched + 1 >= fp32.len(),
+        "INT8 matched {matched} of FP32's {}: {int8:?} vs {fp32:?}",
+        fp32.len()
+    );
+}
