@@ -1,4 +1,4 @@
-//! `tiancha demo --headless` in fast time (1.5×), across real processes:
+//! `tiancha demo --headless` in real time (1×, 5 m/s), across real processes:
 //! the ground station (embedded broker), the dispute receiver, the
 //! simulator with realistic telemetry noise and its camera streaming
 //! RTP/H.264, and the companion running the real detector on that stream.
@@ -58,7 +58,7 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
             "demo",
             "--headless",
             "--speed",
-            "1.5",
+            "1",
             "--duration",
             "10m",
             "--http-port",
