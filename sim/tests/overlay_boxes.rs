@@ -30,6 +30,12 @@
 //! in output pixels. Figures go to docs/benchmarks/inference.md ("Overlay
 //! boxes on the live picture").
 //!
+//! A second test measures the eye's ground points (per person, each camera
+//! frame) and the gathering incident's location against the sim's truth
+//! positions, for the fast detector above and for a slow, late one (every
+//! 10th frame, its result 20 frames = 2 s late, as on a loaded machine),
+//! with exact and with noisy poses.
+//!
 //! ```text
 //! cargo nextest run --workspace -E 'binary(overlay_boxes)' --no-capture
 //! ```
@@ -467,4 +473,200 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
         "poses alone {xm:.1}/{xp:.1} px vs {zm:.1}/{zp:.1} px"
     );
     assert_eq!(noisy_opened, 1, "one incident with noisy telemetry");
+}
+
+/// One eye under test for the ground error: its detector schedule, its
+/// poses, and what it geotagged.
+struct GroundRun {
+    name: &'static str,
+    /// The detector sees every `every`-th frame, its result out `delay`
+    /// frames later.
+    every: u64,
+    delay: u64,
+    eye: Eye,
+    /// The eye's own geotagger (same poses), to locate the subjects'
+    /// foot points as `Eye::rules` does.
+    geotagger: Geotagger,
+    person_err: Vec<f64>,
+    incident_err: Vec<f64>,
+    opened: usize,
+}
+
+/// Does the eye's rules count this track (as `Eye::rules` filters them)?
+fn counted(t: &tiancha_inference::Track) -> bool {
+    use tiancha_inference::tracker::TrackState;
+    t.confirmed
+        && (t.state == TrackState::Tracked || (t.state == TrackState::Lost && t.missed <= 1))
+}
+
+/// The ground error of the eye's geotags against the sim's truth: each
+/// camera frame's counted tracks (their foot points located with that
+/// frame's pose, as the rules see them) matched one to one with the
+/// people in view (nearest first), and the open gathering incident's
+/// location against the centre of the gathering's people, for a fast
+/// detector (every 5th frame, 3 frames late) and a slow, late one (every
+/// 10th frame, 20 frames = 2 s late, as on the loaded demo machine), with
+/// exact and with noisy poses.
+#[test]
+fn ground_points_and_incident_location_hold_with_a_slow_late_detector() {
+    let scenario = Scenario::load(workspace().join("examples/shangrao/scenario.toml")).unwrap();
+    let spec = CameraSpec::default();
+    let renderer = Renderer::new(&scenario, spec).unwrap();
+    let gathering = scenario
+        .incidents
+        .iter()
+        .find(|i| i.id == "gathering-lane-1")
+        .expect("the demo scenario's lane-1 gathering");
+    let (lat, lon) = match &gathering.kind {
+        tiancha_sim::camera::IncidentKind::Gathering { at, .. } => (at.lat_deg, at.lon_deg),
+        other => panic!("{other:?}"),
+    };
+    let ground = scenario.ground_alt_m;
+    let target = LocalFrame::new(LatLon::new(lat, lon).with_alt(ground));
+    let flight = Arc::new(Flight {
+        start: target.from_ned(nalgebra::Vector3::new(0.0, -85.0, -ALTITUDE_M)),
+    });
+    let detector = Detector::from_manifest_path(
+        workspace().join("models/centernet_mnv3_coco80.toml"),
+        &DetectorOptions {
+            tiling: Some(Some(TilingSpec {
+                rows: 2,
+                cols: 3,
+                overlap: 0.2,
+                include_full: false,
+            })),
+            ..DetectorOptions::default()
+        },
+    )
+    .unwrap();
+    let exact: Arc<dyn PoseSource> = Arc::new(FlightPoses(flight.clone()));
+    let noisy: Arc<dyn PoseSource> = Arc::new(NoisyPoses::new(flight.clone(), 7));
+    let run = |name, every, delay, poses: &Arc<dyn PoseSource>| GroundRun {
+        name,
+        every,
+        delay,
+        eye: eye(&detector, poses.clone(), &spec, ground, true),
+        geotagger: Geotagger::new(spec.model(), Ground::Flat(ground), poses.clone()),
+        person_err: Vec::new(),
+        incident_err: Vec::new(),
+        opened: 0,
+    };
+    let mut runs = vec![
+        run("fast (every 5th, 3 late), exact poses", 5, 3, &exact),
+        run(
+            "slow-late (every 10th, 20 late), exact poses",
+            10,
+            20,
+            &exact,
+        ),
+        run("fast (every 5th, 3 late), noisy poses", 5, 3, &noisy),
+        run(
+            "slow-late (every 10th, 20 late), noisy poses",
+            10,
+            20,
+            &noisy,
+        ),
+    ];
+
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut results: Vec<(u64, Vec<Detection>)> = Vec::new();
+    for i in 0..FRAMES {
+        let t = T0_UNIX_MS + (i as f64 * 1000.0 / FPS).round() as i64;
+        let pose = flight.pose(t);
+        let rendered = renderer.render(&pose, 60.0 + i as f64 / FPS).unwrap();
+        let frame = Frame::from_mat(i, &rendered.image, t).unwrap();
+        frames.push(frame.clone());
+        let en = |lat: f64, lon: f64| target.to_en(LatLon::new(lat, lon));
+        let truth: Vec<(f64, f64)> = rendered
+            .visible()
+            .map(|p| en(p.lat_deg, p.lon_deg))
+            .collect();
+        let members: Vec<(f64, f64)> = rendered
+            .people
+            .iter()
+            .filter(|p| p.incident_id == "gathering-lane-1")
+            .map(|p| en(p.lat_deg, p.lon_deg))
+            .collect();
+        let centre = (
+            members.iter().map(|m| m.0).sum::<f64>() / members.len() as f64,
+            members.iter().map(|m| m.1).sum::<f64>() / members.len() as f64,
+        );
+        for r in &mut runs {
+            if i >= r.delay && (i - r.delay).is_multiple_of(r.every) {
+                let k = i - r.delay;
+                let (_, dets) = results.iter().find(|(f, _)| *f == k).unwrap();
+                r.eye.detected(&frames[k as usize], dets).unwrap();
+            }
+            let o = r.eye.advance(&frame).unwrap().expect("a newer frame");
+            r.opened += o
+                .incidents
+                .iter()
+                .filter(|e| e.event.change == IncidentChange::Opened)
+                .count();
+            let geo = r
+                .geotagger
+                .frame(t, frame.width, frame.height)
+                .expect("a pose");
+            let located: Vec<(f64, f64)> = o
+                .tracks
+                .iter()
+                .filter(|t| counted(t))
+                .filter_map(|t| {
+                    let (x, y) = t.bbox.foot();
+                    geo.locate(x, y)
+                })
+                .map(|g| en(g.point.lat_deg, g.point.lon_deg))
+                .collect();
+            r.person_err.extend(match_centres(&located, &truth).0);
+            for inc in &o.open {
+                if let Some(l) = &inc.location {
+                    let (e, n) = en(l.lat_deg, l.lon_deg);
+                    r.incident_err.push((e - centre.0).hypot(n - centre.1));
+                }
+            }
+        }
+        if i.is_multiple_of(DETECT_EVERY) {
+            results.push((i, detector.detect(&frame).unwrap()));
+        }
+    }
+
+    for r in &runs {
+        let (pm, pp) = if r.person_err.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (
+                percentile(&r.person_err, 0.5),
+                percentile(&r.person_err, 0.95),
+            )
+        };
+        let (im, imax) = if r.incident_err.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (
+                percentile(&r.incident_err, 0.5),
+                r.incident_err.iter().copied().fold(0.0, f64::max),
+            )
+        };
+        eprintln!(
+            "{}: per-person ground error median {pm:.1} m, p95 {pp:.1} m ({} track-frames); \
+             incident location error median {im:.1} m, max {imax:.1} m ({} frames open); \
+             opened {}",
+            r.name,
+            r.person_err.len(),
+            r.incident_err.len(),
+            r.opened
+        );
+    }
+    for r in &runs[..2] {
+        assert!(r.person_err.len() >= 100, "{}: too few geotags", r.name);
+        let pm = percentile(&r.person_err, 0.5);
+        assert!(pm <= 3.0, "{}: per-person median {pm:.1} m > 3 m", r.name);
+        assert_eq!(r.opened, 1, "{}: one incident for the gathering", r.name);
+        let imax = r.incident_err.iter().copied().fold(0.0, f64::max);
+        assert!(
+            imax <= 8.0,
+            "{}: incident location off by {imax:.1} m",
+            r.name
+        );
+    }
 }
