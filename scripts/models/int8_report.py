@@ -21,6 +21,7 @@ tiancha_models.py (read the Rust code when changing either).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -134,13 +135,24 @@ def recall(dets, truth, width, height):
     return dict(total=total, hits=hits, extra=extra, by_alt=dict(sorted(by_alt.items())))
 
 
-def batched_tile_times(sess, frames):
-    times = []
-    for _, bgr in frames:
-        t = np.concatenate([s.tensor for s in tm.slices(bgr, "tiles")])
-        t0 = time.perf_counter()
-        sess.run(tm.OUTPUTS, {tm.INPUT: t})
-        times.append(time.perf_counter() - t0)
+def interleaved_times(models, frames, rounds=3):
+    """Inference time per frame for every (model, input), measured side by
+    side: each frame runs every configuration in turn, `rounds` times, so
+    that a load that comes and goes hits them all alike."""
+    times = defaultdict(list)
+    for _ in range(rounds):
+        for _, bgr in frames:
+            for name, sess in models:
+                for mode in ("tiles", "whole736", "whole512"):
+                    prepared = [s.tensor for s in tm.slices(bgr, mode)]
+                    t0 = time.perf_counter()
+                    for t in prepared:
+                        sess.run(tm.OUTPUTS, {tm.INPUT: t})
+                    times[(name, mode)].append(time.perf_counter() - t0)
+                batch = np.concatenate([s.tensor for s in tm.slices(bgr, "tiles")])
+                t0 = time.perf_counter()
+                sess.run(tm.OUTPUTS, {tm.INPUT: batch})
+                times[(name, "tiles-batch6")].append(time.perf_counter() - t0)
     return times
 
 
@@ -186,15 +198,19 @@ def main() -> None:
             agree[(p.name, mode)] = agreement(ref, cand)
         print(f"agreement {mode} done", file=sys.stderr)
 
-    # (b) recall on renders, (c) times.
-    rec, times = {}, {}
-    for name, sess in [("FP32", fp)] + [(f"INT8 {p.name}", q) for p, q in qs]:
+    # (b) recall on renders.
+    rec = {}
+    models = [("FP32", fp)] + [(f"INT8 {p.name}", q) for p, q in qs]
+    for name, sess in models:
         for mode in ("tiles", "whole736", "whole512"):
-            dets, t = run(sess, renders, mode)
+            dets, _ = run(sess, renders, mode)
             rec[(name, mode)] = recall(dets, truth, W, H)
-            times[(name, mode)] = t
             print(f"recall {name} {mode}: {rec[(name, mode)]['hits']}/{rec[(name, mode)]['total']}", file=sys.stderr)
-        times[(name, "tiles-batch6")] = batched_tile_times(sess, renders)
+    # (c) times, side by side on every 6th render.
+    load0 = os.getloadavg()[0]
+    timed = renders[::6]
+    times = interleaved_times(models, timed)
+    load1 = os.getloadavg()[0]
 
     # ------------------------------------------------------------ write
     w("Written by `scripts/models/report` (`scripts/models/int8_report.py`); rerun it to")
@@ -240,7 +256,7 @@ def main() -> None:
     w("~20×40 px; the person inside is ~10×34). Hit: a person detection ≥ 0.45 with IoU ≥ 0.3, one")
     w("detection per person; *extra*: confident person detections that hit nobody.")
     w("")
-    w("| model | input | recall | " + " | ".join(f"{a} m" for a in alts) + " | extra | time/frame (ms, median) |")
+    w("| model | input | recall | " + " | ".join(f"{a} m" for a in alts) + " | extra | time/frame (ms, median, from (c)) |")
     w("|---|---|---:|" + "---:|" * len(alts) + "---:|---:|")
     for name in ["FP32"] + [f"INT8 {p.name}" for p, _ in qs]:
         for mode in ("tiles", "whole736", "whole512"):
@@ -254,8 +270,10 @@ def main() -> None:
     w("## (c) Times")
     w("")
     w("Median inference time of one frame (all its slices, onnxruntime `run` only; no")
-    w("pre-processing or decoding), over the renders; *tiles, one batch*: the six tiles as")
-    w("one N = 6 tensor.")
+    w(f"pre-processing or decoding) over {len(timed)} renders × 3 rounds, every configuration")
+    w("in turn on each frame (side by side); *tiles, one batch*: the six tiles as one N = 6")
+    w(f"tensor. Load average (1 min) {load0:.1f} before, {load1:.1f} after: the machine is shared,")
+    w("so absolute times are pessimistic; the ratios are the figure.")
     w("")
     w("| model | 2×3 tiles, 6 runs | 2×3 tiles, one batch | whole 736×1280 | whole 512×512 |")
     w("|---|---:|---:|---:|---:|")
