@@ -258,20 +258,7 @@ fn onnxruntime_library() -> anyhow::Result<PathBuf> {
     let venv = std::env::var_os("TIANCHA_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(".venv"));
-    let lib = venv.join("lib");
-    let found = std::fs::read_dir(&lib)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|py| py.path().join("site-packages/onnxruntime/capi"))
-        .flat_map(|capi| std::fs::read_dir(capi).into_iter().flatten().flatten())
-        .map(|f| f.path())
-        .filter(|f| {
-            f.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libonnxruntime.so."))
-        })
-        .max();
+    let found = tiancha_inference::onnxruntime_in_venv(&venv);
     found.ok_or_else(|| {
         anyhow::anyhow!(
             "the demo's eye runs on onnxruntime ([camera] backend = \"ort\"), and no libonnxruntime.so was found: \

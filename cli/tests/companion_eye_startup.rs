@@ -33,26 +33,13 @@ fn ort_library() -> PathBuf {
             })
         })
         .unwrap_or_else(|| root().join(".venv"));
-    std::fs::read_dir(venv.join("lib"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no libonnxruntime.so.* under {}/lib/python3*/site-packages/onnxruntime/capi: \
+    tiancha_inference::onnxruntime_in_venv(&venv).unwrap_or_else(|| {
+        panic!(
+            "no libonnxruntime.so.* under {}/lib/python3*/site-packages/onnxruntime/capi: \
                  run scripts/dev setup or set TIANCHA_VENV",
-                venv.display()
-            )
-        })
+            venv.display()
+        )
+    })
 }
 
 fn config(dir: &Path, provider: &str) -> PathBuf {

@@ -107,7 +107,9 @@ pub mod tracker;
 pub mod video_out;
 pub mod writer;
 
-pub use backend::{Backend, BackendKind, BackendOptions, OrtOptions, Provider};
+pub use backend::{
+    onnxruntime_in_venv, Backend, BackendKind, BackendOptions, OrtOptions, Provider,
+};
 pub use decode::{BBox, Detection};
 pub use detector::{Detector, DetectorOptions};
 pub use error::{InferenceError, Result};

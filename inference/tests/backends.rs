@@ -47,22 +47,7 @@ fn venv() -> PathBuf {
 #[cfg(feature = "ort")]
 fn ort_library() -> PathBuf {
     let venv = venv();
-    let found = std::fs::read_dir(venv.join("lib"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
-        .filter_map(|e| {
-            let capi = e.path().join("site-packages/onnxruntime/capi");
-            std::fs::read_dir(capi).ok()
-        })
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
-        });
+    let found = tiancha_inference::onnxruntime_in_venv(&venv);
     found.unwrap_or_else(|| {
         panic!(
             "no lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* in {}: run \

@@ -225,8 +225,18 @@ fn eye(
     .unwrap()
 }
 
-#[test]
-fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
+/// What both tests film: the demo scenario's lane-1 gathering, a flight
+/// towards it, and the demo's detector (2×3 tiles).
+struct Lane1 {
+    spec: CameraSpec,
+    renderer: Renderer,
+    ground: f64,
+    target: LocalFrame,
+    flight: Arc<Flight>,
+    detector: Detector,
+}
+
+fn lane1() -> Lane1 {
     let scenario = Scenario::load(workspace().join("examples/shangrao/scenario.toml")).unwrap();
     let spec = CameraSpec::default();
     assert_eq!(
@@ -265,6 +275,26 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
         },
     )
     .unwrap();
+    Lane1 {
+        spec,
+        renderer,
+        ground,
+        target,
+        flight,
+        detector,
+    }
+}
+
+#[test]
+fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
+    let Lane1 {
+        spec,
+        renderer,
+        ground,
+        target: _,
+        flight,
+        detector,
+    } = lane1();
     let exact: Arc<dyn PoseSource> = Arc::new(FlightPoses(flight.clone()));
     let noisy: Arc<dyn PoseSource> = Arc::new(NoisyPoses::new(flight.clone(), 7));
     let mut new_eye = eye(&detector, exact.clone(), &spec, ground, true);
@@ -509,36 +539,14 @@ fn counted(t: &tiancha_inference::Track) -> bool {
 /// exact and with noisy poses.
 #[test]
 fn ground_points_and_incident_location_hold_with_a_slow_late_detector() {
-    let scenario = Scenario::load(workspace().join("examples/shangrao/scenario.toml")).unwrap();
-    let spec = CameraSpec::default();
-    let renderer = Renderer::new(&scenario, spec).unwrap();
-    let gathering = scenario
-        .incidents
-        .iter()
-        .find(|i| i.id == "gathering-lane-1")
-        .expect("the demo scenario's lane-1 gathering");
-    let (lat, lon) = match &gathering.kind {
-        tiancha_sim::camera::IncidentKind::Gathering { at, .. } => (at.lat_deg, at.lon_deg),
-        other => panic!("{other:?}"),
-    };
-    let ground = scenario.ground_alt_m;
-    let target = LocalFrame::new(LatLon::new(lat, lon).with_alt(ground));
-    let flight = Arc::new(Flight {
-        start: target.from_ned(nalgebra::Vector3::new(0.0, -85.0, -ALTITUDE_M)),
-    });
-    let detector = Detector::from_manifest_path(
-        workspace().join("models/centernet_mnv3_coco80.toml"),
-        &DetectorOptions {
-            tiling: Some(Some(TilingSpec {
-                rows: 2,
-                cols: 3,
-                overlap: 0.2,
-                include_full: false,
-            })),
-            ..DetectorOptions::default()
-        },
-    )
-    .unwrap();
+    let Lane1 {
+        spec,
+        renderer,
+        ground,
+        target,
+        flight,
+        detector,
+    } = lane1();
     let exact: Arc<dyn PoseSource> = Arc::new(FlightPoses(flight.clone()));
     let noisy: Arc<dyn PoseSource> = Arc::new(NoisyPoses::new(flight.clone(), 7));
     let run = |name, every, delay, poses: &Arc<dyn PoseSource>| GroundRun {

@@ -19,7 +19,7 @@
 //! on the CPU), or as [`crate::DetectorOptions::batch_slices`] says.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -210,6 +210,27 @@ impl FromStr for Provider {
                 )
             })
     }
+}
+
+/// The `libonnxruntime.so.<version>` the PyPI `onnxruntime` wheel installed
+/// into the virtualenv `venv`
+/// (`lib/python3*/site-packages/onnxruntime/capi/`), the newest when there
+/// are several; `None` when there is none.
+pub fn onnxruntime_in_venv(venv: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(venv.join("lib"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("python3"))
+        .filter_map(|e| std::fs::read_dir(e.path().join("site-packages/onnxruntime/capi")).ok())
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
+        })
+        .max()
 }
 
 /// onnxruntime settings (used with [`BackendKind::Ort`]).
