@@ -18,8 +18,9 @@
 #    size), and 512x512 in batches of B (default 5: 2x2 tiles + the full
 #    frame) against one by one when the model's batch is symbolic.
 # 1b. The referee (CPU): the eye's ort backend against Python onnxruntime
-#    (inference/bench/ort_bench.py) on the same raw-heads graph, inputs and
-#    threads, rounds interleaved; prints the per-round and median ratios.
+#    (inference/bench/ort_bench.py) on the same raw-heads graph, inputs,
+#    outputs and threads (the model's run alone on both sides), rounds
+#    interleaved; prints the per-round and median ratios.
 # 2. Pipeline (bench_pipeline): the whole eye over vtest.avi per backend,
 #    every frame (throughput), then replayed at its own 10 fps with
 #    newest-frame delivery as a camera feeds it (latency, drops).
@@ -102,14 +103,14 @@ done
 
 if [[ "$ENGINES" == *ort* ]] && [ "$PROVIDER" = cpu ]; then
   # The referee: Python onnxruntime (the PyPI wheel) on the same raw-heads
-  # graph, inputs and threads; rounds interleaved with the eye's ort
-  # backend (whose figure also includes decoding the heads into boxes).
+  # graph, inputs, outputs and threads, the model's run alone on both
+  # sides (`--model-only`); rounds interleaved with the eye's ort backend.
   MODEL=models/centernet_mnv3_coco80_heads.onnx
   for T in $THREADS; do
     echo "== the eye's ort backend against Python onnxruntime, $T thread(s), 512x512, same graph and inputs =="
     : > "$WORK/ref_$T.jsonl"
     for R in $(seq "$ROUNDS"); do
-      "$BIN/bench_model" run "$WORK/in512" --engines ort --threads "$T" --reps 3 --rounds 1 "${ORT_ARGS[@]}" 2>/dev/null \
+      "$BIN/bench_model" run "$WORK/in512" --engines ort --threads "$T" --reps 3 --rounds 1 --model-only "${ORT_ARGS[@]}" 2>/dev/null \
         | grep '"round"' >> "$WORK/ref_$T.jsonl"
       "$PY" inference/bench/ort_bench.py "$MODEL" "$WORK/in512" "$T" 3 >> "$WORK/ref_$T.jsonl"
     done
@@ -119,7 +120,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 eye = [r["median_ms_per_frame"] for r in rows if "median_ms_per_frame" in r]
 py = [r["median_ms"] for r in rows if "median_ms" in r]
 ratios = [a / b for a, b in zip(eye, py)]
-print(f"eye ort (model + decoding) {statistics.median(eye):.1f} ms, Python onnxruntime (model) "
+print(f"eye ort backend (model) {statistics.median(eye):.1f} ms, Python onnxruntime (model) "
       f"{statistics.median(py):.1f} ms; per-round ratios {' '.join(f'{r:.2f}' for r in ratios)}; "
       f"median ratio {statistics.median(ratios):.2f}")
 PYEOF

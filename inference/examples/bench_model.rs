@@ -9,7 +9,7 @@
 //! bench_model dump DIR N [--manifest M] [--input-size WxH]
 //!     pre-process N vtest.avi frames (whole frames) into DIR/*.f32
 //! bench_model run DIR [--engines tract,ort] [--threads T] [--reps R] [--rounds K]
-//!                     [--batch B[,B...]] [--manifest M] [--input-size WxH]
+//!                     [--batch B[,B...]] [--manifest M] [--input-size WxH] [--model-only]
 //!                     [--provider cpu|cuda|tensorrt|openvino] [--ort-library PATH]
 //!                     [--device-id N] [--trt-cache-dir DIR] [--trt-fp16]
 //!     time each engine R passes over the frames per round, K rounds;
@@ -18,7 +18,7 @@
 //!
 //! What is timed is the detector step the eye runs on a prepared input:
 //! the model and the decoding of its outputs (CenterNet heads → boxes),
-//! not NMS. With `--batch B` each run takes B frames as one tensor (models
+//! not NMS; with `--model-only`, the model's run alone. With `--batch B` each run takes B frames as one tensor (models
 //! with a symbolic batch); the figure is per frame. Several sizes
 //! (`--batch 1,5`) are contenders of their own, interleaved like the
 //! engines. The onnxruntime
@@ -104,7 +104,7 @@ fn usage(what: &str) -> ! {
     eprintln!(
         "bench_model: {what}\nusage: bench_model dump DIR N [--manifest M] [--input-size WxH]\n       \
          bench_model run DIR [--engines tract,ort] [--threads T] [--reps R] [--rounds K] [--batch B[,B...]] \
-         [--manifest M] [--input-size WxH] [--provider P] [--ort-library PATH] [--device-id N] \
+         [--manifest M] [--input-size WxH] [--model-only] [--provider P] [--ort-library PATH] [--device-id N] \
          [--trt-cache-dir DIR] [--trt-fp16]"
     );
     std::process::exit(2)
@@ -181,6 +181,9 @@ fn run(dir: &Path, flags: &Flags) {
         .collect();
     let manifest = flags.manifest();
     let input_size = flags.input_size();
+    // `--model-only`: time the model's run alone, without decoding the
+    // heads (the work a bare runtime does on the same graph).
+    let model_only = flags.has("--model-only");
 
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| usage(&format!("{}: {e}", dir.display())))
@@ -286,7 +289,11 @@ fn run(dir: &Path, flags: &Flags) {
                 for b in c.batches.iter() {
                     let x = b.clone();
                     let t = Instant::now();
-                    c.det.infer_raw_batch(x, c.batch).unwrap();
+                    if model_only {
+                        c.det.run_model(x, c.batch).unwrap();
+                    } else {
+                        c.det.infer_raw_batch(x, c.batch).unwrap();
+                    }
                     ms.push(t.elapsed().as_secs_f64() * 1000.0 / c.batch as f64);
                 }
             }

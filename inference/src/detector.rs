@@ -295,6 +295,13 @@ impl Detector {
         })
     }
 
+    /// The model's raw outputs for `batch` prepared inputs, nothing
+    /// decoded (benchmarks compare this with other runtimes on the same
+    /// graph).
+    pub fn run_model(&self, input: Vec<f32>, batch: usize) -> Result<Vec<RawOutput>> {
+        self.backend.run(input, batch)
+    }
+
     /// Raw decoded detections of one prepared input, in model-input
     /// pixels, before NMS.
     pub fn infer_raw(&self, input: Vec<f32>) -> Result<Vec<Detection>> {

@@ -312,6 +312,25 @@ pub struct InputDims {
     pub dynamic_batch: bool,
 }
 
+/// The model must have one input, named as the manifest's `input.name`.
+/// Returns a reason when it does not.
+pub fn check_input_names(names: &[String], manifest: &Manifest) -> std::result::Result<(), String> {
+    let spec = &manifest.file.input;
+    if names.len() != 1 {
+        return Err(format!(
+            "the model has {} inputs ({names:?}); one image input is supported",
+            names.len()
+        ));
+    }
+    if names[0] != spec.name {
+        return Err(format!(
+            "input.name is {:?} but the model's input is {:?}",
+            spec.name, names[0]
+        ));
+    }
+    Ok(())
+}
+
 /// Check the model's declared input dims (`None` = symbolic) against the
 /// manifest's shape (after any input-size override). A symbolic dim
 /// accepts anything; a fixed one must be equal. Returns a reason when

@@ -25,8 +25,8 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{Tensor, ValueType};
 
 use super::{
-    batch_shape, check_input_dims, check_input_len, Backend, LoadContext, OrtOptions, OutputData,
-    Provider, RawOutput,
+    batch_shape, check_input_dims, check_input_len, check_input_names, Backend, LoadContext,
+    OrtOptions, OutputData, Provider, RawOutput,
 };
 use crate::decode;
 use crate::error::{InferenceError, Result};
@@ -208,18 +208,7 @@ impl OrtBackend {
             .iter()
             .map(|i| i.name().to_string())
             .collect();
-        if inputs.len() != 1 {
-            return Err(mismatch(format!(
-                "the model has {} inputs ({inputs:?}); one image input is supported",
-                inputs.len()
-            )));
-        }
-        if inputs[0] != spec.name {
-            return Err(mismatch(format!(
-                "input.name is {:?} but the model's input is {:?}",
-                spec.name, inputs[0]
-            )));
-        }
+        check_input_names(&inputs, manifest).map_err(mismatch)?;
         let declared: Vec<Option<usize>> = match session.inputs()[0].dtype() {
             ValueType::Tensor { shape, .. } => {
                 shape.iter().map(|&d| usize::try_from(d).ok()).collect()

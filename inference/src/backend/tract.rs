@@ -13,7 +13,8 @@ use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
 use super::{
-    batch_shape, check_input_dims, check_input_len, Backend, LoadContext, OutputData, RawOutput,
+    batch_shape, check_input_dims, check_input_len, check_input_names, Backend, LoadContext,
+    OutputData, RawOutput,
 };
 use crate::decode;
 use crate::error::{InferenceError, Result};
@@ -50,7 +51,6 @@ impl TractBackend {
             manifest: manifest.path.clone(),
             reason,
         };
-        let spec = &manifest.file.input;
         let mut model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
 
         // Input: by name, with a shape compatible with the manifest.
@@ -59,18 +59,7 @@ impl TractBackend {
             .iter()
             .map(|o| model.node(o.node).name.clone())
             .collect();
-        if inputs.len() != 1 {
-            return Err(mismatch(format!(
-                "the model has {} inputs ({names:?}); one image input is supported",
-                inputs.len()
-            )));
-        }
-        if names[0] != spec.name {
-            return Err(mismatch(format!(
-                "input.name is {:?} but the model's input is {:?}",
-                spec.name, names[0]
-            )));
-        }
+        check_input_names(&names, manifest).map_err(mismatch)?;
         let fact = model.input_fact(0).map_err(load_err)?.clone();
         let declared: Vec<Option<usize>> = fact
             .shape
