@@ -51,6 +51,7 @@ use tiancha_geometry::geodesy::{LatLon, LocalFrame};
 use tiancha_inference::events::EngineConfig;
 use tiancha_inference::geotag::Ground;
 use tiancha_inference::manifest::TilingSpec;
+use tiancha_inference::pipeline::FrameOutcome;
 use tiancha_inference::protocol::ZoneRule;
 use tiancha_inference::video_out::overlay::{overlay_state, scale_shapes, OverlayState};
 use tiancha_inference::video_out::overlay::{LOST_COLOUR, TRACK_COLOUR};
@@ -225,6 +226,27 @@ fn eye(
     .unwrap()
 }
 
+/// The overlay an eye's outcome draws on `frame`.
+fn overlay_of(frame: &Frame, o: &FrameOutcome, class: &dyn Fn(usize) -> String) -> OverlayState {
+    overlay_state(
+        frame.width,
+        frame.height,
+        frame.seq,
+        frame.capture_unix_ms,
+        &o.tracks,
+        &o.open,
+        class,
+    )
+}
+
+/// Incidents an outcome opened.
+fn opened(o: &FrameOutcome) -> usize {
+    o.incidents
+        .iter()
+        .filter(|e| e.event.change == IncidentChange::Opened)
+        .count()
+}
+
 /// What both tests film: the demo scenario's lane-1 gathering, a flight
 /// towards it, and the demo's detector (2×3 tiles).
 struct Lane1 {
@@ -346,73 +368,25 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
             // Old: the detector's frame through the eye, its boxes drawn
             // from now on.
             let o = old_eye.process(fk, dets).unwrap();
-            old_overlay = Some(overlay_state(
-                fk.width,
-                fk.height,
-                fk.seq,
-                fk.capture_unix_ms,
-                &o.tracks,
-                &o.open,
-                &class,
-            ));
+            old_overlay = Some(overlay_of(fk, &o, &class));
             noisy_eye.detected(fk, dets).unwrap();
             poses_only_eye.detected(fk, dets).unwrap();
             let o = noisy_old_eye.process(fk, dets).unwrap();
-            noisy_old_overlay = Some(overlay_state(
-                fk.width,
-                fk.height,
-                fk.seq,
-                fk.capture_unix_ms,
-                &o.tracks,
-                &o.open,
-                &class,
-            ));
+            noisy_old_overlay = Some(overlay_of(fk, &o, &class));
         }
         let o = poses_only_eye
             .advance(&frame)
             .unwrap()
             .expect("a newer frame");
-        let poses_only_overlay = overlay_state(
-            frame.width,
-            frame.height,
-            frame.seq,
-            frame.capture_unix_ms,
-            &o.tracks,
-            &o.open,
-            &class,
-        );
+        let poses_only_overlay = overlay_of(&frame, &o, &class);
         let o = noisy_eye.advance(&frame).unwrap().expect("a newer frame");
-        noisy_opened += o
-            .incidents
-            .iter()
-            .filter(|e| e.event.change == IncidentChange::Opened)
-            .count();
-        let noisy_overlay = overlay_state(
-            frame.width,
-            frame.height,
-            frame.seq,
-            frame.capture_unix_ms,
-            &o.tracks,
-            &o.open,
-            &class,
-        );
+        noisy_opened += opened(&o);
+        let noisy_overlay = overlay_of(&frame, &o, &class);
         let t0 = Instant::now();
         let o = new_eye.advance(&frame).unwrap().expect("a newer frame");
         advance_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        new_opened += o
-            .incidents
-            .iter()
-            .filter(|e| e.event.change == IncidentChange::Opened)
-            .count();
-        let new_overlay = overlay_state(
-            frame.width,
-            frame.height,
-            frame.seq,
-            frame.capture_unix_ms,
-            &o.tracks,
-            &o.open,
-            &class,
-        );
+        new_opened += opened(&o);
+        let new_overlay = overlay_of(&frame, &o, &class);
         if i.is_multiple_of(DETECT_EVERY) {
             let t0 = Instant::now();
             results.push((i, detector.detect(&frame).unwrap()));
@@ -606,11 +580,7 @@ fn ground_points_and_incident_location_hold_with_a_slow_late_detector() {
                 r.eye.detected(&frames[k as usize], dets).unwrap();
             }
             let o = r.eye.advance(&frame).unwrap().expect("a newer frame");
-            r.opened += o
-                .incidents
-                .iter()
-                .filter(|e| e.event.change == IncidentChange::Opened)
-                .count();
+            r.opened += opened(&o);
             let geo = r
                 .geotagger
                 .frame(t, frame.width, frame.height)
