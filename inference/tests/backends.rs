@@ -159,15 +159,6 @@ fn ort_options(provider: Provider) -> BackendOptions {
     }
 }
 
-fn matches(a: &Detection, b: &Detection) -> bool {
-    a.class_id == b.class_id
-        && (a.score - b.score).abs() <= 0.01
-        && (a.bbox.x1 - b.bbox.x1).abs() <= 1.0
-        && (a.bbox.y1 - b.bbox.y1).abs() <= 1.0
-        && (a.bbox.x2 - b.bbox.x2).abs() <= 1.0
-        && (a.bbox.y2 - b.bbox.y2).abs() <= 1.0
-}
-
 /// Every detection confidently above its class threshold on one side (by
 /// more than the score tolerance, so a 0.001 difference cannot flip it)
 /// has its match on the other. Returns how many were compared.
@@ -184,7 +175,7 @@ fn assert_same(
     for (xn, x, yn, y) in [(an, a, bn, b), (bn, b, an, a)] {
         for d in x.iter().filter(|d| confident(d)) {
             assert!(
-                y.iter().any(|e| matches(d, e)),
+                y.iter().any(|e| common::same_detection(d, e)),
                 "{what}, frame {seq}: {xn} found {d:?}, {yn} did not: {y:?}"
             );
             n += 1;

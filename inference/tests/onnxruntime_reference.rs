@@ -24,15 +24,6 @@ struct OrtRun {
     onnxruntime: String,
 }
 
-fn matches(a: &Detection, b: &Detection) -> bool {
-    a.class_id == b.class_id
-        && (a.score - b.score).abs() <= 0.01
-        && (a.bbox.x1 - b.bbox.x1).abs() <= 1.0
-        && (a.bbox.y1 - b.bbox.y1).abs() <= 1.0
-        && (a.bbox.x2 - b.bbox.x2).abs() <= 1.0
-        && (a.bbox.y2 - b.bbox.y2).abs() <= 1.0
-}
-
 #[test]
 fn tract_detections_equal_onnxruntime_on_vtest_frames() {
     let python = common::python();
@@ -102,7 +93,7 @@ fn tract_detections_equal_onnxruntime_on_vtest_frames() {
         let margin = 0.011;
         let confident = |d: &Detection| d.score >= m.thresholds[d.class_id] + margin;
         for r in reference.iter().filter(|d| confident(d)) {
-            let hit = mine.iter().find(|d| matches(d, r));
+            let hit = mine.iter().find(|d| common::same_detection(d, r));
             assert!(
                 hit.is_some(),
                 "frame {}: onnxruntime found {r:?}, tract did not: {mine:?}",
@@ -122,7 +113,7 @@ fn tract_detections_equal_onnxruntime_on_vtest_frames() {
         }
         for d in mine.iter().filter(|d| confident(d)) {
             assert!(
-                reference.iter().any(|r| matches(d, r)),
+                reference.iter().any(|r| common::same_detection(d, r)),
                 "frame {}: tract found {d:?}, onnxruntime did not",
                 f.seq
             );

@@ -8,8 +8,19 @@ use std::time::Duration;
 
 use prost::Message;
 use tiancha_inference::source::{Delivery, SourceConfig, SourceItem};
-use tiancha_inference::{Frame, FrameSource};
+use tiancha_inference::{Detection, Frame, FrameSource};
 use tract_onnx::pb;
+
+/// Two engines' detections are the same one: same class, boxes within
+/// 1 px, scores within 0.01 (the referee tests' tolerance).
+pub fn same_detection(a: &Detection, b: &Detection) -> bool {
+    a.class_id == b.class_id
+        && (a.score - b.score).abs() <= 0.01
+        && (a.bbox.x1 - b.bbox.x1).abs() <= 1.0
+        && (a.bbox.y1 - b.bbox.y1).abs() <= 1.0
+        && (a.bbox.x2 - b.bbox.x2).abs() <= 1.0
+        && (a.bbox.y2 - b.bbox.y2).abs() <= 1.0
+}
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
