@@ -223,23 +223,25 @@ def prepare(data_root: Path, neg_sim: Path, neg_vtest: Path, seed: int, fraction
     return kept_items, dropped, len(items), len(roots)
 
 
-def summary(items: list[Item]) -> dict:
+def summary(items) -> dict:
+    """Counts per split; `items` are Items or their dicts."""
+    items = [asdict(it) if isinstance(it, Item) else it for it in items]
     out = {}
     for s in ["train", "val", "test"]:
-        its = [it for it in items if it.split == s]
+        its = [it for it in items if it["split"] == s]
         out[s] = {
             "images": len(its),
-            "groups": len({it.group for it in its}),
-            "positive": sum(it.positive for it in its),
-            "negative": sum(not it.positive for it in its),
+            "groups": len({it["group"] for it in its}),
+            "positive": sum(bool(it["boxes"]) for it in its),
+            "negative": sum(not it["boxes"] for it in its),
             "negative_by_source": {
-                src: sum(1 for it in its if not it.positive and it.source == src)
+                src: sum(1 for it in its if not it["boxes"] and it["source"] == src)
                 for src in ["rgb", "sim", "vtest"]
             },
-            "with_fire": sum(any(b[0] == 0 for b in it.boxes) for it in its),
-            "with_smoke": sum(any(b[0] == 1 for b in it.boxes) for it in its),
-            "fire_boxes": sum(b[0] == 0 for it in its for b in it.boxes),
-            "smoke_boxes": sum(b[0] == 1 for it in its for b in it.boxes),
+            "with_fire": sum(any(b[0] == 0 for b in it["boxes"]) for it in its),
+            "with_smoke": sum(any(b[0] == 1 for b in it["boxes"]) for it in its),
+            "fire_boxes": sum(b[0] == 0 for it in its for b in it["boxes"]),
+            "smoke_boxes": sum(b[0] == 1 for it in its for b in it["boxes"]),
         }
     return out
 
