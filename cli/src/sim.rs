@@ -73,7 +73,7 @@ pub struct Args {
     /// Seed of the impairment and noise generators.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Realistic telemetry noise (GPS 1.5 m, attitude 0.5°, gimbal 0.3°, 2 ms timestamps).
+    /// Realistic telemetry noise (GPS 1.5 m, baro height 0.5 m, attitude 0.5°, gimbal 0.3°, 2 ms timestamps).
     #[arg(long)]
     pub noise: bool,
     /// No GPS: never gets a fix, refuses to arm.

@@ -1,9 +1,18 @@
 //! Telemetry noise: what the autopilot *reports* differs from the truth the
 //! way real sensors do. The truth (see [`crate::Truth`]) stays exact.
 //!
-//! - GPS position error: first-order Gauss–Markov (random walk pulled back
-//!   to zero with time constant `gps_tau_s`), so consecutive fixes are
-//!   correlated as real GNSS errors are;
+//! - horizontal position error (GNSS): first-order Gauss–Markov (random
+//!   walk pulled back to zero with time constant `gps_tau_s`), so
+//!   consecutive fixes are correlated as real GNSS errors are;
+//! - height error: its own Gauss–Markov process (`height_m`,
+//!   `height_tau_s`) on both `alt` and `relative_alt`. ArduPilot's EKF3
+//!   takes its height from the barometer by default (`EK3_SRC1_POSZ` = 1,
+//!   Baro; GNSS height only when set to 3), so the height a real
+//!   ArduCopter reports drifts slowly by tenths of a metre; it does not
+//!   carry the receiver's ~3 m vertical error. The realistic level is a
+//!   baro's: 0.5 m over 30 s. A vehicle that flies on GNSS height
+//!   (`EK3_SRC1_POSZ` = 3) is modelled by raising `height_m` to ~3 m and
+//!   `height_tau_s` to the GNSS's;
 //! - attitude and gimbal: white noise on each angle;
 //! - timing: each report's `time_boot_ms` is off by white jitter, and
 //!   samples can be reported `latency_ms` late (the stamp says when the
@@ -17,9 +26,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NoiseConfig {
+    /// Horizontal GNSS error per axis.
     pub gps_horizontal_m: f64,
-    pub gps_vertical_m: f64,
     pub gps_tau_s: f64,
+    /// Error of the reported height (the EKF's: baro by default).
+    pub height_m: f64,
+    pub height_tau_s: f64,
     pub attitude_deg: f64,
     pub gimbal_deg: f64,
     /// Jitter of `time_boot_ms` stamps.
@@ -33,8 +45,9 @@ impl Default for NoiseConfig {
     fn default() -> Self {
         Self {
             gps_horizontal_m: 0.0,
-            gps_vertical_m: 0.0,
             gps_tau_s: 5.0,
+            height_m: 0.0,
+            height_tau_s: 30.0,
             attitude_deg: 0.0,
             gimbal_deg: 0.0,
             timestamp_jitter_ms: 0.0,
@@ -45,13 +58,15 @@ impl Default for NoiseConfig {
 }
 
 impl NoiseConfig {
-    /// Typical of a hobby GNSS/IMU stack: 1.5 m horizontal, 3 m vertical,
-    /// 0.5° attitude, 0.3° gimbal, 2 ms stamp jitter.
+    /// Typical of a hobby GNSS/IMU stack on ArduPilot's defaults: 1.5 m
+    /// horizontal (GNSS), 0.5 m height (baro, over 30 s), 0.5° attitude,
+    /// 0.3° gimbal, 2 ms stamp jitter.
     pub fn realistic(seed: u64) -> Self {
         Self {
             gps_horizontal_m: 1.5,
-            gps_vertical_m: 3.0,
             gps_tau_s: 5.0,
+            height_m: 0.5,
+            height_tau_s: 30.0,
             attitude_deg: 0.5,
             gimbal_deg: 0.3,
             timestamp_jitter_ms: 2.0,
@@ -63,7 +78,7 @@ impl NoiseConfig {
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [
             ("gps_horizontal_m", self.gps_horizontal_m),
-            ("gps_vertical_m", self.gps_vertical_m),
+            ("height_m", self.height_m),
             ("attitude_deg", self.attitude_deg),
             ("gimbal_deg", self.gimbal_deg),
             ("timestamp_jitter_ms", self.timestamp_jitter_ms),
@@ -73,11 +88,13 @@ impl NoiseConfig {
                 return Err(format!("noise `{name}`: {v} must be a non-negative number"));
             }
         }
-        if self.gps_tau_s.is_nan() || self.gps_tau_s <= 0.0 {
-            return Err(format!(
-                "noise `gps_tau_s`: {} must be positive",
-                self.gps_tau_s
-            ));
+        for (name, v) in [
+            ("gps_tau_s", self.gps_tau_s),
+            ("height_tau_s", self.height_tau_s),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(format!("noise `{name}`: {v} must be positive"));
+            }
         }
         Ok(())
     }
@@ -110,17 +127,25 @@ impl Noise {
         (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 
-    /// The GPS error (north, east, down metres) at sim time `t`.
+    /// The position error (north, east, down metres) at sim time `t`:
+    /// the GNSS's horizontally, the height source's vertically.
     pub fn gps_error(&mut self, t: f64) -> [f64; 3] {
-        let (h, v) = (self.cfg.gps_horizontal_m, self.cfg.gps_vertical_m);
+        let (h, v) = (self.cfg.gps_horizontal_m, self.cfg.height_m);
         if h == 0.0 && v == 0.0 {
             return [0.0; 3];
         }
         let dt = self.last_t.map_or(1e9, |l| (t - l).max(0.0));
         self.last_t = Some(t);
-        let a = (-dt / self.cfg.gps_tau_s).exp();
-        let k = (1.0 - a * a).sqrt();
-        for (i, s) in [h, h, v].into_iter().enumerate() {
+        for (i, (s, tau)) in [
+            (h, self.cfg.gps_tau_s),
+            (h, self.cfg.gps_tau_s),
+            (v, self.cfg.height_tau_s),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let a = (-dt / tau).exp();
+            let k = (1.0 - a * a).sqrt();
             let g = self.gauss();
             self.gps[i] = a * self.gps[i] + k * s * g;
         }

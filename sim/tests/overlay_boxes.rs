@@ -4,7 +4,9 @@
 //! The sim's renderer films the demo scenario's lane-1 gathering
 //! (examples/shangrao/scenario.toml: 7 people within 4 m) from a camera
 //! flying east along the lane at 60 m and 5 m/s, 45° down, 10 fps,
-//! 1280×720, 30° HFOV; the eye geotags with the exact pose of each frame.
+//! 1280×720, 30° HFOV, with its capture time burnt into the top-left
+//! corner as the sim's camera streams it (a 520×140 panel, like a gimbal
+//! camera's OSD); the eye geotags with the exact pose of each frame.
 //! The detector is the demo's (CenterNet COCO, 2×3 tiles, as in
 //! examples/demo/companion.toml) and slow, as on the companion: it runs on
 //! every 5th frame and its result arrives 3 frames later, as it would from
@@ -18,7 +20,8 @@
 //!
 //! The same again with the eye's poses from noisy telemetry (the sim's
 //! `--noise` levels, `NoiseConfig::realistic`: white 0.5° attitude and
-//! 0.3° gimbal noise per sample, 1.5 m GPS error correlated over 5 s),
+//! 0.3° gimbal noise per sample, 1.5 m GPS error correlated over 5 s, 0.5 m baro height
+//! error over 30 s),
 //! the demo's condition: the camera motion between two frames is then off
 //! by the two frames' attitude errors, unless the eye also measures the
 //! image shift between consecutive frames (`EyeConfig::image_motion`, on
@@ -79,6 +82,19 @@ fn workspace() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Frame `i` of the flight at `t`, as the sim's camera streams it: the
+/// render with its capture time burnt in.
+fn film(
+    renderer: &Renderer,
+    pose: &CameraPose,
+    i: u64,
+    t: i64,
+) -> tiancha_sim::camera::RenderedFrame {
+    let mut r = renderer.render(pose, 60.0 + i as f64 / FPS).unwrap();
+    tiancha_sim::camera::timestamp::burn_timestamp(&mut r.image, t).unwrap();
+    r
 }
 
 /// The camera flying east along lane 1 (the truth the renderer uses and
@@ -341,7 +357,7 @@ fn overlay_boxes_sit_on_the_people_of_their_own_frame_with_a_slow_detector() {
     for i in 0..FRAMES {
         let t = T0_UNIX_MS + (i as f64 * 1000.0 / FPS).round() as i64;
         let pose = flight.pose(t);
-        let rendered = renderer.render(&pose, 60.0 + i as f64 / FPS).unwrap();
+        let rendered = film(&renderer, &pose, i, t);
         let frame = Frame::from_mat(i, &rendered.image, t).unwrap();
         frames.push(frame.clone());
         let truth: Vec<(f64, f64)> = rendered
@@ -555,7 +571,7 @@ fn ground_points_and_incident_location_hold_with_a_slow_late_detector() {
     for i in 0..FRAMES {
         let t = T0_UNIX_MS + (i as f64 * 1000.0 / FPS).round() as i64;
         let pose = flight.pose(t);
-        let rendered = renderer.render(&pose, 60.0 + i as f64 / FPS).unwrap();
+        let rendered = film(&renderer, &pose, i, t);
         let frame = Frame::from_mat(i, &rendered.image, t).unwrap();
         frames.push(frame.clone());
         let en = |lat: f64, lon: f64| target.to_en(LatLon::new(lat, lon));
@@ -637,8 +653,15 @@ fn ground_points_and_incident_location_hold_with_a_slow_late_detector() {
     }
     for r in &runs[..2] {
         assert!(r.person_err.len() >= 100, "{}: too few geotags", r.name);
-        let pm = percentile(&r.person_err, 0.5);
-        assert!(pm <= 3.0, "{}: per-person median {pm:.1} m > 3 m", r.name);
+        // Exact poses: what is left is the detector's box and the
+        // tracker's motion between results (a whole-picture image shift,
+        // pulled by the burnt-in panel, made it median 2.0 m, p95 8.3 m).
+        let (pm, pp) = (
+            percentile(&r.person_err, 0.5),
+            percentile(&r.person_err, 0.95),
+        );
+        assert!(pm <= 1.0, "{}: per-person median {pm:.1} m > 1 m", r.name);
+        assert!(pp <= 3.0, "{}: per-person p95 {pp:.1} m > 3 m", r.name);
         assert_eq!(r.opened, 1, "{}: one incident for the gathering", r.name);
         let imax = r.incident_err.iter().copied().fold(0.0, f64::max);
         assert!(
