@@ -20,6 +20,18 @@
 //! Each line of `--out` is `{"type": "alert" | "incident_update" |
 //! "source" | "summary", "data": …}`; alerts and updates are exactly what
 //! the companion would publish.
+//!
+//! A model is scored on a folder of unrelated images with `--frames-out`:
+//! one JSON line per frame with its file and the detector's detections
+//! (see [`FrameLine`]). The rules are the ones the model can feed
+//! (gathering when it has people classes, hazard when it has hazard
+//! classes) unless `--rules` names them, so a hazard-only model runs with
+//! no extra flags:
+//!
+//! ```text
+//! tiancha detect dir:photos/ --model models/fire_smoke.toml \
+//!     --out events.jsonl --frames-out frames.jsonl
+//! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,14 +47,15 @@ use tiancha_inference::geometry::camera::{
 };
 use tiancha_inference::geometry::LatLonAlt;
 use tiancha_inference::geotag::{Geotagger, Ground};
+use tiancha_inference::manifest::Manifest;
 use tiancha_inference::manifest::TilingSpec;
 use tiancha_inference::opencv::core::MatTraitConst;
 use tiancha_inference::pipeline::{EyeOutput, PipelineOptions};
 use tiancha_inference::source::SourceConfig;
 use tiancha_inference::writer::VideoWriter;
 use tiancha_inference::{
-    BackendKind, BackendOptions, Detector, DetectorOptions, EngineConfig, Eye, EyeConfig,
-    FrameSource, OrtOptions, Pipeline, Provider, RuleConfig,
+    BackendKind, BackendOptions, Detection, Detector, DetectorOptions, EngineConfig, Eye,
+    EyeConfig, FrameSource, OrtOptions, Pipeline, Provider, RuleConfig,
 };
 use tiancha_protocol::{DetectionZone, DroneId, ZoneRule};
 
@@ -93,6 +106,14 @@ pub struct Args {
     /// Hazard rule for the model's hazard classes: K,M (seen in K of M frames).
     #[arg(long, default_value = "3,5")]
     pub hazard: String,
+    /// Rules everywhere in view, comma-separated: gathering, hazard, or
+    /// none (zones only). Default: those the model's classes can feed.
+    #[arg(long)]
+    pub rules: Option<String>,
+    /// Also write each frame's detections (JSON lines: file, seq, time,
+    /// size, and every detection with its class, score and box).
+    #[arg(long)]
+    pub frames_out: Option<PathBuf>,
     /// Detection zones (JSON array of the wire contract's DetectionZone).
     #[arg(long)]
     pub zones: Option<PathBuf>,
@@ -147,6 +168,81 @@ pub struct Args {
     /// No progress line.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Which of the everywhere-rules run (gathering, hazard): those `--rules`
+/// names, else those the model's classes can feed. Naming one the model
+/// cannot feed is an error that says why.
+fn wanted_rules(rules: Option<&str>, manifest: &Manifest) -> anyhow::Result<(bool, bool)> {
+    let can = (!manifest.people.is_empty(), !manifest.hazards.is_empty());
+    let Some(list) = rules else {
+        return Ok(can);
+    };
+    let mut want = (false, false);
+    for r in list.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match r {
+            "gathering" if !can.0 => bail!(
+                "--rules gathering: model {:?} has no people classes (events.people) to count",
+                manifest.file.name
+            ),
+            "hazard" if !can.1 => bail!(
+                "--rules hazard: model {:?} has no hazard classes (events.hazards)",
+                manifest.file.name
+            ),
+            "gathering" => want.0 = true,
+            "hazard" => want.1 = true,
+            "none" => {}
+            other => bail!("--rules: unknown rule {other:?} (gathering, hazard or none)"),
+        }
+    }
+    Ok(want)
+}
+
+/// One line of `--frames-out`.
+#[derive(serde::Serialize)]
+pub struct FrameLine {
+    /// The image's file name (folders), else null.
+    pub file: Option<String>,
+    pub seq: u64,
+    pub capture_unix_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    /// Every detection the detector returned (scores down to the
+    /// tracker's floor; the manifest's class thresholds are in
+    /// `above_threshold`).
+    pub detections: Vec<DetectionLine>,
+}
+
+#[derive(serde::Serialize)]
+pub struct DetectionLine {
+    pub class: String,
+    pub class_id: usize,
+    pub score: f32,
+    pub above_threshold: bool,
+    /// x1, y1, x2, y2 in the frame's pixels.
+    pub bbox: [f32; 4],
+}
+
+impl FrameLine {
+    fn of(frame: &tiancha_inference::Frame, dets: &[Detection], manifest: &Manifest) -> Self {
+        Self {
+            file: frame.name.as_deref().map(str::to_string),
+            seq: frame.seq,
+            capture_unix_ms: frame.capture_unix_ms,
+            width: frame.width,
+            height: frame.height,
+            detections: dets
+                .iter()
+                .map(|d| DetectionLine {
+                    class: manifest.class_name(d.class_id).to_string(),
+                    class_id: d.class_id,
+                    score: d.score,
+                    above_threshold: d.score >= manifest.thresholds[d.class_id],
+                    bbox: [d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2],
+                })
+                .collect(),
+        }
+    }
 }
 
 /// `WxH`, e.g. `1280x736`.
@@ -273,16 +369,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Rules.
     let g = parse_list(&args.gathering, 3, "--gathering")?;
     let hz = parse_list(&args.hazard, 2, "--hazard")?;
-    let mut rules = vec![RuleConfig {
-        name: "gathering".into(),
-        zone: None,
-        rule: ZoneRule::Gathering {
-            min_people: g[0] as u32,
-            radius_m: g[1],
-            min_duration_s: g[2],
-        },
-    }];
-    if !manifest.hazards.is_empty() {
+    let (gathering, hazard) = wanted_rules(args.rules.as_deref(), &manifest)?;
+    let mut rules = vec![];
+    if gathering {
+        rules.push(RuleConfig {
+            name: "gathering".into(),
+            zone: None,
+            rule: ZoneRule::Gathering {
+                min_people: g[0] as u32,
+                radius_m: g[1],
+                min_duration_s: g[2],
+            },
+        });
+    }
+    if hazard {
         rules.push(RuleConfig {
             name: "hazard".into(),
             zone: None,
@@ -398,6 +498,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out_file = std::fs::File::create(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(out_file);
+    let mut frames_out = match &args.frames_out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
     let drone =
         DroneId::new(args.drone_id.clone()).map_err(|e| anyhow::anyhow!("--drone-id: {e}"))?;
     let mut writer: Option<VideoWriter> = None;
@@ -440,6 +546,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             EyeOutput::FrameError(e) => tracing::warn!("{e}"),
             EyeOutput::Frame(r) => {
                 frames += 1;
+                if let Some(f) = frames_out.as_mut() {
+                    let line = FrameLine::of(&r.frame, &r.detections, &manifest);
+                    writeln!(f, "{}", serde_json::to_string(&line)?)?;
+                }
                 if let Some(path) = &args.annotated {
                     let mut img = r.frame.to_mat()?;
                     let open: Vec<_> = r.open.iter().collect();
@@ -504,6 +614,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         tiancha_inference::textio::jsonl("summary", &summary)
     )?;
     out.flush()?;
+    if let Some(f) = frames_out.as_mut() {
+        f.flush()?;
+    }
     if let (None, Some((first, _)), Some(path)) = (&writer, pending.take(), &args.annotated) {
         let mut w = VideoWriter::create(path, first.cols() as u32, first.rows() as u32, 10)?;
         w.write(&first)?;
@@ -540,6 +653,40 @@ latency p50 {:.0} ms, p95 {:.0} ms; {} dropped; {} track ids; peak RSS {:.0} MB;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(names: &str, events: &str) -> Manifest {
+        let text = format!(
+            "name = \"m\"\nmodel = \"m.onnx\"\n[input]\nname = \"i\"\nshape = [1, 3, 64, 64]\n\
+             layout = \"nchw\"\ncolor = \"rgb\"\nresize = \"letterbox\"\nscale = 1.0\n\
+             [output]\ndecoder = \"yolov8\"\nname = \"o\"\n[classes]\nnames = {names}\n\
+             threshold = 0.4\n[events]\n{events}\n"
+        );
+        Manifest::parse(&text, Path::new("m.toml"), |_| Err("no class file".into())).unwrap()
+    }
+
+    #[test]
+    fn the_rules_are_those_the_model_can_feed_unless_named() {
+        let hazards_only = manifest("[\"smoke\", \"fire\"]", "hazards = [\"smoke\", \"fire\"]");
+        let people_only = manifest("[\"person\", \"car\"]", "");
+        assert_eq!(wanted_rules(None, &hazards_only).unwrap(), (false, true));
+        assert_eq!(wanted_rules(None, &people_only).unwrap(), (true, false));
+        assert_eq!(
+            wanted_rules(Some("none"), &people_only).unwrap(),
+            (false, false)
+        );
+        let e = wanted_rules(Some("hazard,gathering"), &hazards_only)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no people classes"), "{e}");
+        let e = wanted_rules(Some("hazard"), &people_only)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no hazard classes"), "{e}");
+        let e = wanted_rules(Some("gatherings"), &people_only)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown rule"), "{e}");
+    }
 
     #[test]
     fn input_size_is_w_x_h() {

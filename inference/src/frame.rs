@@ -33,6 +33,8 @@ pub struct Frame {
     /// When the source handed the frame over (monotonic); latency figures
     /// start here.
     pub received_mono: Instant,
+    /// The file the frame was read from (folder sources).
+    pub name: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Frame {
@@ -77,6 +79,7 @@ impl Frame {
             capture_unix_ms,
             capture_mono: now,
             received_mono: now,
+            name: None,
         })
     }
 

@@ -240,17 +240,14 @@ impl Default for NmsSpec {
     }
 }
 
-fn default_people() -> Vec<String> {
-    vec!["person".into()]
-}
-
 /// Which classes feed which event rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventClasses {
-    /// Counted as people for gathering rules.
-    #[serde(default = "default_people")]
-    pub people: Vec<String>,
+    /// Counted as people for gathering rules. Absent: the class named
+    /// `person` if the model has one, else none (a hazard-only model).
+    #[serde(default)]
+    pub people: Option<Vec<String>>,
     /// Classes that trigger intrusion rules by default (a zone's rule can
     /// name its own).
     #[serde(default)]
@@ -263,17 +260,6 @@ pub struct EventClasses {
     /// smoke, anything else → other_hazard.
     #[serde(default)]
     pub hazard_categories: BTreeMap<String, String>,
-}
-
-impl Default for EventClasses {
-    fn default() -> Self {
-        Self {
-            people: default_people(),
-            intruders: vec![],
-            hazards: vec![],
-            hazard_categories: BTreeMap::new(),
-        }
-    }
 }
 
 fn default_overlap() -> f32 {
@@ -556,7 +542,14 @@ impl Manifest {
         let ids = |what: &str, names: &[String]| -> Result<Vec<usize>> {
             names.iter().map(|n| class_id(what, n)).collect()
         };
-        let people = ids("events.people", &file.events.people)?;
+        let people = match &file.events.people {
+            Some(names) => ids("events.people", names)?,
+            None => class_names
+                .iter()
+                .position(|n| n == "person")
+                .into_iter()
+                .collect(),
+        };
         let intruders = ids("events.intruders", &file.events.intruders)?;
         let mut hazards = Vec::new();
         for n in &file.events.hazards {
@@ -699,6 +692,30 @@ hazards = ["smoke", "fire"]
             Path::new("/models/m.toml"),
             |_| Err("no files".into()),
         )
+    }
+
+    #[test]
+    fn people_default_to_the_person_class_when_there_is_one() {
+        // A hazard-only model (the first one anyone drops in): no people.
+        let m = parse(&GOOD.replace(
+            "names = [\"smoke\", \"fire\", \"person\"]",
+            "names = [\"smoke\", \"fire\"]",
+        ))
+        .unwrap();
+        assert!(m.people.is_empty());
+        assert_eq!(m.hazards.len(), 2);
+        // Named people must exist.
+        let err = parse(
+            &GOOD
+                .replace(
+                    "names = [\"smoke\", \"fire\", \"person\"]",
+                    "names = [\"smoke\", \"fire\"]",
+                )
+                .replace("[events]", "[events]\npeople = [\"person\"]"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("events.people"), "{err}");
     }
 
     #[test]

@@ -920,6 +920,7 @@ fn build(
                     capture_unix_ms,
                     capture_mono,
                     received_mono: received,
+                    name: None,
                 };
                 if shared_cb.offer(frame) {
                     Ok(gst::FlowSuccess::Ok)
@@ -1276,6 +1277,7 @@ fn run_folder(shared: &Arc<Shared>, dir: PathBuf, cfg: &SourceConfig) {
                 match Frame::from_mat(seq, &mat, start_unix_ms + t) {
                     Ok(mut f) => {
                         f.pts_ms = Some(t);
+                        f.name = path.file_name().map(|n| n.to_string_lossy().into());
                         f.capture_mono = start_mono + Duration::from_millis(t as u64);
                         seq += 1;
                         if !shared.offer(f) {
