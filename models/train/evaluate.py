@@ -6,6 +6,8 @@ peak if its score is >= the threshold and no neighbour in its 3x3 window in
 the same class plane is higher (ties are peaks); peaks highest first, at
 most `max_detections`; box = (4*col - l, 4*row - t, 4*col + r, 4*row + b)
 from the sides [H,W,4]; boxes that are not finite or empty are dropped;
+boxes clamped to the input (the eye clamps to the frame; with the whole
+image stretched to the input that is the same) and empty ones dropped;
 then greedy class-aware NMS at the manifest's IoU.
 """
 
@@ -35,7 +37,12 @@ def decode(heat: np.ndarray, wh: np.ndarray, thresholds, max_det: int = 100, nms
         cx, cy = x * STRIDE, y * STRIDE
         box = (cx - l, cy - t, cx + r, cy + b)
         if all(np.isfinite(box)) and box[2] > box[0] and box[3] > box[1]:
-            dets.append((*[float(v) for v in box], float(s), int(k)))
+            # As the eye: mapped to the frame (here the input itself) and
+            # clamped to it; empty boxes dropped; then NMS.
+            cb = (min(max(box[0], 0), w * STRIDE), min(max(box[1], 0), h * STRIDE),
+                  min(max(box[2], 0), w * STRIDE), min(max(box[3], 0), h * STRIDE))
+            if (cb[2] - cb[0]) * (cb[3] - cb[1]) > 0:
+                dets.append((*[float(v) for v in cb], float(s), int(k)))
     return nms(dets, nms_iou, max_total)
 
 
