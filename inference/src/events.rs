@@ -93,6 +93,15 @@ pub struct EngineConfig {
     /// fallback when a frame has no pose.
     #[serde(default = "default_person_h")]
     pub person_height_m: f64,
+    /// Hazard sightings (fire, smoke…) within this many metres of each
+    /// other, or of a hazard already tracked (plus twice their position
+    /// errors), are one hazard: one incident per place, not per class.
+    #[serde(default = "default_hazard_merge")]
+    pub hazard_merge_m: f64,
+}
+
+fn default_hazard_merge() -> f64 {
+    15.0
 }
 
 impl Default for EngineConfig {
@@ -102,6 +111,7 @@ impl Default for EngineConfig {
             close_after_s: default_close(),
             update_interval_s: default_update(),
             person_height_m: default_person_h(),
+            hazard_merge_m: default_hazard_merge(),
         }
     }
 }
@@ -293,14 +303,91 @@ struct Episode {
     reported_at: Option<(f64, f64)>,
 }
 
-struct HazardState {
-    class_id: usize,
-    category: Category,
+/// One hazard place: the sightings of any of the rule's classes there,
+/// k of the last m detector frames, its own incident.
+struct HazardSite {
+    /// Classes seen here.
+    classes: BTreeSet<usize>,
+    /// Hit or miss in each of the last m detector frames.
     window: VecDeque<bool>,
-    since_ms: Option<i64>,
+    since_ms: i64,
     last_hit_ms: i64,
+    /// Positions of its recent sightings (oldest first).
+    seen_at: VecDeque<Pos>,
+    best_score: f32,
     open: Option<Incident>,
     last_update_ms: i64,
+}
+
+/// Sightings a hazard site remembers for its place.
+const SITE_FIXES: usize = 30;
+
+impl HazardSite {
+    /// Where it is: the mean of its ground sightings, or its newest
+    /// image-plane one when there is no pose.
+    fn pos(&self) -> Option<Pos> {
+        let newest = *self.seen_at.back()?;
+        let Pos::Ground { fix, .. } = newest else {
+            return Some(newest);
+        };
+        let ground: Vec<(f64, f64)> = self
+            .seen_at
+            .iter()
+            .filter_map(|p| match p {
+                Pos::Ground { e, n, .. } => Some((*e, *n)),
+                _ => None,
+            })
+            .collect();
+        let k = ground.len() as f64;
+        Some(Pos::Ground {
+            e: ground.iter().map(|g| g.0).sum::<f64>() / k,
+            n: ground.iter().map(|g| g.1).sum::<f64>() / k,
+            fix,
+        })
+    }
+}
+
+/// A position's own error (1-σ semi-major, m); 0 on the image plane.
+fn pos_sigma(p: &Pos) -> f64 {
+    match p {
+        Pos::Ground { fix, .. } => fix.sigma.semi_major_m,
+        Pos::Image { .. } => 0.0,
+    }
+}
+
+/// Groups of members within `radius_m` of one another (single linkage).
+fn components<'a>(members: &[&'a Member], radius_m: f64) -> Vec<Vec<&'a Member>> {
+    let n = members.len();
+    let mut comp: Vec<usize> = (0..n).collect();
+    fn find(c: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while c[r] != r {
+            r = c[r];
+        }
+        let mut j = i;
+        while c[j] != r {
+            let next = c[j];
+            c[j] = r;
+            j = next;
+        }
+        r
+    }
+    for i in 0..n {
+        for j in i + 1..n {
+            if dist(&members[i].pos, &members[j].pos).is_some_and(|d| d <= radius_m) {
+                let (a, b) = (find(&mut comp, i), find(&mut comp, j));
+                if a != b {
+                    comp[a] = b;
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<&Member>> = BTreeMap::new();
+    for (i, p) in members.iter().enumerate() {
+        let r = find(&mut comp, i);
+        groups.entry(r).or_default().push(p);
+    }
+    groups.into_values().collect()
 }
 
 // One per rule, a handful per engine: boxing the big variant buys nothing.
@@ -325,7 +412,9 @@ enum RuleState {
     Hazard {
         k: u32,
         m: u32,
-        per_class: Vec<HazardState>,
+        /// The rule's classes and their alert categories.
+        categories: BTreeMap<usize, Category>,
+        sites: Vec<HazardSite>,
     },
 }
 
@@ -452,22 +541,18 @@ impl EventEngine {
                     RuleState::Hazard {
                         k,
                         m,
-                        per_class: ids
+                        categories: ids
                             .into_iter()
-                            .map(|id| HazardState {
-                                class_id: id,
-                                category: manifest.hazard_category(id).unwrap_or_else(|| {
+                            .map(|id| {
+                                let cat = manifest.hazard_category(id).unwrap_or_else(|| {
                                     crate::manifest::default_hazard_category(
                                         manifest.class_name(id),
                                     )
-                                }),
-                                window: VecDeque::new(),
-                                since_ms: None,
-                                last_hit_ms: 0,
-                                open: None,
-                                last_update_ms: 0,
+                                });
+                                (id, cat)
                             })
                             .collect(),
+                        sites: Vec::new(),
                     }
                 }
             };
@@ -501,8 +586,8 @@ impl EventEngine {
                     v.extend(episodes.iter().filter_map(|e| e.open.as_ref()))
                 }
                 RuleState::Intrusion { open, .. } => v.extend(open.as_ref()),
-                RuleState::Hazard { per_class, .. } => {
-                    v.extend(per_class.iter().filter_map(|h| h.open.as_ref()))
+                RuleState::Hazard { sites, .. } => {
+                    v.extend(sites.iter().filter_map(|h| h.open.as_ref()))
                 }
             }
         }
@@ -529,10 +614,14 @@ impl EventEngine {
     /// covariance is the members' mean (their pose errors are shared, so
     /// averaging does not shrink them).
     fn locate(&self, members: &[&Member]) -> Option<IncidentLocation> {
+        self.locate_at(members.iter().map(|m| &m.pos))
+    }
+
+    /// [`EventEngine::locate`] of positions.
+    fn locate_at<'a>(&self, positions: impl Iterator<Item = &'a Pos>) -> Option<IncidentLocation> {
         let frame = self.frame?;
-        let fixes: Vec<(f64, f64, &GroundFix)> = members
-            .iter()
-            .filter_map(|m| match &m.pos {
+        let fixes: Vec<(f64, f64, &GroundFix)> = positions
+            .filter_map(|p| match p {
                 Pos::Ground { e, n, fix } => Some((*e, *n, fix)),
                 _ => None,
             })
@@ -641,11 +730,9 @@ impl EventEngine {
                     inside.clear();
                     *since_ms = None;
                 }
-                RuleState::Hazard { per_class, .. } => {
-                    for h in per_class {
-                        close(h.open.take());
-                        h.window.clear();
-                        h.since_ms = None;
+                RuleState::Hazard { sites, .. } => {
+                    for h in sites.drain(..) {
+                        close(h.open);
                     }
                 }
             }
@@ -678,39 +765,9 @@ impl EventEngine {
             .filter(|m| self.manifest.people.contains(&m.subject.class_id))
             .filter(|m| rule.zone.as_ref().is_none_or(|z| z.contains(&m.subject)))
             .collect();
-        // Connected components of "within radius".
         let n = people.len();
-        let mut comp: Vec<usize> = (0..n).collect();
-        fn find(c: &mut [usize], i: usize) -> usize {
-            let mut r = i;
-            while c[r] != r {
-                r = c[r];
-            }
-            let mut j = i;
-            while c[j] != r {
-                let next = c[j];
-                c[j] = r;
-                j = next;
-            }
-            r
-        }
-        for i in 0..n {
-            for j in i + 1..n {
-                if dist(&people[i].pos, &people[j].pos).is_some_and(|d| d <= *radius_m) {
-                    let (a, b) = (find(&mut comp, i), find(&mut comp, j));
-                    if a != b {
-                        comp[a] = b;
-                    }
-                }
-            }
-        }
-        let mut groups: BTreeMap<usize, Vec<&Member>> = BTreeMap::new();
-        for (i, p) in people.iter().enumerate() {
-            let r = find(&mut comp, i);
-            groups.entry(r).or_default().push(p);
-        }
-        let candidates: Vec<Vec<&Member>> = groups
-            .into_values()
+        let candidates: Vec<Vec<&Member>> = components(&people, *radius_m)
+            .into_iter()
             .filter(|g| g.len() as u32 >= *min_people)
             .collect();
         tracing::debug!(
@@ -1044,6 +1101,13 @@ impl EventEngine {
         }
     }
 
+    /// Hazards by place: this detector frame's sightings of the rule's
+    /// classes, grouped within `hazard_merge_m`, each group matched to
+    /// the nearest site within `hazard_merge_m` plus twice both position
+    /// errors (else a new site); a site opens its incident when seen in k
+    /// of its last m detector frames, updates when its category rises
+    /// (smoke, then fire) or it moves, and closes when unseen for the
+    /// close time.
     #[allow(clippy::too_many_arguments)]
     fn update_hazard(
         &self,
@@ -1054,78 +1118,150 @@ impl EventEngine {
         update_ms: i64,
         out: &mut Vec<IncidentEvent>,
     ) {
-        let RuleState::Hazard { k, m, per_class } = &mut rule.state else {
+        let RuleState::Hazard {
+            k,
+            m,
+            categories,
+            sites,
+        } = &mut rule.state
+        else {
             return;
         };
         let now = input.t_unix_ms;
-        for h in per_class.iter_mut() {
-            let hits: Vec<&Member> = all
-                .iter()
-                .filter(|x| x.subject.class_id == h.class_id)
-                .filter(|x| rule.zone.as_ref().is_none_or(|z| z.contains(&x.subject)))
-                .collect();
-            let hit = !hits.is_empty();
-            if input.detected {
-                h.window.push_back(hit);
-                while h.window.len() > *m as usize {
-                    h.window.pop_front();
+        let merge_m = self.cfg.hazard_merge_m;
+        // Sites unseen for the close time end first: a sighting after
+        // that is a new hazard.
+        sites.retain_mut(|site| {
+            if now - site.last_hit_ms <= close_ms {
+                return true;
+            }
+            if let Some(mut inc) = site.open.take() {
+                inc.detail = format!(
+                    "{} no longer seen since {:.0} s",
+                    self.class_names(&site.classes),
+                    close_ms as f64 / 1000.0
+                );
+                out.push(IncidentEvent {
+                    change: IncidentChange::Closed,
+                    t_unix_ms: now,
+                    incident: inc,
+                });
+            }
+            false
+        });
+        let hits: Vec<&Member> = all
+            .iter()
+            .filter(|x| categories.contains_key(&x.subject.class_id))
+            .filter(|x| rule.zone.as_ref().is_none_or(|z| z.contains(&x.subject)))
+            .collect();
+        // This frame's sightings per site (index into `sites`).
+        let mut hit_of: BTreeMap<usize, Vec<&Member>> = BTreeMap::new();
+        if input.detected {
+            let groups = components(&hits, merge_m);
+            let mut pairs: Vec<(usize, usize, f64)> = Vec::new();
+            for (gi, g) in groups.iter().enumerate() {
+                let Some(gp) = centroid(g) else { continue };
+                let g_sigma = g.iter().map(|x| pos_sigma(&x.pos)).fold(0.0, f64::max);
+                for (si, site) in sites.iter().enumerate() {
+                    let Some(sp) = site.pos() else { continue };
+                    if let Some(d) = dist(&gp, &sp) {
+                        if d <= merge_m + 2.0 * g_sigma.hypot(pos_sigma(&sp)) {
+                            pairs.push((gi, si, d));
+                        }
+                    }
                 }
             }
-            let seen = h.window.iter().filter(|b| **b).count() as u32;
-            if hit {
-                h.last_hit_ms = now;
-                h.since_ms.get_or_insert(now);
+            pairs.sort_by(|a, b| a.2.total_cmp(&b.2));
+            let mut g_site: Vec<Option<usize>> = vec![None; groups.len()];
+            let mut s_used = vec![false; sites.len()];
+            for (gi, si, _) in pairs {
+                if g_site[gi].is_none() && !s_used[si] {
+                    g_site[gi] = Some(si);
+                    s_used[si] = true;
+                }
             }
-            let class = self.manifest.class_name(h.class_id).to_string();
-            if !hit {
-                if h.open.is_some() && now - h.last_hit_ms > close_ms {
-                    let mut inc = h.open.take().unwrap();
-                    inc.detail = format!(
-                        "{class} no longer seen since {:.0} s",
-                        close_ms as f64 / 1000.0
-                    );
-                    out.push(IncidentEvent {
-                        change: IncidentChange::Closed,
-                        t_unix_ms: now,
-                        incident: inc,
-                    });
+            for (gi, g) in groups.into_iter().enumerate() {
+                let si = match g_site[gi] {
+                    Some(si) => si,
+                    None => {
+                        sites.push(HazardSite {
+                            classes: BTreeSet::new(),
+                            window: VecDeque::new(),
+                            since_ms: now,
+                            last_hit_ms: now,
+                            seen_at: VecDeque::new(),
+                            best_score: 0.0,
+                            open: None,
+                            last_update_ms: now,
+                        });
+                        sites.len() - 1
+                    }
+                };
+                let site = &mut sites[si];
+                site.last_hit_ms = now;
+                site.best_score = g.iter().map(|x| x.subject.score).fold(0.0, f32::max);
+                for x in &g {
+                    site.classes.insert(x.subject.class_id);
+                    site.seen_at.push_back(x.pos);
                 }
-                if h.open.is_none() && seen == 0 {
-                    h.since_ms = None;
+                while site.seen_at.len() > SITE_FIXES {
+                    site.seen_at.pop_front();
                 }
+                hit_of.insert(si, g);
+            }
+            for (si, site) in sites.iter_mut().enumerate() {
+                site.window.push_back(hit_of.contains_key(&si));
+                while site.window.len() > *m as usize {
+                    site.window.pop_front();
+                }
+            }
+        }
+        let mut keep = Vec::with_capacity(sites.len());
+        for (si, mut site) in std::mem::take(sites).into_iter().enumerate() {
+            let seen = site.window.iter().filter(|b| **b).count() as u32;
+            let Some(here) = hit_of.get(&si) else {
+                keep.push(site);
                 continue;
-            }
-            let best = hits
+            };
+            // The most severe class seen here: fire before smoke before
+            // the rest (the wire contract's order).
+            let category = site
+                .classes
                 .iter()
-                .max_by(|a, b| a.subject.score.total_cmp(&b.subject.score))
-                .unwrap();
-            let location = self.locate(&[*best]);
-            let max_score = best.subject.score as f64;
+                .map(|c| categories[c])
+                .min_by_key(|c| Category::ALL.iter().position(|a| a == c))
+                .expect("a site has a class");
+            let location = self.locate_at(site.seen_at.iter());
+            let max_score = site.best_score as f64;
             let conf = (max_score * seen as f64 / *m as f64).clamp(0.0, 1.0);
+            let what = self.class_names(&site.classes);
             let detail = format!(
-                "{class} seen in {seen} of the last {} frames (threshold {k} of {m}), best score {max_score:.2}",
-                h.window.len()
+                "{what} seen in {seen} of the last {} frames (threshold {k} of {m}), best score {max_score:.2}",
+                site.window.len()
             );
-            match &mut h.open {
+            let track_ids = here
+                .iter()
+                .map(|x| x.subject.track_id)
+                .filter(|t| *t != 0)
+                .collect();
+            let boxes = here.iter().map(|x| x.subject.bbox).collect();
+            let class_ids = here.iter().map(|x| x.subject.class_id).collect();
+            match &mut site.open {
                 None if seen >= *k => {
                     let inc = Incident {
                         id: Uuid::now_v7(),
                         rule_name: rule.name.clone(),
                         rule_kind: RuleKind::Hazard,
-                        category: h.category,
+                        category,
                         zone: rule.zone.as_ref().map(|z| z.name.clone()),
-                        t_first_unix_ms: h.since_ms.unwrap_or(now),
+                        t_first_unix_ms: site.since_ms,
                         t_opened_unix_ms: now,
                         t_last_unix_ms: now,
                         frame_seq: input.seq,
                         confidence: conf,
-                        track_ids: hits
-                            .iter()
-                            .map(|x| x.subject.track_id)
-                            .filter(|t| *t != 0)
-                            .collect(),
-                        boxes: hits.iter().map(|x| x.subject.bbox).collect(),
-                        class_ids: hits.iter().map(|x| x.subject.class_id).collect(),
+                        track_ids,
+                        boxes,
+                        class_ids,
                         count: None,
                         count_at_open: None,
                         peak_count: None,
@@ -1133,20 +1269,20 @@ impl EventEngine {
                         location,
                         detail,
                     };
-                    h.last_update_ms = now;
+                    site.last_update_ms = now;
                     out.push(IncidentEvent {
                         change: IncidentChange::Opened,
                         t_unix_ms: now,
                         incident: inc.clone(),
                     });
-                    h.open = Some(inc);
+                    site.open = Some(inc);
                 }
                 None => {}
                 Some(inc) => {
                     inc.t_last_unix_ms = now;
                     inc.frame_seq = input.seq;
-                    inc.boxes = hits.iter().map(|x| x.subject.bbox).collect();
-                    inc.class_ids = hits.iter().map(|x| x.subject.class_id).collect();
+                    inc.boxes = boxes;
+                    inc.class_ids = class_ids;
                     inc.confidence = conf;
                     let moved = match (&inc.location, &location) {
                         (Some(a), Some(b)) => {
@@ -1157,10 +1293,14 @@ impl EventEngine {
                         }
                         _ => false,
                     };
-                    if moved && now - h.last_update_ms >= update_ms {
+                    let worse = category != inc.category;
+                    if location.is_some() {
                         inc.location = location;
+                    }
+                    if (worse || moved) && now - site.last_update_ms >= update_ms {
+                        inc.category = category;
                         inc.detail = detail;
-                        h.last_update_ms = now;
+                        site.last_update_ms = now;
                         out.push(IncidentEvent {
                             change: IncidentChange::Updated,
                             t_unix_ms: now,
@@ -1169,7 +1309,18 @@ impl EventEngine {
                     }
                 }
             }
+            keep.push(site);
         }
+        *sites = keep;
+    }
+
+    /// "fire/smoke": the names of classes.
+    fn class_names(&self, classes: &BTreeSet<usize>) -> String {
+        classes
+            .iter()
+            .map(|c| self.manifest.class_name(*c))
+            .collect::<Vec<_>>()
+            .join("/")
     }
 }
 
@@ -1592,6 +1743,123 @@ hazards = ["fire", "smoke"]
         assert!(ev2
             .iter()
             .any(|e| e.change == IncidentChange::Closed && e.incident.category == Category::Fire));
+    }
+
+    /// A hazard sighting of class `class_id` at `e`, `n` metres from home.
+    fn sighting(class_id: usize, e: f64, n: f64) -> Subject {
+        Subject {
+            track_id: 0,
+            class_id,
+            ..person(0, e, n)
+        }
+    }
+
+    fn hazard_engine() -> EventEngine {
+        let cfg = EngineConfig {
+            rules: vec![RuleConfig {
+                name: "hazards".into(),
+                zone: None,
+                rule: ZoneRule::Hazard {
+                    classes: vec![],
+                    k_of_m: (3, 5),
+                },
+            }],
+            close_after_s: 2.0,
+            update_interval_s: 0.0,
+            ..EngineConfig::default()
+        };
+        EventEngine::new(cfg, manifest()).unwrap()
+    }
+
+    /// Detector frames 100 ms apart from `t0`, each with `sightings(i)`.
+    fn detector_frames(
+        eng: &mut EventEngine,
+        t0: i64,
+        n: usize,
+        sightings: impl Fn(usize) -> Vec<Subject>,
+    ) -> Vec<IncidentEvent> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let hz = sightings(i);
+            out.extend(eng.update(&FrameInput {
+                seq: i as u64,
+                t_unix_ms: t0 + i as i64 * 100,
+                tracks: &[],
+                hazards: &hz,
+                detected: true,
+            }));
+        }
+        out
+    }
+
+    #[test]
+    fn hazards_are_incidents_by_place_not_by_class() {
+        let opened = |ev: &[IncidentEvent]| -> Vec<Incident> {
+            ev.iter()
+                .filter(|e| e.change == IncidentChange::Opened)
+                .map(|e| e.incident.clone())
+                .collect()
+        };
+        // Two fires 80 m apart in the same frames: two incidents, each
+        // where its fire is.
+        let mut eng = hazard_engine();
+        let ev = detector_frames(&mut eng, 0, 5, |_| {
+            vec![sighting(2, 0.0, 0.0), sighting(2, 80.0, 0.0)]
+        });
+        let o = opened(&ev);
+        assert_eq!(o.len(), 2, "{ev:#?}");
+        let frame = LocalFrame::new(HOME);
+        let mut east: Vec<f64> = o
+            .iter()
+            .map(|i| {
+                let l = i.location.unwrap();
+                frame.to_en(LatLon::new(l.lat_deg, l.lon_deg)).0
+            })
+            .collect();
+        east.sort_by(f64::total_cmp);
+        assert!(
+            east[0].abs() < 0.5 && (east[1] - 80.0).abs() < 0.5,
+            "{east:?}"
+        );
+
+        // Smoke first, then the fire under it 6 m away: one incident, a
+        // smoke alert that becomes a fire.
+        let mut eng = hazard_engine();
+        let ev = detector_frames(&mut eng, 0, 10, |i| {
+            let mut v = vec![sighting(3, 6.0, 0.0)];
+            if i >= 4 {
+                v.push(sighting(2, 0.0, 0.0));
+            }
+            v
+        });
+        let o = opened(&ev);
+        assert_eq!(o.len(), 1, "{ev:#?}");
+        assert_eq!(o[0].category, Category::Smoke);
+        let up: Vec<&IncidentEvent> = ev
+            .iter()
+            .filter(|e| e.change == IncidentChange::Updated)
+            .collect();
+        assert_eq!(up.len(), 1, "{ev:#?}");
+        assert_eq!(up[0].incident.category, Category::Fire);
+        assert_eq!(up[0].incident.id, o[0].id);
+
+        // The fire out of view (the drone turned) for less than the close
+        // time, then seen again within its position error: the same
+        // incident, no new one; unseen for longer, it closes.
+        let mut eng = hazard_engine();
+        let mut ev = detector_frames(&mut eng, 0, 5, |_| vec![sighting(2, 0.0, 0.0)]);
+        ev.extend(detector_frames(&mut eng, 500, 10, |_| vec![]));
+        ev.extend(detector_frames(&mut eng, 1500, 5, |_| {
+            vec![sighting(2, 4.0, -3.0)]
+        }));
+        assert_eq!(opened(&ev).len(), 1, "{ev:#?}");
+        ev.extend(detector_frames(&mut eng, 2000, 30, |_| vec![]));
+        assert_eq!(
+            ev.iter()
+                .filter(|e| e.change == IncidentChange::Closed)
+                .count(),
+            1
+        );
     }
 
     #[test]
