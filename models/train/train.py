@@ -150,8 +150,10 @@ def focal_loss(pred, gt):
     neg = 1 - pos
     pos_loss = torch.log(pred) * (1 - pred) ** 2 * pos
     neg_loss = torch.log(1 - pred) * pred ** 2 * (1 - gt) ** 4 * neg
-    n = pos.sum()
-    return -(pos_loss.sum() + neg_loss.sum()) / torch.clamp(n, min=1.0)
+    # Normalised by the number of objects, but by at least one per image:
+    # a batch of mostly negatives (few objects) must not weigh 10x more.
+    n = torch.clamp(pos.sum(), min=float(pred.shape[0]))
+    return -(pos_loss.sum() + neg_loss.sum()) / n
 
 
 def giou_loss(wh, reg, wgt):
@@ -361,7 +363,7 @@ def main():
             lw = giou_loss(wh, torch.from_numpy(np.stack(rs)), torch.from_numpy(np.stack(ws)))
             loss = lh + a.wh_weight * lw
             opt.zero_grad()
-            if not torch.isfinite(loss) or loss.item() > 50:
+            if not torch.isfinite(loss) or loss.item() > 1000:
                 skipped += 1  # a divergent batch: no update
                 continue
             loss.backward()
