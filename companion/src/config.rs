@@ -226,6 +226,34 @@ pub struct CameraSection {
     /// input size refuses it at start-up.
     #[serde(default)]
     pub input_size: Option<(u32, u32)>,
+    /// More models on the same frames, beside `model_manifest` (e.g. a
+    /// fire/smoke model beside the people detector), each at most `fps`
+    /// frames a second, on the same backend and provider:
+    ///
+    /// ```toml
+    /// [[camera.extra_models]]
+    /// model_manifest = "models/fire_smoke_centernet.toml"
+    /// fps = 1.0
+    /// tiles = [1, 2]
+    /// ```
+    #[serde(default)]
+    pub extra_models: Vec<ExtraModelSection>,
+}
+
+/// One extra model of a camera (`[[camera.extra_models]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraModelSection {
+    pub model_manifest: PathBuf,
+    /// Frame-rate budget: at most this many frames a second (it runs on
+    /// the frames the main detector has just run on).
+    pub fps: f64,
+    #[serde(default)]
+    pub tiles: Option<(u32, u32)>,
+    #[serde(default = "yes")]
+    pub tiles_full_frame: bool,
+    #[serde(default)]
+    pub input_size: Option<(u32, u32)>,
 }
 
 fn default_backend() -> String {
@@ -540,6 +568,19 @@ impl CompanionConfig {
             {
                 return Err("camera.openvino_device must not be empty".into());
             }
+            for (i, e) in c.extra_models.iter().enumerate() {
+                let at = format!("camera.extra_models[{i}] ({})", e.model_manifest.display());
+                if !(e.fps.is_finite() && e.fps > 0.0 && e.fps <= 60.0) {
+                    return Err(format!("{at}: fps = {} must be within (0, 60]", e.fps));
+                }
+                if let Some((r, k)) = e.tiles {
+                    if !(1..=8).contains(&r) || !(1..=8).contains(&k) {
+                        return Err(format!(
+                            "{at}: tiles = [{r}, {k}]: each must be within 1..=8"
+                        ));
+                    }
+                }
+            }
         }
         if let Some(s) = &self.synthetic_alerts {
             s.check()?;
@@ -679,6 +720,24 @@ mod tests {
         );
         let e = bad("input_size = [1280, 0]\n");
         assert!(e.contains("camera.input_size"), "{e}");
+        // Extra models: each with a positive budget, named in errors.
+        let extra = |m: &str| {
+            format!("[[camera.extra_models]]\nmodel_manifest = \"models/fire.toml\"\n{m}")
+        };
+        let c = CompanionConfig::parse(
+            &cam(&extra("fps = 1.5\ntiles = [1, 2]\n")),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let x = &c.camera.as_ref().unwrap().extra_models;
+        assert_eq!((x.len(), x[0].fps, x[0].tiles), (1, 1.5, Some((1, 2))));
+        let e = bad(&extra("fps = 0\n"));
+        assert!(
+            e.contains("camera.extra_models[0] (models/fire.toml)") && e.contains("fps"),
+            "{e}"
+        );
+        let e = bad(&extra("fps = 1\nbudget = 2\n"));
+        assert!(e.contains("budget"), "{e}");
     }
 
     #[test]

@@ -53,11 +53,11 @@ pub async fn run(cfg: CompanionConfig) -> Result<(), DaemonError> {
     let detector = match &cfg.camera {
         Some(cam) => {
             let cam = cam.clone();
-            let d = tokio::task::spawn_blocking(move || crate::eye::load_detector(&cam))
+            let d = tokio::task::spawn_blocking(move || crate::eye::load_models(&cam))
                 .await
                 .map_err(|e| DaemonError::Eye(format!("loading the detector: {e}")))?
                 .map_err(DaemonError::Eye)?;
-            Some(Arc::new(d))
+            Some(d)
         }
         None => None,
     };

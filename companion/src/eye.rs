@@ -46,6 +46,7 @@ use tiancha_inference::geometry::camera::{
     Attitude, CameraModel, CameraPose, GimbalAngles, GimbalMount, PoseSigma, PoseSource,
 };
 use tiancha_inference::geotag::Ground;
+use tiancha_inference::model_set::{ExtraModel, ModelSchedule};
 use tiancha_inference::protocol::{
     self as proto, Command, CommandKind, DetectionZone, DroneEvent, EventKind, LinkName, LinkState,
     ZoneRule,
@@ -246,29 +247,76 @@ impl Resighting {
 /// backend (tract or onnxruntime with its provider) and input size. Slow
 /// (seconds: the model is optimised, a TensorRT engine may be built);
 /// every error names the setting behind it.
+/// The camera's models: the detector of `model_manifest` and the extra
+/// models, each with its frame-rate budget.
+pub struct EyeModels {
+    pub detector: Arc<Detector>,
+    pub extras: Vec<ExtraModel>,
+}
+
+/// Load every model the `[camera]` section names ([`load_detector`] and
+/// `extra_models`, on the same backend).
+pub fn load_models(cam: &CameraSection) -> Result<EyeModels, String> {
+    let detector = Arc::new(load_detector(cam)?);
+    let mut extras = Vec::new();
+    for (i, e) in cam.extra_models.iter().enumerate() {
+        let d = load_one(
+            cam,
+            &format!("camera.extra_models[{i}].model_manifest"),
+            &e.model_manifest,
+            e.tiles,
+            e.tiles_full_frame,
+            e.input_size,
+        )?;
+        extras.push(ExtraModel {
+            detector: Arc::new(d),
+            fps: e.fps,
+        });
+    }
+    Ok(EyeModels { detector, extras })
+}
+
 pub fn load_detector(cam: &CameraSection) -> Result<Detector, String> {
+    load_one(
+        cam,
+        "camera.model_manifest",
+        &cam.model_manifest,
+        cam.tiles,
+        cam.tiles_full_frame,
+        cam.input_size,
+    )
+}
+
+fn load_one(
+    cam: &CameraSection,
+    what: &str,
+    manifest: &std::path::Path,
+    tiles: Option<(u32, u32)>,
+    tiles_full_frame: bool,
+    input_size: Option<(u32, u32)>,
+) -> Result<Detector, String> {
     let t0 = Instant::now();
     let backend = cam.backend_options()?;
     let opts = DetectorOptions {
-        tiling: cam.tiles.map(|(rows, cols)| {
+        tiling: tiles.map(|(rows, cols)| {
             Some(tiancha_inference::manifest::TilingSpec {
                 rows,
                 cols,
                 overlap: 0.2,
-                include_full: cam.tiles_full_frame,
+                include_full: tiles_full_frame,
             })
         }),
         backend,
-        input_size: cam.input_size,
+        input_size,
         ..DetectorOptions::default()
     };
-    let detector = Detector::from_manifest_path(&cam.model_manifest, &opts).map_err(|e| {
+    let detector = Detector::from_manifest_path(manifest, &opts).map_err(|e| {
         format!(
-            "camera.model_manifest {} (backend {}, provider {}{}): {e}",
-            cam.model_manifest.display(),
+            "{what} {} (backend {}, provider {}{}): {e}",
+            manifest.display(),
             cam.backend,
             cam.provider,
-            cam.input_size
+            input_size
                 .map(|(w, h)| format!(", input_size {w}x{h}"))
                 .unwrap_or_default()
         )
@@ -288,10 +336,10 @@ pub fn load_detector(cam: &CameraSection) -> Result<Detector, String> {
     Ok(detector)
 }
 
-/// Start the eye on its own threads, on a detector from [`load_detector`].
+/// Start the eye on its own threads, on the models from [`load_models`].
 #[allow(clippy::too_many_arguments)]
 pub fn start(
-    detector: Arc<Detector>,
+    models: EyeModels,
     cam: CameraSection,
     detection: DetectionSection,
     video: VideoConfig,
@@ -307,7 +355,7 @@ pub fn start(
         .name("tiancha-eye".into())
         .spawn(move || {
             let ctx = Ctx {
-                detector,
+                models,
                 cam,
                 detection,
                 video,
@@ -335,7 +383,7 @@ pub fn start(
 }
 
 struct Ctx {
-    detector: Arc<Detector>,
+    models: EyeModels,
     cam: CameraSection,
     detection: DetectionSection,
     video: VideoConfig,
@@ -350,8 +398,10 @@ struct Ctx {
 
 impl Ctx {
     fn run(&self) -> Result<(), String> {
-        let detector = self.detector.clone();
-        let manifest = detector.manifest().clone();
+        let detector = self.models.detector.clone();
+        let schedule = ModelSchedule::new(detector.manifest(), self.models.extras.clone())
+            .map_err(|e| format!("camera.extra_models: {e}"))?;
+        let manifest = schedule.manifest().clone();
         let hazards = !manifest.hazards.is_empty();
         let model = CameraModel::ideal(self.cam.width, self.cam.height, self.cam.hfov_deg);
         let sigma = self.cam.pose_sigma.unwrap_or_else(PoseSigma::typical);
@@ -391,8 +441,9 @@ impl Ctx {
             });
         let source = FrameSource::open(source_cfg)
             .map_err(|e| format!("camera.uri {}: {e}", self.cam.uri))?;
-        let pipeline = Pipeline::start(source, detector, eye, PipelineOptions::default())
-            .map_err(|e| format!("eye pipeline: {e}"))?;
+        let pipeline =
+            Pipeline::start_with(source, detector, schedule, eye, PipelineOptions::default())
+                .map_err(|e| format!("eye pipeline: {e}"))?;
         info!(uri = %self.cam.uri, ground_alt_m = ground_alt, "eye running");
         self.status.send_modify(|s| s.camera_up = Some(false));
 

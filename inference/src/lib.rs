@@ -97,6 +97,7 @@ pub mod frame;
 pub mod geotag;
 pub mod image_motion;
 pub mod manifest;
+pub mod model_set;
 pub mod pipeline;
 pub mod preprocess;
 pub mod quant;

@@ -48,6 +48,7 @@ use crate::frame::Frame;
 use crate::geotag::{FrameGeo, Geotagger, GroundFix};
 use crate::image_motion::{residual_shift, Thumbnail};
 use crate::manifest::Manifest;
+use crate::model_set::ModelSchedule;
 use crate::source::{Delivery, FrameSource, SourceError, SourceEvent, SourceItem, SourceStats};
 use crate::timeline::{move_box, TimelineStats, TrackTimeline};
 use crate::tracker::{Track, TrackState, Tracker, TrackerConfig};
@@ -164,6 +165,10 @@ pub struct Eye {
     /// ran (moved to the newest frame), and whether there were any results.
     pending_hazards: Vec<Subject>,
     detected_since_rules: bool,
+    /// …and whether any of those results looked for hazards (a model
+    /// with hazard classes ran on its frame): the hazard rule counts a
+    /// miss only then.
+    hazards_looked_since_rules: bool,
     /// The newest camera frame's small grey copy, for the image shift.
     thumb: Option<(u64, Thumbnail)>,
 }
@@ -189,6 +194,7 @@ impl Eye {
             last_t_unix_ms: 0,
             pending_hazards: Vec::new(),
             detected_since_rules: false,
+            hazards_looked_since_rules: false,
             thumb: None,
         })
     }
@@ -237,8 +243,19 @@ impl Eye {
     /// A frame older than the newest camera frame ([`Eye::advance`]) is
     /// applied as [`Eye::detected`] does, and no rules run.
     pub fn process(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
+        self.process_looking(frame, detections, true)
+    }
+
+    /// [`Eye::process`] for a result that looked for hazards or not (see
+    /// [`Eye::detected_looking`]).
+    pub fn process_looking(
+        &mut self,
+        frame: &Frame,
+        detections: &[Detection],
+        hazards_looked: bool,
+    ) -> Result<FrameOutcome> {
         let newest = self.timeline.head().is_none_or(|h| frame.seq > h);
-        let outcome = self.detected(frame, detections)?;
+        let outcome = self.detected_looking(frame, detections, hazards_looked)?;
         if !newest {
             return Ok(outcome);
         }
@@ -320,6 +337,18 @@ impl Eye {
     /// of that frame shows), the incidents open now, and no incident
     /// events (those come from the rules, at the next camera frame).
     pub fn detected(&mut self, frame: &Frame, detections: &[Detection]) -> Result<FrameOutcome> {
+        self.detected_looking(frame, detections, true)
+    }
+
+    /// [`Eye::detected`] for a result that looked for hazards or not
+    /// (several models on one camera, [`crate::model_set`]: the hazard
+    /// model runs on some frames only).
+    pub fn detected_looking(
+        &mut self,
+        frame: &Frame,
+        detections: &[Detection],
+        hazards_looked: bool,
+    ) -> Result<FrameOutcome> {
         let t = frame.capture_unix_ms;
         let geo = match self.timeline.geo_of(frame.seq) {
             Some(g) => g.cloned(),
@@ -354,6 +383,7 @@ impl Eye {
             });
         }
         self.detected_since_rules = true;
+        self.hazards_looked_since_rules |= hazards_looked;
         tracing::debug!(
             seq = frame.seq,
             head = ?self.timeline.head(),
@@ -413,6 +443,7 @@ impl Eye {
             .collect();
         let hazards = std::mem::take(&mut self.pending_hazards);
         let detected = std::mem::take(&mut self.detected_since_rules);
+        let hazards_looked = std::mem::take(&mut self.hazards_looked_since_rules);
         if detected {
             tracing::debug!(
                 seq = frame.seq,
@@ -443,7 +474,7 @@ impl Eye {
             t_unix_ms: t,
             tracks: &subjects,
             hazards: &hazards,
-            detected,
+            detected: hazards_looked,
         });
         let observer = geo.as_ref().map(|g| g.pose().position);
         let mut incidents = Vec::with_capacity(events.len());
@@ -651,6 +682,8 @@ enum Work {
 struct DetectorResult {
     frame: Frame,
     detections: Vec<Detection>,
+    /// A model with hazard classes ran on the frame.
+    hazards_looked: bool,
     prep_ms: f64,
     infer_ms: f64,
     /// The source's drop count when the frame was prepared.
@@ -714,6 +747,27 @@ impl Pipeline {
         eye: Eye,
         opts: PipelineOptions,
     ) -> Result<Self> {
+        let schedule = ModelSchedule::none(detector.manifest());
+        Self::start_with(source, detector, schedule, eye, opts)
+    }
+
+    /// [`Pipeline::start`] with extra models beside `detector`, each run
+    /// on the detector's frames within its budget ([`crate::model_set`]);
+    /// `eye` must use the schedule's merged class table
+    /// ([`ModelSchedule::manifest`]).
+    pub fn start_with(
+        source: FrameSource,
+        detector: Arc<Detector>,
+        schedule: ModelSchedule,
+        eye: Eye,
+        opts: PipelineOptions,
+    ) -> Result<Self> {
+        if eye.manifest().class_names != schedule.manifest().class_names {
+            return Err(InferenceError::Config(
+                "the eye's class table is not the models' (build the eye on ModelSchedule::manifest)"
+                    .into(),
+            ));
+        }
         let (out_tx, rx) = sync_channel::<EyeOutput>(16);
         let (work_tx, work_rx) = sync_channel::<Work>(1);
         let (track_tx, track_rx) = sync_channel::<TrackMsg>(TRACK_QUEUE);
@@ -745,7 +799,7 @@ impl Pipeline {
             })?
         };
         let infer = spawn("tiancha-infer", move || {
-            infer_loop(&detector, work_rx, &track_tx)
+            infer_loop(&detector, schedule, work_rx, &track_tx)
         })?;
         let track = {
             let health = health.clone();
@@ -874,7 +928,12 @@ fn prep_loop(
 }
 
 /// The detector, nothing else: results go to the tracking thread.
-fn infer_loop(detector: &Detector, work: Receiver<Work>, track: &SyncSender<TrackMsg>) {
+fn infer_loop(
+    detector: &Detector,
+    mut schedule: ModelSchedule,
+    work: Receiver<Work>,
+    track: &SyncSender<TrackMsg>,
+) {
     loop {
         let msg = match work.recv() {
             Err(_) => TrackMsg::End(None, SourceStats::default()),
@@ -882,13 +941,18 @@ fn infer_loop(detector: &Detector, work: Receiver<Work>, track: &SyncSender<Trac
             Ok(Work::Frame(frame, prepared, prep_ms, dropped)) => {
                 let t0 = Instant::now();
                 match detector.infer(prepared) {
-                    Ok(detections) => TrackMsg::Detected(Box::new(DetectorResult {
-                        infer_ms: t0.elapsed().as_secs_f64() * 1000.0,
-                        frame,
-                        detections,
-                        prep_ms,
-                        dropped,
-                    })),
+                    Ok(mut detections) => {
+                        let (extra, hazards_looked) = schedule.run_due(&frame, Instant::now());
+                        detections.extend(extra);
+                        TrackMsg::Detected(Box::new(DetectorResult {
+                            infer_ms: t0.elapsed().as_secs_f64() * 1000.0,
+                            frame,
+                            detections,
+                            hazards_looked,
+                            prep_ms,
+                            dropped,
+                        }))
+                    }
                     Err(e) => TrackMsg::Error(format!("frame {}: {e}", frame.seq)),
                 }
             }
@@ -1013,6 +1077,7 @@ fn track_loop(
         let DetectorResult {
             frame,
             detections: dets,
+            hazards_looked,
             prep_ms,
             infer_ms,
             dropped,
@@ -1020,9 +1085,9 @@ fn track_loop(
         first_frame.get_or_insert(frame.received_mono);
         let t1 = Instant::now();
         let outcome = if camera_paced {
-            eye.detected(&frame, &dets)
+            eye.detected_looking(&frame, &dets, hazards_looked)
         } else {
-            eye.process(&frame, &dets)
+            eye.process_looking(&frame, &dets, hazards_looked)
         };
         let outcome = match outcome {
             Ok(o) => o,
