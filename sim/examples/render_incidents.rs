@@ -156,7 +156,9 @@ fn run() -> Result<(), String> {
     let mut frames = Vec::new();
     for inc in &scenario.incidents {
         let at = match &inc.kind {
-            IncidentKind::Gathering { at, .. } | IncidentKind::Person { at } => at,
+            IncidentKind::Gathering { at, .. }
+            | IncidentKind::Person { at }
+            | IncidentKind::Fire { at, .. } => at,
             IncidentKind::Walker { path, .. } => &path[0],
         };
         let target = LocalFrame::new(LatLon::new(at.lat_deg, at.lon_deg).with_alt(ground));

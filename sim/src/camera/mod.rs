@@ -34,6 +34,7 @@
 //! [`Scenario`], [`CameraSpec`], [`Renderer`], [`Streamer`],
 //! [`CameraConfig`], [`CameraHandle`], [`FrameTruth`].
 
+pub mod fire;
 pub mod ground;
 pub mod render;
 pub mod scenario;
@@ -51,6 +52,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use fire::FireInView;
 pub use ground::GroundTexture;
 pub use render::{pose_from_truth, CameraSpec, PersonInView, RenderedFrame, Renderer};
 pub use scenario::{Incident, IncidentKind, PlacedPerson, Scenario};
@@ -132,10 +134,19 @@ pub struct FrameTruth {
     pub gimbal_yaw_deg: f64,
     /// People in view (feet inside the image or their box overlapping it).
     pub people: Vec<PersonInView>,
+    /// Fires burning (in view or not: see `in_image`).
+    #[serde(default)]
+    pub fires: Vec<FireInView>,
 }
 
 impl FrameTruth {
-    fn new(seq: u64, capture_unix_ms: i64, t: &Truth, people: Vec<PersonInView>) -> Self {
+    fn new(
+        seq: u64,
+        capture_unix_ms: i64,
+        t: &Truth,
+        people: Vec<PersonInView>,
+        fires: Vec<FireInView>,
+    ) -> Self {
         Self {
             seq,
             capture_unix_ms,
@@ -150,6 +161,7 @@ impl FrameTruth {
             gimbal_pitch_deg: t.gimbal_pitch_deg,
             gimbal_yaw_deg: t.gimbal_yaw_deg,
             people,
+            fires,
         }
     }
 }
@@ -315,9 +327,14 @@ fn run(
         }
         streamer.push(&frame.image)?;
         if let Some(w) = log.as_mut() {
-            let line =
-                serde_json::to_string(&FrameTruth::new(seq, capture_unix_ms, &t, frame.people))
-                    .expect("ground truth serialises");
+            let line = serde_json::to_string(&FrameTruth::new(
+                seq,
+                capture_unix_ms,
+                &t,
+                frame.people,
+                frame.fires,
+            ))
+            .expect("ground truth serialises");
             let path = || cfg.truth_log.clone().unwrap_or_default();
             writeln!(w, "{line}")
                 .and_then(|_| w.flush())

@@ -131,6 +131,8 @@ pub struct RenderedFrame {
     /// BGR, 8 bits, the camera's size.
     pub image: Mat,
     pub people: Vec<PersonInView>,
+    /// Fires burning (drawn where in view).
+    pub fires: Vec<super::fire::FireInView>,
 }
 
 impl RenderedFrame {
@@ -257,6 +259,14 @@ impl Renderer {
         let mut image = Mat::new_size_with_default(size, CV_8UC3, self.sky).map_err(cv_err)?;
         self.draw_ground(&view, &mut image)?;
         let people = self.draw_people(pose, &view, &mut image, sim_time_s)?;
+        let fires = super::fire::draw_fires(
+            &self.scenario,
+            &self.ground.frame,
+            self.ground.alt_m,
+            &view,
+            &mut image,
+            sim_time_s,
+        )?;
         let image = match &self.lens_maps {
             None => image,
             Some((mx, my)) => {
@@ -274,7 +284,11 @@ impl Renderer {
                 out
             }
         };
-        Ok(RenderedFrame { image, people })
+        Ok(RenderedFrame {
+            image,
+            people,
+            fires,
+        })
     }
 
     fn draw_ground(&self, view: &CameraView, image: &mut Mat) -> Result<(), CameraError> {

@@ -127,11 +127,32 @@ pub enum IncidentKind {
     Person { at: GeoPoint },
     /// One person walking along `path` at `speed_mps`, back and forth.
     Walker { path: Vec<GeoPoint>, speed_mps: f64 },
+    /// A fire on the ground (straw burning, 秸秆焚烧): flames over a disc of
+    /// `radius_m` around `at`, and, with `smoke`, a plume that rises and
+    /// drifts downwind (towards `wind_to_deg`, from north).
+    Fire {
+        at: GeoPoint,
+        radius_m: f64,
+        smoke: bool,
+        wind_to_deg: f64,
+    },
+}
+
+impl IncidentKind {
+    /// Where a fire burns, if this is one.
+    pub fn fire_at(&self) -> Option<&GeoPoint> {
+        match self {
+            IncidentKind::Fire { at, .. } => Some(at),
+            _ => None,
+        }
+    }
 }
 
 /// An incident with its identity and time window. In TOML: `id`, `kind`
-/// (`gathering`, `person`, `walker`), the kind's fields, and optionally
-/// `start_s`, `end_s`, `height_m`.
+/// (`gathering`, `person`, `walker`, `fire`), the kind's fields, and
+/// optionally `start_s`, `end_s`, `height_m`. A fire takes `at`,
+/// `radius_m` (default 2), `smoke` (default true) and `wind_to_deg`
+/// (default 60).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawIncident", into = "RawIncident")]
 pub struct Incident {
@@ -168,6 +189,10 @@ struct RawIncident {
     end_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     height_m: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smoke: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wind_to_deg: Option<f64>,
 }
 
 impl TryFrom<RawIncident> for Incident {
@@ -191,6 +216,8 @@ impl TryFrom<RawIncident> for Incident {
             "gathering" => {
                 not(r.path.is_some(), "path")?;
                 not(r.speed_mps.is_some(), "speed_mps")?;
+                not(r.smoke.is_some(), "smoke")?;
+                not(r.wind_to_deg.is_some(), "wind_to_deg")?;
                 IncidentKind::Gathering {
                     at: need(r.at, &id, &r.kind, "at")?,
                     people: need(r.people, &id, &r.kind, "people")?,
@@ -203,6 +230,8 @@ impl TryFrom<RawIncident> for Incident {
                     (r.radius_m.is_some(), "radius_m"),
                     (r.path.is_some(), "path"),
                     (r.speed_mps.is_some(), "speed_mps"),
+                    (r.smoke.is_some(), "smoke"),
+                    (r.wind_to_deg.is_some(), "wind_to_deg"),
                 ] {
                     not(p, f)?;
                 }
@@ -218,14 +247,31 @@ impl TryFrom<RawIncident> for Incident {
                 ] {
                     not(p, f)?;
                 }
+                not(r.smoke.is_some(), "smoke")?;
+                not(r.wind_to_deg.is_some(), "wind_to_deg")?;
                 IncidentKind::Walker {
                     path: need(r.path.clone(), &id, &r.kind, "path")?,
                     speed_mps: r.speed_mps.unwrap_or(1.3),
                 }
             }
+            "fire" => {
+                for (p, f) in [
+                    (r.people.is_some(), "people"),
+                    (r.path.is_some(), "path"),
+                    (r.speed_mps.is_some(), "speed_mps"),
+                ] {
+                    not(p, f)?;
+                }
+                IncidentKind::Fire {
+                    at: need(r.at, &id, &r.kind, "at")?,
+                    radius_m: r.radius_m.unwrap_or(2.0),
+                    smoke: r.smoke.unwrap_or(true),
+                    wind_to_deg: r.wind_to_deg.unwrap_or(60.0),
+                }
+            }
             other => {
                 return Err(format!(
-                    "incident {id:?}: kind {other:?} is not one of gathering, person, walker"
+                    "incident {id:?}: kind {other:?} is not one of gathering, person, walker, fire"
                 ))
             }
         };
@@ -252,6 +298,8 @@ impl From<Incident> for RawIncident {
             start_s: Some(i.start_s),
             end_s: i.end_s,
             height_m: Some(i.height_m),
+            smoke: None,
+            wind_to_deg: None,
         };
         match i.kind {
             IncidentKind::Gathering {
@@ -272,6 +320,18 @@ impl From<Incident> for RawIncident {
                 r.kind = "walker".into();
                 r.path = Some(path);
                 r.speed_mps = Some(speed_mps);
+            }
+            IncidentKind::Fire {
+                at,
+                radius_m,
+                smoke,
+                wind_to_deg,
+            } => {
+                r.kind = "fire".into();
+                r.at = Some(at);
+                r.radius_m = Some(radius_m);
+                r.smoke = Some(smoke);
+                r.wind_to_deg = Some(wind_to_deg);
             }
         }
         r
@@ -472,6 +532,20 @@ impl Scenario {
                     vec![at]
                 }
                 IncidentKind::Person { at } => vec![at],
+                IncidentKind::Fire {
+                    at,
+                    radius_m,
+                    wind_to_deg,
+                    ..
+                } => {
+                    if !(radius_m.is_finite() && (0.3..=50.0).contains(radius_m)) {
+                        return Err(err(f("radius_m"), "must be in [0.3, 50] m"));
+                    }
+                    if !wind_to_deg.is_finite() {
+                        return Err(err(f("wind_to_deg"), "must be a number"));
+                    }
+                    vec![at]
+                }
                 IncidentKind::Walker { path, speed_mps } => {
                     if path.len() < 2 {
                         return Err(err(f("path"), "needs at least 2 points"));
@@ -507,6 +581,20 @@ impl Scenario {
             ((g.east_m - g.west_m) / g.metres_per_px).ceil() as u32,
             ((g.north_m - g.south_m) / g.metres_per_px).ceil() as u32,
         )
+    }
+
+    /// The fires burning at simulated time `sim_time_s`: incident index
+    /// and incident.
+    pub fn fires_at(&self, sim_time_s: f64) -> Vec<(usize, &Incident)> {
+        self.incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, inc)| {
+                inc.kind.fire_at().is_some()
+                    && sim_time_s >= inc.start_s
+                    && inc.end_s.is_none_or(|e| sim_time_s < e)
+            })
+            .collect()
     }
 
     /// Everyone in the scene at simulated time `sim_time_s`.
@@ -549,6 +637,7 @@ impl Scenario {
                         });
                     }
                 }
+                IncidentKind::Fire { .. } => {}
                 IncidentKind::Walker { path, speed_mps } => {
                     let pts: Vec<(f64, f64)> = path
                         .iter()
