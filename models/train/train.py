@@ -247,13 +247,15 @@ def main():
     ap.add_argument("--out-dir", default=str(REPO / "models"))
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--size", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=35)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--head-lr-mult", type=float, default=3.0)
     ap.add_argument("--wh-weight", type=float, default=5.0)
-    ap.add_argument("--neg-per-epoch", type=float, default=1.0,
-                    help="fraction of the training negatives drawn each epoch")
+    ap.add_argument("--rgb-neg-repeat", type=int, default=2,
+                    help="times each fire-smoke-rgb negative is drawn per epoch")
+    ap.add_argument("--sim-neg-repeat", type=int, default=4,
+                    help="times each sim negative is drawn per epoch (each time another crop)")
     ap.add_argument("--max-fa", type=float, default=0.05, help="false-alarm budget on val")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--smoke", action="store_true", help="few images, 1 epoch, small input")
@@ -323,7 +325,12 @@ def main():
     train = by["train"]
     pos_idx = [i for i, it in enumerate(train) if it["boxes"]]
     neg_idx = [i for i, it in enumerate(train) if not it["boxes"]]
-    steps_per_epoch = math.ceil((len(pos_idx) + int(len(neg_idx) * a.neg_per_epoch)) / a.batch)
+    # Negatives are drawn several times an epoch (another random crop each
+    # time): a first run drew each once and its highest-scoring val
+    # negatives were sim frames (people on grass), then CCTV frames.
+    repeat = {"rgb": a.rgb_neg_repeat, "sim": a.sim_neg_repeat, "vtest": 1}
+    neg_draws = [i for i in neg_idx for _ in range(repeat[train[i]["source"]])]
+    steps_per_epoch = math.ceil((len(pos_idx) + len(neg_draws)) / a.batch)
     total_steps = steps_per_epoch * a.epochs
     warm = min(steps_per_epoch, total_steps // 10 + 1)
 
@@ -340,8 +347,7 @@ def main():
         t_ep = time.time()
         net.train()
         rng = np.random.default_rng([a.seed, epoch])
-        negs = list(rng.permutation(neg_idx))[: int(len(neg_idx) * a.neg_per_epoch)]
-        order = list(rng.permutation(pos_idx + [int(i) for i in negs]))
+        order = [int(i) for i in rng.permutation(pos_idx + neg_draws)]
         sums = np.zeros(3)
         skipped = 0
         for s in range(steps_per_epoch):
@@ -351,7 +357,7 @@ def main():
             xs, hs, rs, ws = [], [], [], []
             for j in batch:
                 it = train[j]
-                r = np.random.default_rng([a.seed, epoch, int(j)])
+                r = np.random.default_rng([a.seed, epoch, s, int(j)])
                 x, b = augment(images.get(it["path"]), it["boxes"], a.size, r, it["source"])
                 h, rg, w = targets(b, a.size, nc)
                 xs.append(x), hs.append(h), rs.append(rg), ws.append(w)
