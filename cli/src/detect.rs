@@ -29,7 +29,7 @@
 //! no extra flags:
 //!
 //! ```text
-//! tiancha detect dir:photos/ --model models/fire_smoke.toml \
+//! tiancha detect photos/ --model models/fire_smoke.toml \
 //!     --out events.jsonl --frames-out frames.jsonl
 //! ```
 

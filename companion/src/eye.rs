@@ -46,6 +46,7 @@ use tiancha_inference::geometry::camera::{
     Attitude, CameraModel, CameraPose, GimbalAngles, GimbalMount, PoseSigma, PoseSource,
 };
 use tiancha_inference::geotag::Ground;
+use tiancha_inference::manifest::Manifest;
 use tiancha_inference::model_set::{ExtraModel, ModelSchedule};
 use tiancha_inference::protocol::{
     self as proto, Command, CommandKind, DetectionZone, DroneEvent, EventKind, LinkName, LinkState,
@@ -134,10 +135,13 @@ impl PoseSource for BridgePoses {
 pub fn engine_config(
     zones: &[DetectionZone],
     d: &DetectionSection,
-    model_has_hazards: bool,
+    manifest: &Manifest,
 ) -> EngineConfig {
+    let model_has_hazards = !manifest.hazards.is_empty();
     let mut rules: Vec<RuleConfig> = zones.iter().map(RuleConfig::from).collect();
-    if zones.is_empty() {
+    // The default gathering rule only for a model that sees people (a
+    // hazard-only model runs with its hazard rule alone).
+    if zones.is_empty() && !manifest.people.is_empty() {
         rules.push(RuleConfig {
             name: "gathering".into(),
             zone: None,
@@ -402,7 +406,6 @@ impl Ctx {
         let schedule = ModelSchedule::new(detector.manifest(), self.models.extras.clone())
             .map_err(|e| format!("camera.extra_models: {e}"))?;
         let manifest = schedule.manifest().clone();
-        let hazards = !manifest.hazards.is_empty();
         let model = CameraModel::ideal(self.cam.width, self.cam.height, self.cam.hfov_deg);
         let sigma = self.cam.pose_sigma.unwrap_or_else(PoseSigma::typical);
         let ground_alt = self.ground_alt();
@@ -413,9 +416,9 @@ impl Ctx {
         )
         .with_sigma_px(self.cam.sigma_px);
         let mut zones = self.zones.clone();
-        let rules = engine_config(&zones.borrow_and_update(), &self.detection, hazards);
+        let rules = engine_config(&zones.borrow_and_update(), &self.detection, &manifest);
         let eye = Eye::new(
-            manifest,
+            manifest.clone(),
             EyeConfig {
                 engine: rules,
                 ..EyeConfig::default()
@@ -458,7 +461,7 @@ impl Ctx {
         loop {
             if zones.has_changed().unwrap_or(false) {
                 let z = zones.borrow_and_update().clone();
-                let r = engine_config(&z, &self.detection, hazards);
+                let r = engine_config(&z, &self.detection, &manifest);
                 info!(
                     "eye: {} rule(s) from {} detection zone(s)",
                     r.rules.len(),
@@ -806,15 +809,34 @@ mod tests {
         ));
     }
 
+    /// A manifest with these classes (TOML list) and `[events]` lines.
+    fn manifest(classes: &str, events: &str) -> Manifest {
+        let text = format!(
+            "name = \"m\"\nmodel = \"m.onnx\"\n[input]\nname = \"i\"\nshape = [1, 3, 64, 64]\n\
+             layout = \"nchw\"\ncolor = \"rgb\"\nresize = \"letterbox\"\nscale = 1.0\n\
+             [output]\ndecoder = \"yolov8\"\nname = \"o\"\n[classes]\nnames = {classes}\n\
+             [events]\n{events}\n"
+        );
+        Manifest::parse(&text, std::path::Path::new("m.toml"), |_| Err("".into())).unwrap()
+    }
+
     #[test]
     fn rules_from_zones_or_the_default_gathering() {
         let d = DetectionSection::default();
-        let r = engine_config(&[], &d, false);
+        let people = manifest("[\"person\", \"car\"]", "");
+        let both = manifest("[\"person\", \"fire\"]", "hazards = [\"fire\"]");
+        let hazards_only = manifest("[\"smoke\", \"fire\"]", "hazards = [\"smoke\", \"fire\"]");
+        let r = engine_config(&[], &d, &people);
         assert_eq!(r.rules.len(), 1);
         assert!(matches!(
             r.rules[0].rule,
             ZoneRule::Gathering { min_people: 5, .. }
         ));
+        // A hazard-only model: its hazard rule alone, and the engine takes it.
+        let r = engine_config(&[], &d, &hazards_only);
+        assert_eq!(r.rules.len(), 1);
+        assert!(matches!(r.rules[0].rule, ZoneRule::Hazard { .. }));
+        tiancha_inference::EventEngine::new(r, Arc::new(hazards_only)).unwrap();
         let zone = DetectionZone {
             name: "reservoir bank".into(),
             polygon: proto::GeoPolygon {
@@ -830,7 +852,7 @@ mod tests {
                 min_duration_s: 2.0,
             },
         };
-        let r = engine_config(std::slice::from_ref(&zone), &d, true);
+        let r = engine_config(std::slice::from_ref(&zone), &d, &both);
         assert_eq!(r.rules.len(), 2, "the zone's rule and the hazard rule");
         assert_eq!(r.rules[0].name, "reservoir bank");
         assert!(matches!(r.rules[1].rule, ZoneRule::Hazard { .. }));
