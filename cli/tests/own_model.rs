@@ -11,7 +11,6 @@
 mod fixtures;
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use tiancha_inference::opencv::core::{Mat, Scalar, Vector, CV_8UC3};
