@@ -1057,7 +1057,8 @@ async fn final_result(api: &Api, id: &str) -> Option<(String, String)> {
         .find(|(s, _)| !matches!(s.as_str(), "accepted" | "in_progress"))
 }
 
-/// Where each placed incident's people stood (centroid), by incident id.
+/// Where each placed incident's people stood (centroid), and where each
+/// fire burns, by incident id.
 fn incident_truth(scenario: &Scenario, sim_time_s: f64) -> BTreeMap<String, (f64, f64)> {
     let mut acc: BTreeMap<usize, (f64, f64, f64)> = BTreeMap::new();
     for p in scenario.people_at(sim_time_s) {
@@ -1066,9 +1067,16 @@ fn incident_truth(scenario: &Scenario, sim_time_s: f64) -> BTreeMap<String, (f64
         e.1 += p.at.lon_deg;
         e.2 += 1.0;
     }
-    acc.into_iter()
+    let mut truth: BTreeMap<String, (f64, f64)> = acc
+        .into_iter()
         .map(|(i, (a, b, n))| (scenario.incidents[i].id.clone(), (a / n, b / n)))
-        .collect()
+        .collect();
+    for (_, inc) in scenario.fires_at(sim_time_s) {
+        if let Some(at) = inc.kind.fire_at() {
+            truth.insert(inc.id.clone(), (at.lat_deg, at.lon_deg));
+        }
+    }
+    truth
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1091,7 +1099,12 @@ async fn summarize(
                 continue;
             };
             last_sim_s = v["sim_time_s"].as_f64().unwrap_or(last_sim_s);
-            for p in v["people"].as_array().into_iter().flatten() {
+            let fires_in_view = v["fires"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["in_image"] == true);
+            for p in v["people"].as_array().into_iter().flatten().chain(fires_in_view) {
                 if let Some(i) = p["incident"].as_str() {
                     in_view.insert(i.to_string());
                 } else if let Some(i) = p["incident"].as_u64() {
