@@ -1104,7 +1104,12 @@ async fn summarize(
                 .into_iter()
                 .flatten()
                 .filter(|f| f["in_image"] == true);
-            for p in v["people"].as_array().into_iter().flatten().chain(fires_in_view) {
+            for p in v["people"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(fires_in_view)
+            {
                 if let Some(i) = p["incident"].as_str() {
                     in_view.insert(i.to_string());
                 } else if let Some(i) = p["incident"].as_u64() {

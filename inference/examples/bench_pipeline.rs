@@ -5,7 +5,13 @@
 //! ```text
 //! bench_pipeline [VIDEO] [THREADS] [file|live] [--backend tract|ort] [--provider P]
 //!                [--ort-library PATH] [--manifest M] [--input-size WxH]
+//!                [--tiles RxC] [--extra MANIFEST --extra-fps F [--extra-tiles RxC]]
 //! ```
+//!
+//! `--extra` runs a second model beside the first on the same frames, at
+//! most `--extra-fps` frames a second (`inference/src/model_set.rs`, as
+//! the companion's `[[camera.extra_models]]`): the hazard model's cost to
+//! the eye is this run's `fps` against the same run without it.
 //!
 //! `file` (default): every frame, as fast as the eye goes — throughput.
 //! `live`: the file replayed at its own frame rate with newest-frame
@@ -58,18 +64,51 @@ fn main() {
         let (w, h) = s.split_once('x').expect("--input-size WxH");
         (w.parse().unwrap(), h.parse().unwrap())
     });
+    let tiles = |key: &str| {
+        flag(key).map(|s| {
+            let (r, c) = s.split_once('x').expect("tiles RxC");
+            Some(tiancha_inference::manifest::TilingSpec {
+                rows: r.parse().unwrap(),
+                cols: c.parse().unwrap(),
+                overlap: 0.2,
+                include_full: false,
+            })
+        })
+    };
     let det = Arc::new(
         Detector::from_manifest_path(
             &manifest,
             &DetectorOptions {
                 threads,
-                backend,
+                backend: backend.clone(),
                 input_size,
+                tiling: tiles("--tiles"),
                 ..DetectorOptions::default()
             },
         )
         .unwrap(),
     );
+    let extras: Vec<tiancha_inference::model_set::ExtraModel> = flag("--extra")
+        .map(|m| {
+            let d = Detector::from_manifest_path(
+                &m,
+                &DetectorOptions {
+                    threads,
+                    backend: backend.clone(),
+                    tiling: tiles("--extra-tiles"),
+                    ..DetectorOptions::default()
+                },
+            )
+            .unwrap();
+            tiancha_inference::model_set::ExtraModel {
+                detector: Arc::new(d),
+                fps: flag("--extra-fps").map_or(1.0, |f| f.parse().unwrap()),
+            }
+        })
+        .into_iter()
+        .collect();
+    let schedule =
+        tiancha_inference::model_set::ModelSchedule::new(det.manifest(), extras).unwrap();
     eprintln!(
         "bench_pipeline: {} on {}, input {:?}",
         manifest.display(),
@@ -89,7 +128,7 @@ fn main() {
         Arc::new(FixedPose(pose)),
     );
     let eye = Eye::new(
-        det.manifest().clone(),
+        schedule.manifest().clone(),
         EyeConfig {
             engine: EngineConfig {
                 rules: vec![RuleConfig {
@@ -115,7 +154,7 @@ fn main() {
         cfg.delivery = Some(tiancha_inference::source::Delivery::Newest);
     }
     let src = FrameSource::open(cfg).unwrap();
-    let p = Pipeline::start(src, det, eye, PipelineOptions::default()).unwrap();
+    let p = Pipeline::start_with(src, det, schedule, eye, PipelineOptions::default()).unwrap();
     let s = p.run_to_end(|o| {
         if let EyeOutput::FrameError(e) = o {
             eprintln!("{e}");
