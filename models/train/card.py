@@ -193,8 +193,9 @@ renders (all negatives); no synthetic positive.
 
 ## Choices made along the way (all on train/val, never on test)
 
-- lr 1e-3 for the whole net diverged within 40 steps (the graph has no
-  BatchNorm left): lr {cfg['lr']}, the head at {cfg['head_lr_mult']}x.
+- lr 1e-3 and 4e-4 for the whole net diverged within 40 steps (the graph
+  has no BatchNorm left); 2e-4 with the head at 3x diverged in the second
+  epoch of two full runs (the second one for good): lr {cfg['lr']}, the head at {cfg['head_lr_mult']}x.
 - The focal loss was first normalised by the number of objects alone;
   batches of mostly negatives then weighed 10x more. Now at least one per
   image.
