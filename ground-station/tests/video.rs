@@ -212,12 +212,13 @@ async fn a_hundred_viewers_come_and_go_without_leaking() {
     // 35 MB on loaded machines), not ~200 leaked pipelines (one leaked
     // decoder alone holds several MB).
     assert!(grew_mb < 60.0, "RSS grew {grew_mb:.1} MB: {v}");
-    // A leak per viewer would add ~110 threads. GLib/GStreamer keep a few
-    // pool threads alive after the last viewer (seen: +4 and +5 on
-    // loaded CI machines, also after waiting past tokio's 10 s idle
-    // keep-alive).
+    // A leak per viewer would add ~210 threads (one per viewer of the
+    // 210). GLib/GStreamer keep a few pool threads alive after the last
+    // viewer (seen: +4 and +5 on loaded CI machines, +11 and +16 with a
+    // CPU-bound job beside the test, also after waiting 30 s more for them
+    // to exit): a bound of 25 still catches a leak in one viewer of eight.
     assert!(
-        n(a, "threads") <= n(b, "threads") + 8.0,
+        n(a, "threads") <= n(b, "threads") + 25.0,
         "threads {} -> {}: {v}",
         n(b, "threads"),
         n(a, "threads")

@@ -25,14 +25,18 @@ async function metrics() {
   const g = (name) => Number((new RegExp(`^${name} (\\S+)$`, 'm').exec(t) || [])[1]);
   return { elements: g('tiancha_video_gst_elements'), viewers: g('tiancha_video_viewers'), running: Number((new RegExp(`^tiancha_video_source_running\\{drone="${DRONE}"\\} (\\S+)$`, 'm').exec(t) || [])[1]) };
 }
-// Settled: no viewer, source stopped, element count stable.
-async function settled() {
+// Settled: no viewer, source stopped, element count stable; and, given
+// `threads`, up to 30 s more for the thread count to come down to it
+// (pool threads that outlive a busy spell on a loaded machine exit on
+// their own; a leak of one thread per viewer never comes down).
+async function settled(threads = Infinity) {
   let m = await metrics();
   for (let i = 0; i < 100 && (m.viewers !== 0 || m.running !== 0); i++) { await new Promise((r) => setTimeout(r, 200)); m = await metrics(); }
   // Idle threads of tokio's blocking pool (the store's calls) exit after
   // 10 s of idleness: wait past that, so the thread count measures leaks,
   // not how busy the last seconds were.
   await new Promise((r) => setTimeout(r, 11000));
+  for (let i = 0; i < 30 && proc().threads > threads; i++) await new Promise((r) => setTimeout(r, 1000));
   m = await metrics();
   return { ...m, ...proc() };
 }
@@ -95,7 +99,7 @@ log(`${ROUNDS} WebRTC signalling sessions in ${((Date.now() - t1) / 1000).toFixe
 const t2 = Date.now();
 await run(fullOnce, FULL);
 log(`${FULL} complete WebRTC sessions in ${((Date.now() - t2) / 1000).toFixed(1)} s`);
-const after = await settled();
+const after = await settled(before.threads + 25);
 log('after', JSON.stringify(after));
 console.log('LEAK ' + JSON.stringify({ rounds: ROUNDS, full: FULL, before, after }));
 await browser.close();
