@@ -1,8 +1,9 @@
 //! Bring your own model: the hazard-only YOLOv8 manifest written in
 //! docs/models.md, taken from the page as it stands, runs in `tiancha
-//! detect` with no flag but the model: no people class needed, no gathering
+//! detect` with no flag but the model (no people class needed, no gathering
 //! rule forced on it, fire alerts out, and each frame's detections with its
-//! file name (`--frames-out`). The ONNX graph is a test fixture with the
+//! file name, `--frames-out`), and as the companion's camera model with
+//! nothing else set. The ONNX graph is a test fixture with the
 //! YOLOv8 output layout (`output0` [1, 4 + 2, N]) whose fire score rises
 //! with the frame's brightness (inference/tests/common); the manifest is
 //! the documentation's, byte for byte.
@@ -11,7 +12,9 @@
 mod fixtures;
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use tiancha_inference::opencv::core::{Mat, Scalar, Vector, CV_8UC3};
 use tiancha_inference::opencv::imgcodecs;
@@ -31,15 +34,15 @@ fn documented_manifest() -> String {
     body.split("```").next().unwrap().to_string()
 }
 
-#[test]
-fn the_documented_hazard_only_yolov8_manifest_runs_in_detect_with_no_extra_flags() {
-    let dir = tempfile::tempdir().unwrap();
+/// The documented manifest and the fixture model in `dir`; returns the
+/// manifest's path.
+fn documented_model(dir: &Path) -> PathBuf {
     let manifest = documented_manifest();
     assert!(
         !manifest.contains("people"),
         "the page's manifest names no people"
     );
-    std::fs::write(dir.path().join("fire_yolov8n.toml"), &manifest).unwrap();
+    std::fs::write(dir.join("fire_yolov8n.toml"), &manifest).unwrap();
     // Two candidates in 640×640 letterbox space: a fire in the middle whose
     // score is 0.1 + 0.8 × mean brightness, and a faint smoke (0.05).
     let n = 2;
@@ -59,7 +62,14 @@ fn the_documented_hazard_only_yolov8_manifest_runs_in_detect_with_no_extra_flags
         }
     }
     let model = fixtures::mean_gain_model(640, 640, &[1, 6, n as i64], base, gain);
-    std::fs::write(dir.path().join("fire_yolov8n.onnx"), model).unwrap();
+    std::fs::write(dir.join("fire_yolov8n.onnx"), model).unwrap();
+    dir.join("fire_yolov8n.toml")
+}
+
+#[test]
+fn the_documented_hazard_only_yolov8_manifest_runs_in_detect_with_no_extra_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = documented_model(dir.path());
     // Eight bright frames (a 640×480 camera: letterboxed into 640×640).
     let frames = dir.path().join("frames");
     std::fs::create_dir(&frames).unwrap();
@@ -76,7 +86,7 @@ fn the_documented_hazard_only_yolov8_manifest_runs_in_detect_with_no_extra_flags
         .arg("detect")
         .arg(&frames)
         .arg("--model")
-        .arg(dir.path().join("fire_yolov8n.toml"))
+        .arg(&manifest)
         .arg("--out")
         .arg(&events)
         .arg("--frames-out")
@@ -125,4 +135,39 @@ fn the_documented_hazard_only_yolov8_manifest_runs_in_detect_with_no_extra_flags
         !log.contains("no people classes"),
         "no gathering rule was forced on a hazard-only model:\n{log}"
     );
+}
+
+#[test]
+fn the_documented_hazard_only_yolov8_manifest_is_a_companion_camera_model_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = documented_model(dir.path());
+    let cfg = dir.path().join("companion.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "drone_id = \"sr-fire\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt}\n[spool]\npath = \"{spool}\"\n\
+             [autopilot]\naddress = \"udpin:127.0.0.1:{udp}\"\n[camera]\nuri = \"test://ball\"\n\
+             model_manifest = \"{manifest}\"\nwidth = 640\nheight = 480\nhfov_deg = 60.0\nground_alt_m = 0.0\n",
+            mqtt = support::free_port(),
+            udp = support::free_port(),
+            spool = dir.path().join("spool.db").display(),
+            manifest = manifest.display(),
+        ),
+    )
+    .unwrap();
+    let mut p = support::Proc::tiancha(
+        "companion",
+        dir.path(),
+        &["companion", "--config", cfg.to_str().unwrap()],
+    );
+    support::wait_for("the eye running", Duration::from_secs(60), || {
+        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+        assert!(
+            !log.contains("the eye stopped"),
+            "the eye refused a hazard-only model:\n{log}"
+        );
+        assert!(p.is_running(), "the companion stopped:\n{}", p.log_tail(40));
+        log.contains("eye running").then_some(())
+    });
+    p.kill();
 }
