@@ -68,7 +68,8 @@ def main():
         h, w = sess.run(None, {man["input"]["name"]: xs[i][None]})
         py = ev.decode(h[0], w[0], [thr] * len(classes), man["output"].get("max_detections", 100),
                        man["nms"]["iou"], 300)
-        rust = f["detections"]
+        # --frames-out also lists detections down to the tracker's floor.
+        rust = [d for d in f["detections"] if d["score"] >= thr]
         n_rust += len(rust)
         n_py += len(py)
         for d in rust:
