@@ -190,7 +190,19 @@ fn vtest_frames() -> Vec<Frame> {
 
 #[cfg(feature = "ort")]
 fn tract_and_ort_agree(what: &str, manifest: &Path, input_size: Option<(u32, u32)>) {
-    let frames = vtest_frames();
+    tract_and_ort_agree_on(what, manifest, input_size, &vtest_frames(), 20);
+}
+
+/// [`tract_and_ort_agree`] on `frames`, comparing at least `least`
+/// confident detections.
+#[cfg(feature = "ort")]
+fn tract_and_ort_agree_on(
+    what: &str,
+    manifest: &Path,
+    input_size: Option<(u32, u32)>,
+    frames: &[Frame],
+    least: usize,
+) {
     let tract = Detector::from_manifest_path(
         manifest,
         &DetectorOptions {
@@ -214,7 +226,7 @@ fn tract_and_ort_agree(what: &str, manifest: &Path, input_size: Option<(u32, u32
         ort.manifest().file.input.shape
     );
     let mut compared = 0;
-    for f in &frames {
+    for f in frames {
         let a = tract.detect(f).unwrap();
         let b = ort.detect(f).unwrap();
         compared += assert_same(what, &tract, f.seq, ("tract", &a), ("onnxruntime", &b));
@@ -224,8 +236,44 @@ fn tract_and_ort_agree(what: &str, manifest: &Path, input_size: Option<(u32, u32
         tract.manifest().file.input.shape
     );
     assert!(
-        compared >= 20,
+        compared >= least,
         "{what}: only {compared} confident detections: the comparison says little"
+    );
+}
+
+/// The shipped fire/smoke model (models/train/run) on held-out test
+/// photos of its data set (../shared/data/fire-smoke-rgb, CC BY 4.0, read
+/// in place): tract and onnxruntime find the same fires and smoke.
+#[cfg(feature = "ort")]
+#[test]
+fn tract_and_ort_agree_on_the_fire_smoke_model() {
+    let dir = common::workspace_root().join("../shared/data/fire-smoke-rgb/test/images");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the shared data sets sit beside the checkout)",
+                dir.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let frames: Vec<Frame> = files
+        .iter()
+        .take(24)
+        .enumerate()
+        .map(|(i, p)| {
+            let img =
+                tiancha_inference::opencv::imgcodecs::imread_def(p.to_str().unwrap()).unwrap();
+            Frame::from_mat(i as u64, &img, 0).unwrap()
+        })
+        .collect();
+    tract_and_ort_agree_on(
+        "fire/smoke model on 24 test photos",
+        &common::workspace_root().join("models/fire_smoke_centernet_mnv3.toml"),
+        None,
+        &frames,
+        10,
     );
 }
 
