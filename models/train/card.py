@@ -72,7 +72,8 @@ def card(r: dict, name: str) -> str:
         f"{sp[s]['negative_by_source']['sim']} sim, {sp[s]['negative_by_source']['vtest']} vtest) |"
         for s in ["train", "val", "test"]
     )
-    fab = ", ".join(f"{k}: {x['false_alarms']} of {x['negatives']}" for k, x in t.get("false_alarm_by_source", {}).items())
+    src_name = {"rgb": "fire-smoke-rgb `default`", "sim": "sim renders", "vtest": "vtest.avi"}
+    fab = ", ".join(f"{src_name[k]}: {x['false_alarms']} of {x['negatives']}" for k, x in t.get("false_alarm_by_source", {}).items())
     curve = "\n".join(
         f"| {c['threshold']:.2f} | {c['recall']:.3f} | {c['false_alarm']:.3f} |" for c in t["curve"]
     )
@@ -131,7 +132,7 @@ run's checkpoints), or only the evaluation of the trained weights:
 | source | licence | use |
 |---|---|---|
 | fire-smoke-rgb (`../shared/data/fire-smoke-rgb`): Roboflow Universe project custom-thxhn/fire-wrpgm v8, via GitHub Abonia1/YOLOv8-Fire-and-Smoke-Detection (commit f2c67ef, `datasets/fire-8/`); 979 images 608x608, ground / CCTV view | CC BY 4.0, credit: Roboflow user custom-thxhn | positives (classes `Fire` -> fire, `smoke` -> smoke) and negatives (class `default`, below) |
-| the project's simulator: `render_incidents` renders of the demo scenario `examples/shangrao/scenario.toml` (3 incidents x altitudes 40/55/70 m x headings 0/90/180/270 x offsets 0:0, 8:-12; 1280x720) | this project's (MIT OR Apache-2.0) | synthetic aerial negatives |
+| the project's simulator: `render_incidents` renders of `models/train/negatives_scenario.toml` (the demo scenario `examples/shangrao/scenario.toml` frozen at commit 207e464, before any fire was placed in it; 3 incidents x altitudes 40/55/70 m x headings 0/90/180/270 x offsets 0:0, 8:-12; 1280x720) | this project's (MIT OR Apache-2.0) | synthetic aerial negatives |
 | vtest.avi of Debian's opencv-doc (`/usr/share/doc/opencv-doc/examples/data/vtest.avi`), one frame every 2 s (40 frames) | Apache-2.0 AND BSD-3-Clause (OpenCV; `/usr/share/doc/opencv-doc/copyright`, `Files: *`) | street negatives, test only |
 
 `fire-thermal-drone` (thermal) is not used.
@@ -167,8 +168,9 @@ renders (all negatives); no synthetic positive.
 
 ## Training
 
-- Command: `models/train/run` (defaults: `--seed {r['seed']} --size {cfg['size']}
-  --epochs {cfg['epochs']} --batch {cfg['batch']} --lr {cfg['lr']} --threads {r['threads']}`), run at `nice -n 19`.
+- Command: `models/train/run` with `--seed {r['seed']} --size {cfg['size']}
+  --epochs {cfg['epochs']} --batch {cfg['batch']} --lr {cfg['lr']} --head-lr-mult {cfg['head_lr_mult']}
+  --rgb-neg-repeat {cfg['rgb_neg_repeat']} --sim-neg-repeat {cfg['sim_neg_repeat']} --threads {r['threads']}`, under `nice -n 19`.
 - Start: all weights of `centernet_mnv3_coco80_heads.onnx` (BatchNorm folded
   in the graph, so no BatchNorm); the heat-map's last 1x1 conv replaced
   (random normal 0.01, bias -4.6). All convolutions trained.
@@ -212,8 +214,17 @@ renders (all negatives); no synthetic positive.
 - The test split is small ({ta['positives']} positive, {ta['negatives']} negative images): one image
   is {100 / max(1, ta['negatives']):.1f} % of the false-alarm figure.
 - Smoke boxes in the data are loose (whole plumes, sometimes the whole
-  frame); AP50 for smoke is the weaker figure.
-"""
+  frame), and several negatives are hazy or foggy scenes.
+- Whole video clips and CCTV scenes fall into one split each (by design, so
+  that no near-duplicate leaks); with ~190 groups, val and test differ in
+  which scenes they hold, and the val figures are optimistic for test.
+""" + notes()
+
+
+def notes() -> str:
+    """Hand-written notes on the shipped run (card_notes.md), if any."""
+    p = Path(__file__).with_name("card_notes.md")
+    return "\n" + p.read_text() if p.exists() else ""
 
 
 def write(r: dict, out_dir: Path, name: str):
