@@ -330,20 +330,23 @@ impl HazardSite {
         let Pos::Ground { fix, .. } = newest else {
             return Some(newest);
         };
-        let ground: Vec<(f64, f64)> = self
-            .seen_at
-            .iter()
-            .filter_map(|p| match p {
-                Pos::Ground { e, n, .. } => Some((*e, *n)),
-                _ => None,
-            })
-            .collect();
-        let k = ground.len() as f64;
-        Some(Pos::Ground {
-            e: ground.iter().map(|g| g.0).sum::<f64>() / k,
-            n: ground.iter().map(|g| g.1).sum::<f64>() / k,
-            fix,
+        Some(ground_mean(self.seen_at.iter(), fix))
+    }
+}
+
+/// The mean of the ground positions among `ps`, carrying `fix`.
+fn ground_mean<'a>(ps: impl Iterator<Item = &'a Pos>, fix: GroundFix) -> Pos {
+    let g: Vec<(f64, f64)> = ps
+        .filter_map(|p| match p {
+            Pos::Ground { e, n, .. } => Some((*e, *n)),
+            _ => None,
         })
+        .collect();
+    let k = g.len() as f64;
+    Pos::Ground {
+        e: g.iter().map(|p| p.0).sum::<f64>() / k,
+        n: g.iter().map(|p| p.1).sum::<f64>() / k,
+        fix,
     }
 }
 
@@ -1327,21 +1330,7 @@ impl EventEngine {
 fn centroid(ms: &[&Member]) -> Option<Pos> {
     let first = ms.first()?;
     match first.pos {
-        Pos::Ground { fix, .. } => {
-            let g: Vec<(f64, f64)> = ms
-                .iter()
-                .filter_map(|m| match m.pos {
-                    Pos::Ground { e, n, .. } => Some((e, n)),
-                    _ => None,
-                })
-                .collect();
-            let k = g.len() as f64;
-            Some(Pos::Ground {
-                e: g.iter().map(|p| p.0).sum::<f64>() / k,
-                n: g.iter().map(|p| p.1).sum::<f64>() / k,
-                fix,
-            })
-        }
+        Pos::Ground { fix, .. } => Some(ground_mean(ms.iter().map(|m| &m.pos), fix)),
         Pos::Image { .. } => {
             let g: Vec<(f64, f64, f64)> = ms
                 .iter()
