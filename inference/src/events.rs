@@ -1666,19 +1666,7 @@ hazards = ["fire", "smoke"]
 
     #[test]
     fn hazards_need_k_of_m_frames_and_map_to_categories() {
-        let cfg = EngineConfig {
-            rules: vec![RuleConfig {
-                name: "hazards".into(),
-                zone: None,
-                rule: ZoneRule::Hazard {
-                    classes: vec![],
-                    k_of_m: (3, 5),
-                },
-            }],
-            close_after_s: 1.0,
-            ..EngineConfig::default()
-        };
-        let mut eng = EventEngine::new(cfg, manifest()).unwrap();
+        let mut eng = hazard_engine(1.0);
         let mut fire = person(0, 3.0, 3.0);
         fire.class_id = 2;
         fire.track_id = 0;
@@ -1743,7 +1731,9 @@ hazards = ["fire", "smoke"]
         }
     }
 
-    fn hazard_engine() -> EventEngine {
+    /// The hazard rule everywhere, 3 of 5 frames, closing after
+    /// `close_after_s`, updates as often as they come.
+    fn hazard_engine(close_after_s: f64) -> EventEngine {
         let cfg = EngineConfig {
             rules: vec![RuleConfig {
                 name: "hazards".into(),
@@ -1753,7 +1743,7 @@ hazards = ["fire", "smoke"]
                     k_of_m: (3, 5),
                 },
             }],
-            close_after_s: 2.0,
+            close_after_s,
             update_interval_s: 0.0,
             ..EngineConfig::default()
         };
@@ -1791,7 +1781,7 @@ hazards = ["fire", "smoke"]
         };
         // Two fires 80 m apart in the same frames: two incidents, each
         // where its fire is.
-        let mut eng = hazard_engine();
+        let mut eng = hazard_engine(2.0);
         let ev = detector_frames(&mut eng, 0, 5, |_| {
             vec![sighting(2, 0.0, 0.0), sighting(2, 80.0, 0.0)]
         });
@@ -1813,7 +1803,7 @@ hazards = ["fire", "smoke"]
 
         // Smoke first, then the fire under it 6 m away: one incident, a
         // smoke alert that becomes a fire.
-        let mut eng = hazard_engine();
+        let mut eng = hazard_engine(2.0);
         let ev = detector_frames(&mut eng, 0, 10, |i| {
             let mut v = vec![sighting(3, 6.0, 0.0)];
             if i >= 4 {
@@ -1835,7 +1825,7 @@ hazards = ["fire", "smoke"]
         // The fire out of view (the drone turned) for less than the close
         // time, then seen again within its position error: the same
         // incident, no new one; unseen for longer, it closes.
-        let mut eng = hazard_engine();
+        let mut eng = hazard_engine(2.0);
         let mut ev = detector_frames(&mut eng, 0, 5, |_| vec![sighting(2, 0.0, 0.0)]);
         ev.extend(detector_frames(&mut eng, 500, 10, |_| vec![]));
         ev.extend(detector_frames(&mut eng, 1500, 5, |_| {
