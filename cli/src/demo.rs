@@ -395,6 +395,9 @@ pub struct Summary {
     pub cases: usize,
     pub cases_delivered: usize,
     pub receiver_cases: usize,
+    /// The route each case category reached the receiver on (case
+    /// category → routes, one entry per case).
+    pub receiver_routes: BTreeMap<String, Vec<String>>,
     /// (command, final status, reason)
     pub commands: Vec<(String, String, String)>,
     pub mission_states: Vec<String>,
@@ -470,8 +473,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             companion_path.display()
         );
     };
-    let model = resolve(&cam.model_manifest)?;
-    cam.model_manifest = model;
+    cam.model_manifest = resolve(&cam.model_manifest)?;
+    for e in &mut cam.extra_models {
+        e.model_manifest = resolve(&e.model_manifest)?;
+    }
     if cam.backend == "ort" && cam.ort_library.is_none() {
         cam.ort_library = Some(onnxruntime_library()?);
     }
@@ -1246,7 +1251,17 @@ async fn summarize(
                 .is_some_and(|d| d == "delivered" || d == "acknowledged")
         })
         .count();
-    let receiver_cases = receiver_count(api, receiver_port).await;
+    let received = receiver_routes(api, receiver_port).await;
+    let receiver_cases = received.len();
+    let mut routes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &cases {
+        let (Some(id), Some(cat)) = (c["case_id"].as_str(), c["category"].as_str()) else {
+            continue;
+        };
+        if let Some(r) = received.get(id) {
+            routes.entry(cat.to_string()).or_default().push(r.clone());
+        }
+    }
     let mut cmd_rows = vec![];
     for (name, id) in &commands {
         let (st, reason) = final_result(api, id)
@@ -1276,6 +1291,7 @@ async fn summarize(
         cases: cases.len(),
         cases_delivered: delivered,
         receiver_cases,
+        receiver_routes: routes,
         commands: cmd_rows,
         mission_states: vec![],
         landed,
@@ -1285,20 +1301,27 @@ async fn summarize(
     })
 }
 
-/// Cases the dispute receiver recorded (its `GET /cases`).
-async fn receiver_count(api: &Api, port: u16) -> usize {
+/// Cases the dispute receiver recorded (its `GET /cases`): case id →
+/// the route it arrived on.
+async fn receiver_routes(api: &Api, port: u16) -> BTreeMap<String, String> {
     let Ok(r) = api
         .http
         .get(format!("http://127.0.0.1:{port}/cases"))
         .send()
         .await
     else {
-        return 0;
+        return BTreeMap::new();
     };
-    r.json::<Value>()
-        .await
-        .map(|v| list(v, "cases").len())
-        .unwrap_or(0)
+    let cases = r.json::<Value>().await.map(|v| list(v, "cases"));
+    cases
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| {
+            let key = c["idempotency_key"].as_str()?;
+            let id = key.split_once(".rev").map_or(key, |(id, _)| id);
+            Some((id.to_string(), c["route"].as_str()?.to_string()))
+        })
+        .collect()
 }
 
 fn print_summary(s: &Summary) {
@@ -1372,6 +1395,9 @@ fn print_summary(s: &Summary) {
         "cases           {} at the ground station, {} delivered; the dispute receiver holds {}",
         s.cases, s.cases_delivered, s.receiver_cases
     );
+    for (category, routes) in &s.receiver_routes {
+        println!("  {category:<13} → {}", routes.join(", "));
+    }
     if let (Some(rss), Some(cpu), Some(w)) = (
         s.companion_peak_rss_mb,
         s.companion_cpu_patrol_pct,

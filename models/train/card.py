@@ -72,7 +72,8 @@ def card(r: dict, name: str) -> str:
         f"{sp[s]['negative_by_source']['sim']} sim, {sp[s]['negative_by_source']['vtest']} vtest) |"
         for s in ["train", "val", "test"]
     )
-    src_name = {"rgb": "fire-smoke-rgb `default`", "sim": "sim renders", "vtest": "vtest.avi"}
+    src_name = {"rgb": "fire-smoke-rgb `default`", "sim": "demo-place sim renders", "vtest": "vtest.avi",
+                "air": "training-world renders"}
     fab = ", ".join(f"{src_name[k]}: {x['false_alarms']} of {x['negatives']}" for k, x in t.get("false_alarm_by_source", {}).items())
     curve = "\n".join(
         f"| {c['threshold']:.2f} | {c['recall']:.3f} | {c['false_alarm']:.3f} |" for c in t["curve"]

@@ -13,6 +13,11 @@ Sources (each item: image path, boxes in pixels of the image, source tag):
 - sim renders (this project's simulator, MIT/Apache): negatives.
 - vtest.avi frames (Debian opencv-doc; Apache-2.0 AND BSD-3-Clause):
   negatives, one street scene, test only.
+- sim aerial renders of the training world (`world_scenario.toml`, this
+  project's): positives from the truth of each fire in view (flames ->
+  fire, smoke plume -> smoke, clipped to the image) and negatives (frames
+  with no fire in view), source `air`. Split by fire (AIR_SPLIT) and, for
+  frames with no fire in view, by 100 m cell of the camera's position.
 
 Grouping (union-find): same original file (Roboflow exports one source
 file more than once, `img_974_jpg.rf.A` and `.rf.B`), same video clip
@@ -113,6 +118,54 @@ def scan_dir(d: Path, source: str, origin_of) -> list[Item]:
     return items
 
 
+# Smallest visible part of a truth box kept as a label, pixels of the
+# 1280x720 render (the eye squeezes the frame 4x into the model's input).
+AIR_MIN_SIDE = {0: 6.0, 1: 16.0}
+
+
+def scan_air(d: Path) -> list[Item]:
+    """Sim aerial renders with their truth (render_incidents' truth.json)."""
+    truth = d / "truth.json"
+    if not truth.is_file():
+        return []
+    t = json.loads(truth.read_text())
+    w, h = t["width_px"], t["height_px"]
+    items = []
+    for f in t["frames"]:
+        boxes, fire_ids = [], []
+        for fire in f.get("fires", []):
+            for cls, b in ((0, fire["flames_px"]), (1, fire.get("smoke_px"))):
+                if b is None:
+                    continue
+                x1, y1, x2, y2 = max(0.0, b[0]), max(0.0, b[1]), min(w, b[2]), min(h, b[3])
+                if x2 - x1 >= AIR_MIN_SIDE[cls] and y2 - y1 >= AIR_MIN_SIDE[cls]:
+                    boxes.append([cls, x1, y1, x2, y2])
+                    fire_ids.append(fire["incident_id"])
+        if f["incident_id"] != "survey":
+            origin = f["incident_id"]
+        elif fire_ids:
+            origin = fire_ids[0]
+        else:
+            # 100 m cells of the camera's position (about 1e-3 degree).
+            origin = f"cell:{round(f['lat_deg'] * 1000)}:{round(f['lon_deg'] * 1000)}"
+        items.append(Item(str(d / f["file"]), "air", boxes, w, h, origin))
+    return items
+
+
+# The training world's fires by split (the others train); cells of frames
+# with no fire in view go by a seeded draw.
+AIR_SPLIT = {"fire-05": "val", "fire-02": "test", "fire-09": "test"}
+
+
+def air_split(origin: str, seed: int) -> str:
+    if origin in AIR_SPLIT:
+        return AIR_SPLIT[origin]
+    if not origin.startswith("cell:"):
+        return "train"
+    u = random.Random(f"{seed}:{origin}").random()
+    return "test" if u < 0.15 else ("val" if u < 0.30 else "train")
+
+
 def sim_origin(name: str) -> str:
     # gathering-lane-1_a40_h000_o0.png -> sim:gathering-lane-1
     return "sim:" + name.split("_a")[0]
@@ -139,10 +192,13 @@ class UF:
 SIM_SPLIT = {"sim:gathering-lane-1": "train", "sim:gathering-lane-3": "val", "sim:person-pond-bank": "test"}
 
 
-def prepare(data_root: Path, neg_sim: Path, neg_vtest: Path, seed: int, fractions=(0.7, 0.15, 0.15)):
+def prepare(data_root: Path, neg_sim: Path, neg_vtest: Path, seed: int, fractions=(0.7, 0.15, 0.15),
+            air: Path | None = None):
     items = scan_rgb(data_root / "fire-smoke-rgb")
     items += scan_dir(neg_sim, "sim", sim_origin)
     items += scan_dir(neg_vtest, "vtest", lambda n: "vtest")
+    if air is not None:
+        items += scan_air(air)
     hashes = []
     for it in items:
         with Image.open(it.path) as im:
@@ -161,9 +217,14 @@ def prepare(data_root: Path, neg_sim: Path, neg_vtest: Path, seed: int, fraction
             uf.union(i, by_origin[key])
         else:
             by_origin[key] = i
+    # Near hashes join photos only: a render's identity is known (its
+    # incident or cell), and renders of fields all look alike to a 256-bit
+    # dHash, which would chain the whole sim into one group.
+    rendered = np.array([it.source in ("sim", "air") for it in items])
     ii, jj = np.nonzero(np.triu(D <= GROUP_D, 1))
     for a, b in zip(ii, jj):
-        uf.union(int(a), int(b))
+        if not (rendered[a] or rendered[b]):
+            uf.union(int(a), int(b))
     # Deduplicate: keep the first (by path) of each near-identical set.
     order = sorted(range(n), key=lambda i: items[i].path)
     kept: list[int] = []
@@ -196,6 +257,15 @@ def prepare(data_root: Path, neg_sim: Path, neg_vtest: Path, seed: int, fraction
             continue
         if srcs == {"sim"}:
             split = SIM_SPLIT.get(its[0].origin, "train")
+            for it in its:
+                it.split = split
+            continue
+        if "air" in srcs:
+            # A fire's split wins over a cell's; a group mixing the
+            # training world with other sources (never seen) goes to train.
+            origins = sorted({it.origin for it in its if it.source == "air"},
+                             key=lambda o: (o.startswith("cell:"), o))
+            split = air_split(origins[0], seed) if srcs == {"air"} else "train"
             for it in its:
                 it.split = split
             continue
@@ -236,7 +306,11 @@ def summary(items) -> dict:
             "negative": sum(not it["boxes"] for it in its),
             "negative_by_source": {
                 src: sum(1 for it in its if not it["boxes"] and it["source"] == src)
-                for src in ["rgb", "sim", "vtest"]
+                for src in ["rgb", "sim", "vtest", "air"]
+            },
+            "positive_by_source": {
+                src: sum(1 for it in its if it["boxes"] and it["source"] == src)
+                for src in ["rgb", "air"]
             },
             "with_fire": sum(any(b[0] == 0 for b in it["boxes"]) for it in its),
             "with_smoke": sum(any(b[0] == 1 for b in it["boxes"]) for it in its),

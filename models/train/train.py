@@ -70,6 +70,9 @@ def augment(img: np.ndarray, boxes, size: int, rng: np.random.Generator, source:
         ar = math.exp(rng.uniform(-0.25, 0.25))
         cw = min(w, max(32, int(round(w * s * math.sqrt(ar)))))
         ch = min(h, max(32, int(round(h * s / math.sqrt(ar)))))
+    elif source == "air" and rng.random() < 0.5:
+        # The whole frame, as the eye's whole-frame hazard model sees it.
+        cw, ch = w, h
     else:  # wide aerial / street frames: tile-sized crops as the eye cuts them
         side = rng.uniform(0.35, 1.0) * min(h, w)
         ar = math.exp(rng.uniform(-0.25, 0.25))
@@ -218,13 +221,21 @@ def metrics(per, items, max_fa=None, threshold=None):
         out["alarm"] = ev.alarm_at(scores, positive, threshold)
         # The same, split by where the negatives come from.
         out["false_alarm_by_source"] = {}
-        for src in ["rgb", "sim", "vtest"]:
+        for src in ["rgb", "sim", "vtest", "air"]:
             sel = np.array([not it["boxes"] and it["source"] == src for it in items])
             if sel.any():
                 out["false_alarm_by_source"][src] = {
                     "negatives": int(sel.sum()),
                     "false_alarms": int((scores[sel] >= threshold).sum()),
                 }
+        # Photos (every source but the training world's renders) and the
+        # training world's aerial renders, each on its own.
+        out["alarm_by_subset"] = {}
+        for name, keep in (("photos", lambda it: it["source"] != "air"),
+                           ("air", lambda it: it["source"] == "air")):
+            sel = np.array([keep(it) for it in items])
+            if sel.any():
+                out["alarm_by_subset"][name] = ev.alarm_at(scores[sel], positive[sel], threshold)
     out["curve"] = ev.pr_curve(scores, positive)
     return out
 
@@ -247,7 +258,7 @@ def main():
     ap.add_argument("--out-dir", default=str(REPO / "models"))
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--size", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=25)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr-mult", type=float, default=2.0)
@@ -256,8 +267,12 @@ def main():
                     help="times each fire-smoke-rgb negative is drawn per epoch")
     ap.add_argument("--sim-neg-repeat", type=int, default=4,
                     help="times each sim negative is drawn per epoch (each time another crop)")
+    ap.add_argument("--air-neg-repeat", type=int, default=2,
+                    help="times each training-world render without fire is drawn per epoch")
+    ap.add_argument("--air", default=str(REPO / "var/train/air"),
+                    help="render_incidents output of world_scenario.toml (fire positives and negatives)")
     ap.add_argument("--max-fa", type=float, default=0.05, help="false-alarm budget on val")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--smoke", action="store_true", help="few images, 1 epoch, small input")
     ap.add_argument("--eval-only", action="store_true", help="skip training (use best.pt)")
     a = ap.parse_args()
@@ -275,7 +290,8 @@ def main():
 
     # 1. Deduplicate and split.
     t0 = time.time()
-    items, dropped, n_in, n_groups = prep.prepare(Path(a.data), Path(a.neg_sim), Path(a.neg_vtest), a.seed)
+    items, dropped, n_in, n_groups = prep.prepare(Path(a.data), Path(a.neg_sim), Path(a.neg_vtest), a.seed,
+                                                  air=Path(a.air))
     split_sha = prep.write_split(work / "split.json", items, dropped, n_in, n_groups, a.seed)
     split = json.loads((work / "split.json").read_text())
     log(f"data: {n_in} images in, {len(dropped)} near-duplicates dropped, {len(items)} kept in "
@@ -329,7 +345,7 @@ def main():
     # Negatives are drawn several times an epoch (another random crop each
     # time): a first run drew each once and its highest-scoring val
     # negatives were sim frames (people on grass), then CCTV frames.
-    repeat = {"rgb": a.rgb_neg_repeat, "sim": a.sim_neg_repeat, "vtest": 1}
+    repeat = {"rgb": a.rgb_neg_repeat, "sim": a.sim_neg_repeat, "vtest": 1, "air": a.air_neg_repeat}
     neg_draws = [i for i in neg_idx for _ in range(repeat[train[i]["source"]])]
     steps_per_epoch = math.ceil((len(pos_idx) + len(neg_draws)) / a.batch)
     total_steps = steps_per_epoch * a.epochs
@@ -454,6 +470,9 @@ def main():
     (work / "metrics.json").write_text(json.dumps(result, indent=1))
     log(f"val: threshold {threshold:.3f} recall {val_m['alarm']['recall']:.3f} false alarm "
         f"{val_m['alarm']['false_alarm']:.3f}")
+    for name, x in test_m["alarm_by_subset"].items():
+        log(f"TEST {name}: recall {x['recall']:.3f} ({x['positives']} positive) false alarm "
+            f"{x['false_alarm']:.3f} ({x['negatives']} negative)")
     t = test_m["alarm"]
     log(f"TEST ({t['positives']} positive, {t['negatives']} negative images): recall {t['recall']:.3f} "
         f"false alarm {t['false_alarm']:.3f} at {threshold:.3f}; AP50 fire {test_m['ap50']['fire']:.3f} "

@@ -19,19 +19,31 @@
 //! seed picks who stands where and which vtest.avi pedestrian each one
 //! is), so the same command writes the same pictures.
 //!
+//! With `--survey N [--survey-seed S]` it renders N more frames from
+//! random poses over the whole ground instead of around the incidents
+//! (files `survey_NNNN.png`, incident id `survey`): a uniformly random
+//! point of the ground, heading, altitude (one of `--altitudes`) and
+//! gimbal pitch in [−90°, −25°]; one frame in eight stands on the ground
+//! (2 m up) and looks at the horizon (pitch 0° to −10°), as the camera
+//! does before take-off. The seed fixes the poses.
+//!
 //! `truth.json` lists every frame: its file, the incident it looks at, the
-//! pose, and each person whose feet are in the image
+//! pose, each person whose feet are in the image
 //! (`RenderedFrame::visible`) with their incident id and pixel box
-//! (x1, y1, x2, y2, unclipped).
+//! (x1, y1, x2, y2, unclipped), and each fire whose flames or smoke
+//! reach into the image (`FireInView`: the flames' and the smoke's boxes,
+//! unclipped).
 
 use std::path::PathBuf;
 
 use opencv::core::Vector;
 use opencv::imgcodecs;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tiancha_geometry::camera::{Attitude, CameraPose, GimbalAngles, GimbalMount};
 use tiancha_geometry::geodesy::{LatLon, LocalFrame};
-use tiancha_sim::camera::{CameraSpec, IncidentKind, Renderer, Scenario};
+use tiancha_sim::camera::{CameraSpec, FireInView, IncidentKind, Renderer, Scenario};
 
 struct Args {
     scenario: PathBuf,
@@ -42,6 +54,8 @@ struct Args {
     pitch: f64,
     hfov: f64,
     sim_time: f64,
+    survey: usize,
+    survey_seed: u64,
 }
 
 fn list(s: &str) -> Result<Vec<f64>, String> {
@@ -60,6 +74,8 @@ fn parse_args() -> Result<Args, String> {
         pitch: -45.0,
         hfov: 30.0,
         sim_time: 60.0,
+        survey: 0,
+        survey_seed: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -86,6 +102,10 @@ fn parse_args() -> Result<Args, String> {
             "--pitch" => a.pitch = v()?.parse().map_err(|e| format!("--pitch: {e}"))?,
             "--hfov" => a.hfov = v()?.parse().map_err(|e| format!("--hfov: {e}"))?,
             "--sim-time" => a.sim_time = v()?.parse().map_err(|e| format!("--sim-time: {e}"))?,
+            "--survey" => a.survey = v()?.parse().map_err(|e| format!("--survey: {e}"))?,
+            "--survey-seed" => {
+                a.survey_seed = v()?.parse().map_err(|e| format!("--survey-seed: {e}"))?
+            }
             "-h" | "--help" => {
                 println!("see the doc comment of sim/examples/render_incidents.rs");
                 std::process::exit(0);
@@ -124,6 +144,16 @@ struct Shot {
     alt_m: f64,
     gimbal_pitch_deg: f64,
     people: Vec<Person>,
+    fires: Vec<FireInView>,
+}
+
+/// Where a shot was taken from, relative to what it looks at.
+struct ShotPose {
+    altitude_m: f64,
+    heading_deg: f64,
+    along_m: f64,
+    right_m: f64,
+    pitch_deg: f64,
 }
 
 #[derive(Serialize)]
@@ -154,6 +184,50 @@ fn run() -> Result<(), String> {
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let ground = scenario.ground_alt_m;
     let mut frames = Vec::new();
+    // Renders one pose and records its truth.
+    let (w, h) = (spec.width_px as f64, spec.height_px as f64);
+    let mut shoot = |file: String, incident_id: &str, pose: &CameraPose, shot: ShotPose| {
+        let frame = renderer
+            .render(pose, a.sim_time)
+            .map_err(|e| e.to_string())?;
+        let path = a.out.join(&file);
+        let ok = imgcodecs::imwrite(&path, &frame.image, &Vector::new())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if !ok {
+            return Err(format!("{}: could not write", path.display()));
+        }
+        let people: Vec<Person> = frame
+            .visible()
+            .map(|p| Person {
+                incident_id: p.incident_id.clone(),
+                member: p.member,
+                bbox_px: p.bbox_px,
+                foot_px: p.foot_px,
+                range_m: p.range_m,
+            })
+            .collect();
+        let overlaps = |b: &[f64; 4]| b[0] < w && b[2] > 0.0 && b[1] < h && b[3] > 0.0;
+        let fires: Vec<FireInView> = frame
+            .fires
+            .into_iter()
+            .filter(|f| overlaps(&f.flames_px) || f.smoke_px.as_ref().is_some_and(overlaps))
+            .collect();
+        frames.push(Shot {
+            file,
+            incident_id: incident_id.to_string(),
+            altitude_m: shot.altitude_m,
+            heading_deg: shot.heading_deg,
+            offset_along_m: shot.along_m,
+            offset_right_m: shot.right_m,
+            lat_deg: pose.position.lat_deg,
+            lon_deg: pose.position.lon_deg,
+            alt_m: pose.position.alt_m,
+            gimbal_pitch_deg: shot.pitch_deg,
+            people,
+            fires,
+        });
+        Ok::<(), String>(())
+    };
     for inc in &scenario.incidents {
         let at = match &inc.kind {
             IncidentKind::Gathering { at, .. }
@@ -178,42 +252,51 @@ fn run() -> Result<(), String> {
                         Attitude::new(0.0, 0.0, heading),
                         GimbalAngles::new(0.0, a.pitch, 0.0, GimbalMount::Stabilized),
                     );
-                    let frame = renderer
-                        .render(&pose, a.sim_time)
-                        .map_err(|e| e.to_string())?;
                     let file = format!("{}_a{h:.0}_h{heading:03.0}_o{k}.png", inc.id);
-                    let path = a.out.join(&file);
-                    let ok = imgcodecs::imwrite(&path, &frame.image, &Vector::new())
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                    if !ok {
-                        return Err(format!("{}: could not write", path.display()));
-                    }
-                    let people: Vec<Person> = frame
-                        .visible()
-                        .map(|p| Person {
-                            incident_id: p.incident_id.clone(),
-                            member: p.member,
-                            bbox_px: p.bbox_px,
-                            foot_px: p.foot_px,
-                            range_m: p.range_m,
-                        })
-                        .collect();
-                    frames.push(Shot {
-                        file,
-                        incident_id: inc.id.clone(),
+                    let shot = ShotPose {
                         altitude_m: h,
                         heading_deg: heading,
-                        offset_along_m: along,
-                        offset_right_m: right,
-                        lat_deg: position.lat_deg,
-                        lon_deg: position.lon_deg,
-                        alt_m: position.alt_m,
-                        gimbal_pitch_deg: a.pitch,
-                        people,
-                    });
+                        along_m: along,
+                        right_m: right,
+                        pitch_deg: a.pitch,
+                    };
+                    shoot(file, &inc.id, &pose, shot)?;
                 }
             }
         }
+    }
+    // The survey: random poses over the whole ground.
+    let origin = LocalFrame::new(
+        LatLon::new(scenario.origin.lat_deg, scenario.origin.lon_deg).with_alt(ground),
+    );
+    let g = &scenario.ground;
+    let mut rng = StdRng::seed_from_u64(a.survey_seed);
+    for i in 0..a.survey {
+        let n = rng.random_range(g.south_m..g.north_m);
+        let e = rng.random_range(g.west_m..g.east_m);
+        let heading = rng.random_range(0.0..360.0_f64).round();
+        let on_ground = rng.random_range(0..8) == 0;
+        let (h, pitch) = if on_ground {
+            (2.0, rng.random_range(-10.0..=0.0_f64).round())
+        } else {
+            let k = rng.random_range(0..a.altitudes.len());
+            (a.altitudes[k], rng.random_range(-90.0..=-25.0_f64).round())
+        };
+        let position = origin.from_ned(nalgebra::Vector3::new(n, e, -h));
+        let pose = CameraPose::new(
+            0,
+            position,
+            Attitude::new(0.0, 0.0, heading),
+            GimbalAngles::new(0.0, pitch, 0.0, GimbalMount::Stabilized),
+        );
+        let shot = ShotPose {
+            altitude_m: h,
+            heading_deg: heading,
+            along_m: 0.0,
+            right_m: 0.0,
+            pitch_deg: pitch,
+        };
+        shoot(format!("survey_{i:04}.png"), "survey", &pose, shot)?;
     }
     let truth = Truth {
         scenario: a.scenario.display().to_string(),
