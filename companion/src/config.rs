@@ -238,6 +238,10 @@ pub struct CameraSection {
     /// ```
     #[serde(default)]
     pub extra_models: Vec<ExtraModelSection>,
+    /// The gimbal's thermal camera, a second stream
+    /// ([`crate::thermal::ThermalSection`]).
+    #[serde(default)]
+    pub thermal: Option<crate::thermal::ThermalSection>,
 }
 
 /// One extra model of a camera (`[[camera.extra_models]]`).
@@ -567,6 +571,9 @@ impl CompanionConfig {
                 .is_some_and(|d| d.trim().is_empty())
             {
                 return Err("camera.openvino_device must not be empty".into());
+            }
+            if let Some(t) = &c.thermal {
+                t.validate()?;
             }
             for (i, e) in c.extra_models.iter().enumerate() {
                 let at = format!("camera.extra_models[{i}] ({})", e.model_manifest.display());

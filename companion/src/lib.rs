@@ -16,4 +16,5 @@ pub mod metrics;
 pub mod signing;
 pub mod spool;
 pub mod synthetic;
+pub mod thermal;
 pub mod vehicle;

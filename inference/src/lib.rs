@@ -95,6 +95,7 @@ pub mod error;
 pub mod events;
 pub mod frame;
 pub mod geotag;
+pub mod hotspot;
 pub mod image_motion;
 pub mod manifest;
 pub mod model_set;

@@ -258,7 +258,7 @@ def main():
     ap.add_argument("--out-dir", default=str(REPO / "models"))
     ap.add_argument("--seed", type=int, default=15)
     ap.add_argument("--size", type=int, default=320)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--head-lr-mult", type=float, default=2.0)

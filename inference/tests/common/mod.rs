@@ -3,6 +3,8 @@
 //! ONNX models the tests generate.
 #![allow(dead_code)]
 
+pub mod thermal;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
