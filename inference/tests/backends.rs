@@ -247,17 +247,9 @@ fn tract_and_ort_agree_on(
 #[cfg(feature = "ort")]
 #[test]
 fn tract_and_ort_agree_on_the_fire_smoke_model() {
-    let dir = common::workspace_root().join("../shared/data/fire-smoke-rgb/test/images");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the shared data sets sit beside the checkout)",
-                dir.display()
-            )
-        })
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = common::thermal::sorted_files(
+        &common::workspace_root().join("../shared/data/fire-smoke-rgb/test/images"),
+    );
     let frames: Vec<Frame> = files
         .iter()
         .take(24)

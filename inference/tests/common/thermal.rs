@@ -33,10 +33,10 @@ fn stem(p: &Path) -> String {
     n.split(".rf.").next().unwrap().to_string()
 }
 
-/// The images of one split (`train`, `valid`, `test`), one per stem.
-pub fn split(root: &Path, name: &str) -> Vec<Labelled> {
-    let dir = root.join(name).join("images");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+/// The files of a folder of the shared data sets (../shared/data), sorted;
+/// a missing folder is a panic that says where the data sets belong.
+pub fn sorted_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| {
             panic!(
                 "{}: {e} (the shared data sets sit beside the checkout)",
@@ -46,6 +46,12 @@ pub fn split(root: &Path, name: &str) -> Vec<Labelled> {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
+    files
+}
+
+/// The images of one split (`train`, `valid`, `test`), one per stem.
+pub fn split(root: &Path, name: &str) -> Vec<Labelled> {
+    let files = sorted_files(&root.join(name).join("images"));
     let mut seen = BTreeSet::new();
     let mut out = vec![];
     for path in files {
