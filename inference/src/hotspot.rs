@@ -22,6 +22,8 @@
 //! 4. its box, padded by `pad` of its size on each side (hand-drawn
 //!    boxes hold the glow around a fire).
 //!
+//! A blob of a band with a `max` (warm bodies) that touches a blob of a
+//! hotter band is dropped: it is that blob's rim, blurred by the optics.
 //! The score is 0.5 at `hot` and reaches 1 as the blob's peak rises one
 //! more `hot − background` above it. Persistence over frames and the
 //! place on the ground are the event rules' business (`events`), as for
@@ -311,6 +313,20 @@ impl HotspotDetector {
         for (class_id, band) in self.bands.iter().enumerate() {
             self.band(&smooth, background, class_id, band, &mut out)?;
         }
+        // A warm blob that touches a hotter band's blob is that blob's
+        // rim (the optics blur a fire's edge through every temperature
+        // down to the ground's), not a body of its own.
+        let hot: Vec<(BBox, f32)> = out
+            .iter()
+            .map(|d| (d.bbox, self.bands[d.class_id].hot))
+            .collect();
+        out.retain(|d| {
+            let band = &self.bands[d.class_id];
+            band.max.is_none()
+                || !hot
+                    .iter()
+                    .any(|(b, level)| *level > band.hot && touches(b, &d.bbox))
+        });
         Ok(out)
     }
 
@@ -411,6 +427,11 @@ impl HotspotDetector {
         }
         Ok(())
     }
+}
+
+/// Two boxes overlap or touch (within a pixel).
+fn touches(a: &BBox, b: &BBox) -> bool {
+    a.x1 <= b.x2 + 1.0 && b.x1 <= a.x2 + 1.0 && a.y1 <= b.y2 + 1.0 && b.y1 <= a.y2 + 1.0
 }
 
 /// Median of a `CV_32FC1` image (every fourth pixel of every fourth row

@@ -11,7 +11,7 @@
 //! `east = west_m + (x + 0.5)·m`, `north = north_m − (y + 0.5)·m` where
 //! `m` is `metres_per_px`: north is up, east is right.
 
-use opencv::core::{self, Mat, Point, Scalar, Size, Vector, CV_32FC3, CV_8UC3};
+use opencv::core::{self, Mat, Point, Scalar, Size, Vector, CV_32FC3, CV_8UC1, CV_8UC3};
 use opencv::imgproc;
 use opencv::prelude::*;
 use rand::rngs::StdRng;
@@ -29,6 +29,9 @@ const SHIFT: i32 = 3;
 pub struct GroundTexture {
     /// BGR, 8 bits.
     pub image: Mat,
+    /// What each texel is made of ([`Material`] as `u8`): the thermal
+    /// view's temperatures (`super::thermal`).
+    pub material: Mat,
     pub frame: LocalFrame,
     pub west_m: f64,
     pub north_m: f64,
@@ -47,7 +50,40 @@ impl std::fmt::Debug for GroundTexture {
     }
 }
 
+/// What a texel of the ground is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Material {
+    /// Crops, grass and soil: the fields (and anything not drawn over).
+    Field = 0,
+    /// Packed earth of a village's yards.
+    Yard = 1,
+    /// House roofs.
+    Roof = 2,
+    /// Road surface.
+    Road = 3,
+    /// Ponds.
+    Water = 4,
+}
+
 impl GroundTexture {
+    fn mark(
+        &self,
+        m: &mut Mat,
+        ring: &Vector<Vector<Point>>,
+        what: Material,
+    ) -> Result<(), CameraError> {
+        imgproc::fill_poly(
+            m,
+            ring,
+            Scalar::all(what as u8 as f64),
+            imgproc::LINE_8,
+            SHIFT,
+            Point::new(0, 0),
+        )?;
+        Ok(())
+    }
+
     /// East/north metres → texel coordinates (continuous).
     pub fn texel_of_en(&self, east: f64, north: f64) -> (f64, f64) {
         (
@@ -76,6 +112,7 @@ impl GroundTexture {
         let g = &s.ground;
         let mut t = GroundTexture {
             image: Mat::default(),
+            material: Mat::default(),
             frame: s.frame(),
             west_m: g.west_m,
             north_m: g.north_m,
@@ -89,9 +126,15 @@ impl GroundTexture {
             CV_8UC3,
             Scalar::new(88.0, 118.0, 112.0, 0.0),
         )?;
+        let mut material = Mat::new_rows_cols_with_default(
+            h as i32,
+            w as i32,
+            CV_8UC1,
+            Scalar::all(Material::Field as u8 as f64),
+        )?;
         t.draw_fields(&mut img, g, &mut rng)?;
         for v in &g.villages {
-            t.draw_village(&mut img, &v.polygon, v.houses, &mut rng)?;
+            t.draw_village(&mut img, &mut material, &v.polygon, v.houses, &mut rng)?;
         }
         for r in &g.roads {
             let pts = t.points(&r.path);
@@ -115,6 +158,15 @@ impl GroundTexture {
                 imgproc::LINE_AA,
                 SHIFT,
             )?;
+            imgproc::polylines(
+                &mut material,
+                &pts,
+                false,
+                Scalar::all(Material::Road as u8 as f64),
+                width,
+                imgproc::LINE_8,
+                SHIFT,
+            )?;
         }
         for a in &g.water {
             let pts = t.points(&a.polygon);
@@ -135,9 +187,11 @@ impl GroundTexture {
                 SHIFT,
                 Point::new(0, 0),
             )?;
+            t.mark(&mut material, &pts, Material::Water)?;
         }
         add_noise(&mut img, s.seed)?;
         t.image = img;
+        t.material = material;
         Ok(t)
     }
 
@@ -270,6 +324,7 @@ impl GroundTexture {
     fn draw_village(
         &self,
         img: &mut Mat,
+        material: &mut Mat,
         polygon: &[GeoPoint],
         houses: u32,
         rng: &mut StdRng,
@@ -289,6 +344,7 @@ impl GroundTexture {
             SHIFT,
             Point::new(0, 0),
         )?;
+        self.mark(material, &v, Material::Yard)?;
         let (min_e, max_e) = ring
             .iter()
             .fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.0), a.1.max(p.0)));
@@ -358,6 +414,9 @@ impl GroundTexture {
                 imgproc::LINE_AA,
                 SHIFT,
             )?;
+            let mut roof = Vector::<Vector<Point>>::new();
+            roof.push(self.en_points(&[shaded[0], shaded[1], lit[2], lit[3]]));
+            self.mark(material, &roof, Material::Roof)?;
         }
         Ok(())
     }

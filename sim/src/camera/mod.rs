@@ -40,6 +40,7 @@ pub mod render;
 pub mod scenario;
 pub mod sprites;
 pub mod stream;
+pub mod thermal;
 pub mod timestamp;
 
 use std::io::Write;

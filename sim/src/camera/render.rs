@@ -292,72 +292,18 @@ impl Renderer {
     }
 
     fn draw_ground(&self, view: &CameraView, image: &mut Mat) -> Result<(), CameraError> {
-        let g = &self.ground;
-        let k = self.ideal.intrinsics;
-        let flat = FlatGround::new(g.alt_m);
-        let cam = view.pose.position;
-        if cam.alt_m <= g.alt_m + 0.01 {
-            // On or below the ground: nothing but a dark image.
-            image.set_to_def(&Scalar::all(20.0)).map_err(cv_err)?;
-            return Ok(());
-        }
-        let here = g.frame.to_en(cam.horizontal());
-        let centre = Point2::new(k.cx_px, k.cy_px);
-        let (anchor, range) = match view.pixel_to_ground(centre, &flat) {
-            Ok(hit) if hit.range_m < 3_000.0 => {
-                (g.frame.to_en(hit.point.horizontal()), hit.range_m)
+        let (h, sky) = match ground_projection(&self.ground, &self.ideal, view)? {
+            GroundProjection::Underground => {
+                // On or below the ground: nothing but a dark image.
+                image.set_to_def(&Scalar::all(20.0)).map_err(cv_err)?;
+                return Ok(());
             }
-            _ => {
-                // Looking at or above the horizon: anchor on the ground
-                // 200 m ahead along the view's horizontal direction.
-                let fwd = view.r_ned_cam() * Vector3::z();
-                let h = nalgebra::Vector2::new(fwd.x, fwd.y);
-                let h = if h.norm() > 1e-6 {
-                    h.normalize()
-                } else {
-                    nalgebra::Vector2::x()
-                };
-                ((here.0 + 200.0 * h.y, here.1 + 200.0 * h.x), 200.0)
-            }
+            GroundProjection::AllSky => return Ok(()),
+            GroundProjection::Ground { h, sky } => (h, sky),
         };
-        let mut half = (range * 0.5).clamp(5.0, 1_000.0);
-        let mut pairs = None;
-        for _ in 0..8 {
-            let corners = [(-half, -half), (half, -half), (half, half), (-half, half)];
-            let mut src = Vector::<Point2f>::new();
-            let mut dst = Vector::<Point2f>::new();
-            let mut ok = true;
-            for (de, dn) in corners {
-                let (e, n) = (anchor.0 + de, anchor.1 + dn);
-                let p = g.frame.from_en(e, n).with_alt(g.alt_m);
-                match view.ground_to_pixel(p) {
-                    Some(px) if px.x.abs() < 1e7 && px.y.abs() < 1e7 => {
-                        let (tx, ty) = g.texel_of_en(e, n);
-                        // Model pixels are continuous (the image spans
-                        // [0, W]); OpenCV's pixel i is centred at i.
-                        src.push(Point2f::new(tx as f32, ty as f32));
-                        dst.push(Point2f::new((px.x - 0.5) as f32, (px.y - 0.5) as f32));
-                    }
-                    _ => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if ok {
-                pairs = Some((src, dst));
-                break;
-            }
-            half /= 2.0;
-        }
-        let Some((src, dst)) = pairs else {
-            return Ok(()); // all sky
-        };
-        // f64 homography from the f32 points (OpenCV's own solver).
-        let h = imgproc::get_perspective_transform_def(&src, &dst).map_err(cv_err)?;
         let mut warped = Mat::default();
         imgproc::warp_perspective(
-            &g.image,
+            &self.ground.image,
             &mut warped,
             &h,
             image.size().map_err(cv_err)?,
@@ -366,40 +312,7 @@ impl Renderer {
             self.haze,
         )
         .map_err(cv_err)?;
-        // Sky: where the inverse homography's w has the wrong sign (the
-        // ray goes above the horizon).
-        let mut hinv = Mat::default();
-        core::invert(&h, &mut hinv, core::DECOMP_LU).map_err(cv_err)?;
-        let r = |i: i32, j: i32| -> Result<f64, CameraError> {
-            Ok(*hinv.at_2d::<f64>(i, j).map_err(cv_err)?)
-        };
-        let (a, b, c) = (r(2, 0)?, r(2, 1)?, r(2, 2)?);
-        let d0 = dst.get(0).map_err(cv_err)?;
-        let sign = (a * d0.x as f64 + b * d0.y as f64 + c).signum();
-        let (a, b, c) = (a * sign, b * sign, c * sign);
-        let (w, hh) = (k.width_px as f64, k.height_px as f64);
-        // Keep a margin above the horizon line: w → 0 there.
-        let eps = 1e-6 * (a.abs() * w + b.abs() * hh + c.abs());
-        let sky = clip_half_plane(&[(0.0, 0.0), (w, 0.0), (w, hh), (0.0, hh)], |x, y| {
-            -(a * x + b * y + c - eps)
-        });
-        if sky.len() >= 3 {
-            let poly: Vector<Point> = sky
-                .iter()
-                .map(|&(x, y)| Point::new((x * 8.0).round() as i32, (y * 8.0).round() as i32))
-                .collect();
-            let mut v = Vector::<Vector<Point>>::new();
-            v.push(poly);
-            imgproc::fill_poly(
-                &mut warped,
-                &v,
-                self.sky,
-                imgproc::LINE_AA,
-                3,
-                Point::new(0, 0),
-            )
-            .map_err(cv_err)?;
-        }
+        fill_sky(&mut warped, &sky, self.sky)?;
         *image = warped;
         Ok(())
     }
@@ -661,4 +574,119 @@ pub fn pixel_to_ground(
         .pixel_to_ground(Point2::new(px.0, px.1), &FlatGround::new(ground_alt_m))?
         .point
         .horizontal())
+}
+
+/// How the ground texture lands in a picture.
+pub(crate) enum GroundProjection {
+    /// The camera is on or below the ground.
+    Underground,
+    /// Nothing of the ground is in view.
+    AllSky,
+    /// Texel → pixel homography (OpenCV pixel centres), and the polygon
+    /// of the picture above the horizon (pixels, possibly empty).
+    Ground { h: Mat, sky: Vec<(f64, f64)> },
+}
+
+/// The homography that maps the ground texture into an ideal (undistorted)
+/// camera's picture, by four ground points around where the optical axis
+/// meets the ground (or 200 m ahead when it looks above the horizon).
+pub(crate) fn ground_projection(
+    g: &GroundTexture,
+    ideal: &CameraModel,
+    view: &CameraView,
+) -> Result<GroundProjection, CameraError> {
+    let k = ideal.intrinsics;
+    let flat = FlatGround::new(g.alt_m);
+    let cam = view.pose.position;
+    if cam.alt_m <= g.alt_m + 0.01 {
+        return Ok(GroundProjection::Underground);
+    }
+    let here = g.frame.to_en(cam.horizontal());
+    let centre = Point2::new(k.cx_px, k.cy_px);
+    let (anchor, range) = match view.pixel_to_ground(centre, &flat) {
+        Ok(hit) if hit.range_m < 3_000.0 => (g.frame.to_en(hit.point.horizontal()), hit.range_m),
+        _ => {
+            // Looking at or above the horizon: anchor on the ground
+            // 200 m ahead along the view's horizontal direction.
+            let fwd = view.r_ned_cam() * Vector3::z();
+            let h = nalgebra::Vector2::new(fwd.x, fwd.y);
+            let h = if h.norm() > 1e-6 {
+                h.normalize()
+            } else {
+                nalgebra::Vector2::x()
+            };
+            ((here.0 + 200.0 * h.y, here.1 + 200.0 * h.x), 200.0)
+        }
+    };
+    let mut half = (range * 0.5).clamp(5.0, 1_000.0);
+    let mut pairs = None;
+    for _ in 0..8 {
+        let corners = [(-half, -half), (half, -half), (half, half), (-half, half)];
+        let mut src = Vector::<Point2f>::new();
+        let mut dst = Vector::<Point2f>::new();
+        let mut ok = true;
+        for (de, dn) in corners {
+            let (e, n) = (anchor.0 + de, anchor.1 + dn);
+            let p = g.frame.from_en(e, n).with_alt(g.alt_m);
+            match view.ground_to_pixel(p) {
+                Some(px) if px.x.abs() < 1e7 && px.y.abs() < 1e7 => {
+                    let (tx, ty) = g.texel_of_en(e, n);
+                    // Model pixels are continuous (the image spans
+                    // [0, W]); OpenCV's pixel i is centred at i.
+                    src.push(Point2f::new(tx as f32, ty as f32));
+                    dst.push(Point2f::new((px.x - 0.5) as f32, (px.y - 0.5) as f32));
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            pairs = Some((src, dst));
+            break;
+        }
+        half /= 2.0;
+    }
+    let Some((src, dst)) = pairs else {
+        return Ok(GroundProjection::AllSky);
+    };
+    // f64 homography from the f32 points (OpenCV's own solver).
+    let h = imgproc::get_perspective_transform_def(&src, &dst).map_err(cv_err)?;
+    // Sky: where the inverse homography's w has the wrong sign (the ray
+    // goes above the horizon).
+    let mut hinv = Mat::default();
+    core::invert(&h, &mut hinv, core::DECOMP_LU).map_err(cv_err)?;
+    let r = |i: i32, j: i32| -> Result<f64, CameraError> {
+        Ok(*hinv.at_2d::<f64>(i, j).map_err(cv_err)?)
+    };
+    let (a, b, c) = (r(2, 0)?, r(2, 1)?, r(2, 2)?);
+    let d0 = dst.get(0).map_err(cv_err)?;
+    let sign = (a * d0.x as f64 + b * d0.y as f64 + c).signum();
+    let (a, b, c) = (a * sign, b * sign, c * sign);
+    let (w, hh) = (k.width_px as f64, k.height_px as f64);
+    // Keep a margin above the horizon line: w → 0 there.
+    let eps = 1e-6 * (a.abs() * w + b.abs() * hh + c.abs());
+    let sky = clip_half_plane(&[(0.0, 0.0), (w, 0.0), (w, hh), (0.0, hh)], |x, y| {
+        -(a * x + b * y + c - eps)
+    });
+    Ok(GroundProjection::Ground { h, sky })
+}
+
+/// Paint the sky polygon of [`ground_projection`] (any Mat type).
+pub(crate) fn fill_sky(
+    image: &mut Mat,
+    sky: &[(f64, f64)],
+    colour: Scalar,
+) -> Result<(), CameraError> {
+    if sky.len() < 3 {
+        return Ok(());
+    }
+    let poly: Vector<Point> = sky
+        .iter()
+        .map(|&(x, y)| Point::new((x * 8.0).round() as i32, (y * 8.0).round() as i32))
+        .collect();
+    let mut v = Vector::<Vector<Point>>::new();
+    v.push(poly);
+    imgproc::fill_poly(image, &v, colour, imgproc::LINE_AA, 3, Point::new(0, 0)).map_err(cv_err)
 }
