@@ -170,8 +170,9 @@ is dropped): hard ones for the burnt rooms, firefighters and orange light.
 
 Synthetic share: {syn} of {total} images after deduplication are sim
 renders; {syn_pos} of the {all_pos} positive images are synthetic (the
-training world's fires; the demo's place has no fire in the training data,
-so the demo's straw fire is seen by a model that never saw that place).
+training world's fires). The demo's place is in the training data only as
+the 24 negative renders around its lane-1 gathering (from before a fire was
+placed there): its straw fire is seen by a model that never saw it.
 
 ## Deduplication and split
 
