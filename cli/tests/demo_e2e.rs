@@ -15,6 +15,8 @@
 //!   would not add a row, so "once" is the count of rows per incident);
 //! - the geotag table: alerts within 8 m of their incident, median ≤ 3 m
 //!   per person over every track point;
+//! - the straw fire (issue 15), seen by the companion's extra fire/smoke
+//!   model, is one `fire` alert and one case on the governance route;
 //! - live video (issue 9): headless Chromium logged in as the demo
 //!   operator shows the sim camera's picture (its burned-in time read
 //!   back) with the companion's overlay on it, over the ground station
@@ -206,6 +208,23 @@ fn the_demo_flies_the_patrol_and_every_incident_raises_one_alert_through_a_link_
     let median = s["person_geotag_error_median_m"].as_f64().unwrap();
     assert!(median <= 3.0, "per-person median {median} m\n{context}");
     assert!(s["receiver_cases"].as_u64().unwrap() >= placed.len() as u64);
+    // The straw fire, seen by the fire/smoke model (issue 15): a `fire`
+    // alert, a safety case that reached the governance centre's route,
+    // and only that one.
+    let fire = &s["alerts_per_incident"]["straw-fire-lane-2"];
+    assert_eq!(fire, 1, "the fire was placed and alerted once\n{context}");
+    let fire_alert = s["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["incident"] == "straw-fire-lane-2")
+        .expect("the fire's alert");
+    assert_eq!(fire_alert["category"], "fire", "{fire_alert}");
+    assert_eq!(
+        s["receiver_routes"]["fire"],
+        serde_json::json!(["governance"]),
+        "the fire case's route\n{context}"
+    );
 
     // The cut: the drone flew on, alerts raised meanwhile arrived after.
     let cut = &s["ground_link_cut"];

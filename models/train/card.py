@@ -211,8 +211,10 @@ placed there): its straw fire is seen by a model that never saw it.
   + {cfg['wh_weight']} x GIoU of the boxes decoded at every cell inside a box's
   Gaussian, weighted by the Gaussian and log(box area).
 - Augmentation: random crop (55-100 % of the side, aspect +-25 %; tile-sized
-  crops of the wide sim/vtest frames; half of the training-world renders
-  whole, as the eye squeezes the whole frame into the model), horizontal flip, brightness, contrast
+  crops of the wide sim/vtest frames; half of the sim renders whole, as
+  the eye squeezes the whole frame into the model; every other sim render
+  carries the sim camera's burnt-in capture-time panel, a gimbal camera's
+  OSD), horizontal flip, brightness, contrast
   and saturation +-30-40 %; input stretched to {cfg['size']}x{cfg['size']}.
 - AdamW, lr {cfg['lr']}, warm-up then cosine, weight decay 1e-4, gradient clip 10.
 - Model selection: the epoch with the best val (mean AP50 + recall at <= 5 %

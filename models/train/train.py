@@ -70,7 +70,7 @@ def augment(img: np.ndarray, boxes, size: int, rng: np.random.Generator, source:
         ar = math.exp(rng.uniform(-0.25, 0.25))
         cw = min(w, max(32, int(round(w * s * math.sqrt(ar)))))
         ch = min(h, max(32, int(round(h * s / math.sqrt(ar)))))
-    elif source == "air" and rng.random() < 0.5:
+    elif source in ("air", "sim") and rng.random() < 0.5:
         # The whole frame, as the eye's whole-frame hazard model sees it.
         cw, ch = w, h
     else:  # wide aerial / street frames: tile-sized crops as the eye cuts them

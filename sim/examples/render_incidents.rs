@@ -27,6 +27,11 @@
 //! (2 m up) and looks at the horizon (pitch 0° to −10°), as the camera
 //! does before take-off. The seed fixes the poses.
 //!
+//! With `--osd-every N` every Nth frame (the 1st, the N+1th, …) gets the
+//! sim camera stream's burnt-in capture-time panel in its top-left corner
+//! (`timestamp::burn_timestamp`, as a gimbal camera's OSD), with a time
+//! that is a fixed function of the frame's index; `osd` in its truth.
+//!
 //! `truth.json` lists every frame: its file, the incident it looks at, the
 //! pose, each person whose feet are in the image
 //! (`RenderedFrame::visible`) with their incident id and pixel box
@@ -43,6 +48,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tiancha_geometry::camera::{Attitude, CameraPose, GimbalAngles, GimbalMount};
 use tiancha_geometry::geodesy::{LatLon, LocalFrame};
+use tiancha_sim::camera::timestamp::burn_timestamp;
 use tiancha_sim::camera::{CameraSpec, FireInView, IncidentKind, Renderer, Scenario};
 
 struct Args {
@@ -56,6 +62,7 @@ struct Args {
     sim_time: f64,
     survey: usize,
     survey_seed: u64,
+    osd_every: usize,
 }
 
 fn list(s: &str) -> Result<Vec<f64>, String> {
@@ -76,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         sim_time: 60.0,
         survey: 0,
         survey_seed: 1,
+        osd_every: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -102,6 +110,7 @@ fn parse_args() -> Result<Args, String> {
             "--pitch" => a.pitch = v()?.parse().map_err(|e| format!("--pitch: {e}"))?,
             "--hfov" => a.hfov = v()?.parse().map_err(|e| format!("--hfov: {e}"))?,
             "--sim-time" => a.sim_time = v()?.parse().map_err(|e| format!("--sim-time: {e}"))?,
+            "--osd-every" => a.osd_every = v()?.parse().map_err(|e| format!("--osd-every: {e}"))?,
             "--survey" => a.survey = v()?.parse().map_err(|e| format!("--survey: {e}"))?,
             "--survey-seed" => {
                 a.survey_seed = v()?.parse().map_err(|e| format!("--survey-seed: {e}"))?
@@ -145,6 +154,8 @@ struct Shot {
     gimbal_pitch_deg: f64,
     people: Vec<Person>,
     fires: Vec<FireInView>,
+    /// The capture-time panel is burnt in.
+    osd: bool,
 }
 
 /// Where a shot was taken from, relative to what it looks at.
@@ -187,9 +198,15 @@ fn run() -> Result<(), String> {
     // Renders one pose and records its truth.
     let (w, h) = (spec.width_px as f64, spec.height_px as f64);
     let mut shoot = |file: String, incident_id: &str, pose: &CameraPose, shot: ShotPose| {
-        let frame = renderer
+        let mut frame = renderer
             .render(pose, a.sim_time)
             .map_err(|e| e.to_string())?;
+        let osd = a.osd_every > 0 && frames.len() % a.osd_every == 0;
+        if osd {
+            // 2026-01-01 plus a second per frame.
+            let unix_ms = 1_767_225_600_000 + 1_000 * frames.len() as i64;
+            burn_timestamp(&mut frame.image, unix_ms).map_err(|e| e.to_string())?;
+        }
         let path = a.out.join(&file);
         let ok = imgcodecs::imwrite(&path, &frame.image, &Vector::new())
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -225,6 +242,7 @@ fn run() -> Result<(), String> {
             gimbal_pitch_deg: shot.pitch_deg,
             people,
             fires,
+            osd,
         });
         Ok::<(), String>(())
     };
