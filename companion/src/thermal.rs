@@ -25,8 +25,6 @@
 //! the `boresight` angles from it; it geotags through the same camera
 //! model with those.
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 use tiancha_inference::hotspot::{Calibration, HotspotBand};
 
@@ -73,10 +71,6 @@ pub struct ThermalSection {
     /// The hotspot bands; the format's defaults when absent.
     #[serde(default)]
     pub bands: Option<Vec<HotspotBand>>,
-    /// A camera calibration file (intrinsics + distortion), instead of
-    /// `hfov_deg`'s ideal pinhole.
-    #[serde(default)]
-    pub camera_model: Option<PathBuf>,
 }
 
 impl ThermalSection {

@@ -322,17 +322,10 @@ impl ThermalRenderer {
                 )
                 .map_err(cv_err)?;
             }
-            let xs = flames.iter().map(|p| p.x as f64 / 8.0);
-            let ys = flames.iter().map(|p| p.y as f64 / 8.0);
             let centre = view.ground_to_pixel(g.frame.from_en(e0, n0).with_alt(g.alt_m));
             out.push(ThermalTarget {
                 incident_id: inc.id.clone(),
-                box_px: [
-                    xs.clone().fold(f64::MAX, f64::min),
-                    ys.clone().fold(f64::MAX, f64::min),
-                    xs.fold(f64::MIN, f64::max),
-                    ys.fold(f64::MIN, f64::max),
-                ],
+                box_px: bounds(flames.iter().map(|p| (p.x as f64 / 8.0, p.y as f64 / 8.0))),
                 in_image: centre.is_some_and(|c| k.contains(c)),
             });
         }
@@ -392,8 +385,6 @@ impl ThermalRenderer {
                 3,
             )
             .map_err(cv_err)?;
-            let xs = px.iter().map(|q| q.x);
-            let ys = px.iter().map(|q| q.y);
             out.push(ThermalTarget {
                 incident_id: self
                     .scenario
@@ -401,17 +392,19 @@ impl ThermalRenderer {
                     .get(p.incident)
                     .map(|i| i.id.clone())
                     .unwrap_or_default(),
-                box_px: [
-                    xs.clone().fold(f64::MAX, f64::min),
-                    ys.clone().fold(f64::MAX, f64::min),
-                    xs.fold(f64::MIN, f64::max),
-                    ys.fold(f64::MIN, f64::max),
-                ],
+                box_px: bounds(px.iter().map(|q| (q.x, q.y))),
                 in_image: k.contains(foot_px),
             });
         }
         Ok(out)
     }
+}
+
+/// The box (x1, y1, x2, y2) around points.
+fn bounds(points: impl Iterator<Item = (f64, f64)>) -> [f64; 4] {
+    points.fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, (x, y)| {
+        [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)]
+    })
 }
 
 /// A radiometric GRAY16 frame (`CV_16UC1`) of a °C frame:
